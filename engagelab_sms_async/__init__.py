@@ -1,0 +1,79 @@
+"""engagelab-sms-async: the asyncio client of EngageLab's SMS REST API.
+
+It never sends one SMS twice, never trips the API's limits and never loses a result.
+
+>>> from engagelab_sms_async import AsyncClient
+"""
+
+from ._client import DEFAULT_BASE_URL, AsyncClient
+from ._converter import converter
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    EngageLabError,
+    InvalidRequestError,
+    LimiterUnavailableError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from ._limiter import SlidingWindowLimiter, StatusLimiter
+from ._models import (
+    DayStats,
+    FailedItem,
+    MessageStatus,
+    ProcessFailedStats,
+    RejectedChunk,
+    SendFailedStats,
+    SendReport,
+    SendResult,
+    StatusPage,
+    StatusRecord,
+    SubStatus,
+    UnresolvedChunk,
+)
+from ._retry import RetryPolicy, is_retryable
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIError",
+    "AsyncClient",
+    "AuthenticationError",
+    "DayStats",
+    "EngageLabError",
+    "FailedItem",
+    "InvalidRequestError",
+    "LimiterUnavailableError",
+    "MessageStatus",
+    "ProcessFailedStats",
+    "RateLimitedError",
+    "RedisSlidingWindowLimiter",
+    "RejectedChunk",
+    "RetryPolicy",
+    "SendFailedStats",
+    "SendReport",
+    "SendResult",
+    "ServerError",
+    "SlidingWindowLimiter",
+    "StatusLimiter",
+    "StatusPage",
+    "StatusRecord",
+    "SubStatus",
+    "TransportError",
+    "UnresolvedChunk",
+    "ValidationError",
+    "__version__",
+    "converter",
+    "is_retryable",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The Redis limiter needs the [redis] extra: import it only when asked for.
+    if name == "RedisSlidingWindowLimiter":
+        from ._redis import RedisSlidingWindowLimiter
+
+        return RedisSlidingWindowLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

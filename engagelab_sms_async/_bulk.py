@@ -1,0 +1,104 @@
+"""The bulk-send pipeline: chunks pulled lazily, at most ``concurrency`` calls in flight, outcomes in the
+order they complete, and a report that accounts for every recipient.
+
+Memory stays flat whatever the input size: a chunk is pulled from the source only when a call slot is
+free, so at most ``concurrency`` chunks exist at once besides the one being assembled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+
+from ._errors import AuthenticationError, EngageLabError
+from ._models import RejectedChunk, SendReport, SendResult, UnresolvedChunk
+from ._retry import is_retryable
+
+__all__ = ["Outcome", "classify", "pipeline", "report"]
+
+Outcome = SendResult | UnresolvedChunk | RejectedChunk
+
+
+def classify(request_id: str, recipients: list[str], error: EngageLabError) -> Outcome:
+    """What a chunk's final error means for its recipients.
+
+    A retryable error after the last attempt leaves the outcome unknown (the API may have sent it before
+    the answer was lost): unresolved, safe to resend with the same request_id. Any other error is a refusal
+    of the whole call: nothing was sent.
+    """
+    if is_retryable(error):
+        return UnresolvedChunk(request_id, tuple(recipients), error)
+    return RejectedChunk(request_id, tuple(recipients), error)
+
+
+async def pipeline(
+    chunks: AsyncGenerator[list[str], None],
+    send_chunk: Callable[[int, list[str]], Awaitable[Outcome]],
+    *,
+    concurrency: int,
+    fail_fast: bool = False,
+) -> AsyncGenerator[tuple[int, Outcome], None]:
+    """Run ``send_chunk`` over ``chunks`` with at most ``concurrency`` in flight; yield ``(index, outcome)``
+    as each completes. New chunks stop being started after a failure when ``fail_fast``, and always after
+    an authentication failure (no later chunk could succeed). Closing the generator cancels the calls in
+    flight and closes the source."""
+    in_flight: dict[asyncio.Task[Outcome], int] = {}
+    index = 0
+    stopping = False
+    try:
+        while True:
+            while not stopping and len(in_flight) < concurrency:
+                chunk = await anext(chunks, None)
+                if chunk is None:
+                    stopping = True
+                    break
+                in_flight[asyncio.ensure_future(send_chunk(index, chunk))] = index
+                index += 1
+            if not in_flight:
+                return
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=in_flight.__getitem__):
+                position = in_flight.pop(task)
+                outcome = task.result()
+                if not isinstance(outcome, SendResult) and (
+                    fail_fast or isinstance(outcome.error, AuthenticationError)
+                ):
+                    stopping = True
+                yield position, outcome
+    finally:
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        await chunks.aclose()
+
+
+def report(outcomes: Iterable[tuple[int, Outcome]], job_id: str | None = None) -> SendReport:
+    """The ``SendReport`` of a finished job, chunks in input order, totals exact."""
+    results: list[tuple[int, SendResult]] = []
+    unresolved: list[tuple[int, UnresolvedChunk]] = []
+    rejected: list[tuple[int, RejectedChunk]] = []
+    recipients = succeeded = failed = 0
+    for index, outcome in outcomes:
+        recipients += len(outcome.recipients)
+        if isinstance(outcome, SendResult):
+            results.append((index, outcome))
+            succeeded += outcome.succeeded
+            failed += outcome.failed
+        elif isinstance(outcome, UnresolvedChunk):
+            unresolved.append((index, outcome))
+        else:
+            rejected.append((index, outcome))
+            failed += len(outcome.recipients)
+    return SendReport(
+        recipients=recipients,
+        succeeded=succeeded,
+        failed=failed,
+        results=tuple(result for _, result in sorted(results, key=_first)),
+        unresolved=tuple(chunk for _, chunk in sorted(unresolved, key=_first)),
+        rejected=tuple(chunk for _, chunk in sorted(rejected, key=_first)),
+        job_id=job_id,
+    )
+
+
+def _first(pair: tuple[int, object]) -> int:
+    return pair[0]

@@ -1,0 +1,100 @@
+"""THE cattrs converter: every model is structured from (and unstructured to) API JSON here.
+
+The API is loose with types, so the hooks are too, in one direction only: ``"2"`` becomes ``2``, ``0``
+becomes ``0.0``, ``"yyyy-mm-dd HH:MM:SS"`` a ``datetime``, ``""`` and ``null`` become ``None`` for optional
+fields, and unknown keys are ignored so a new field on the server never breaks a client.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import cattrs
+
+from ._models import MessageStatus, SubStatus
+
+__all__ = ["converter"]
+
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+def _to_int(value: Any, _: Any = None) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"expected an integer, got {value!r}")
+        return int(value)
+    return int(value)
+
+
+def _to_float(value: Any, _: Any = None) -> float:
+    if isinstance(value, bool):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _to_str(value: Any, _: Any = None) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _to_datetime(value: Any, _: Any = None) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.strptime(str(value), DATETIME_FORMAT)
+
+
+def _to_date(value: Any, _: Any = None) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+def _optional(structure: Any) -> Any:
+    def hook(value: Any, _: Any = None) -> Any:
+        if value is None or value == "":
+            return None
+        return structure(value)
+
+    return hook
+
+
+def _status(value: Any, _: Any = None) -> MessageStatus | int:
+    code = _to_int(value)
+    try:
+        return MessageStatus(code)
+    except ValueError:
+        return code
+
+
+def _sub_status(value: Any, _: Any = None) -> SubStatus | int | None:
+    if value is None or value == "":
+        return None
+    code = _to_int(value)
+    try:
+        return SubStatus(code)
+    except ValueError:
+        # A code the API added after this release: keep it rather than fail the whole page.
+        return code
+
+
+converter.register_structure_hook(int, _to_int)
+converter.register_structure_hook(float, _to_float)
+converter.register_structure_hook(str, _to_str)
+converter.register_structure_hook(dt.datetime, _to_datetime)
+converter.register_structure_hook(dt.date, _to_date)
+converter.register_structure_hook(int | None, _optional(_to_int))
+converter.register_structure_hook(str | None, _optional(_to_str))
+converter.register_structure_hook(dt.datetime | None, _optional(_to_datetime))
+converter.register_structure_hook(dt.date | None, _optional(_to_date))
+converter.register_structure_hook(MessageStatus | int, _status)
+converter.register_structure_hook(SubStatus | int | None, _sub_status)
+
+converter.register_unstructure_hook(dt.datetime, lambda value: value.strftime(DATETIME_FORMAT))
+converter.register_unstructure_hook(dt.date, lambda value: value.isoformat())
+converter.register_unstructure_hook(BaseException, repr)

@@ -1,0 +1,343 @@
+"""Sans-I/O core: one ``build_*``/``parse_*`` pair per endpoint, and the mapping of answers to errors.
+
+``build_*`` validates its arguments (raising ``ValidationError``) and returns a ``Call``: everything needed
+to make one HTTP request and nothing that makes it. ``parse_*`` takes that ``Call`` and the ``Answer``
+(status, headers, body) and returns models or raises the typed error. No network, no clock but the
+optional ``now`` for HTTP-date ``Retry-After`` values: all of it is tested without a server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+import attrs
+import cattrs
+
+from . import _validation as check
+from ._converter import converter
+from ._errors import (
+    CODE_PARTIAL_SUCCESS,
+    CODE_UNAUTHORIZED,
+    APIError,
+    AuthenticationError,
+    InvalidRequestError,
+    RateLimitedError,
+    ServerError,
+    ValidationError,
+)
+from ._models import (
+    DayStats,
+    FailedItem,
+    ProcessFailedStats,
+    SendFailedStats,
+    SendResult,
+    StatusPage,
+    StatusRecord,
+)
+
+__all__ = [
+    "STATS_PATHS",
+    "Answer",
+    "Call",
+    "StatsKind",
+    "build_send",
+    "build_stats",
+    "build_status",
+    "error_for",
+    "parse_retry_after",
+    "parse_send",
+    "parse_stats",
+    "parse_status",
+]
+
+StatsKind = Literal["stats_day", "process_failed", "send_failed"]
+Endpoint = Literal["send", "status", "stats_day", "process_failed", "send_failed"]
+
+#: Resolution of API.md: the URL headings win over the curl examples' /v1/data/... paths.
+STATS_PATHS: dict[StatsKind, str] = {
+    "stats_day": "stats_day",
+    "process_failed": "stats/process_failed",
+    "send_failed": "stats/send_failed",
+}
+_STATS_MODELS: dict[StatsKind, type[Any]] = {
+    "stats_day": DayStats,
+    "process_failed": ProcessFailedStats,
+    "send_failed": SendFailedStats,
+}
+_STATUS_RANGE = range(1, 6)
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Call:
+    """One HTTP request to make, described as data. ``path`` is relative to the client's base URL."""
+
+    endpoint: Endpoint
+    method: Literal["GET", "POST"]
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    json: dict[str, Any] | None = None
+    request_id: str | None = None
+    recipients: tuple[str, ...] = ()
+    offset: int = 0
+
+
+@attrs.frozen
+class Answer:
+    """What came back: HTTP status, headers (lower-case names) and the raw body."""
+
+    status_code: int
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    content: bytes = b""
+
+
+# --- /v1/send ---------------------------------------------------------------------------------------
+
+
+def build_send(
+    to: Sequence[str],
+    template_id: int,
+    *,
+    request_id: str,
+    vars: Mapping[str, Any] | None = None,
+    sender: str | None = None,
+    label_id: int | None = None,
+    msg_type: int | None = None,
+    custom_args: Mapping[str, Any] | None = None,
+    strict_vars: bool = True,
+) -> Call:
+    """Validate and describe one ``POST /v1/send`` of at most 1000 numbers."""
+    phones = check.recipients(to)
+    body: dict[str, Any] = {"template_id": check.positive_int("template_id", template_id)}
+    # Resolution of API.md: template_id, msg_type, label_id and vars nest in "body" as the example shows.
+    if msg_type is not None:
+        body["msg_type"] = check.positive_int("msg_type", msg_type)
+    if label_id is not None:
+        body["label_id"] = check.positive_int("label_id", label_id)
+    checked_vars = check.template_vars(vars, strict=strict_vars)
+    if checked_vars is not None:
+        body["vars"] = checked_vars
+    payload: dict[str, Any] = {"to": phones, "body": body}
+    if (name := check.sender(sender)) is not None:
+        payload["from"] = name
+    if (args := check.custom_args(custom_args)) is not None:
+        payload["custom_args"] = args
+    rid = check.request_id(request_id)
+    assert rid is not None, "the client always supplies a request_id"
+    payload["request_id"] = rid
+    return Call("send", "POST", "send", json=payload, request_id=rid, recipients=tuple(phones))
+
+
+def parse_send(call: Call, answer: Answer) -> SendResult:
+    """A ``SendResult`` from a success or a partial success (41031); an error otherwise."""
+    data = _json_object(call, answer)
+    sms_ids = data.get("sms_ids") or []
+    failed = data.get("failed_items") or []
+    try:
+        result = SendResult(
+            # Ours, not the echo: it is the id the server deduplicates and the one a resend must reuse.
+            request_id=call.request_id or str(data.get("request_id") or ""),
+            sms_ids=tuple(converter.structure(sms_ids, list[str])),
+            failed_items=tuple(converter.structure(failed, list[FailedItem])),
+            recipients=call.recipients,
+            code=CODE_PARTIAL_SUCCESS if data.get("code") == CODE_PARTIAL_SUCCESS else None,
+            message=data.get("message") if data.get("code") == CODE_PARTIAL_SUCCESS else None,
+        )
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        raise _bad_shape(call, answer, exc) from exc
+    return result
+
+
+# --- /v1/status -------------------------------------------------------------------------------------
+
+
+def build_status(
+    send_date: dt.date | str,
+    *,
+    offset: int = 0,
+    limit: int = 100,
+    time_zone: str | dt.tzinfo | None = None,
+    phone: str | None = None,
+    sms_ids: Sequence[str] | str | None = None,
+    status: int | None = None,
+    sub_status: int | None = None,
+    msg_type: int | None = None,
+    sms_user: str | None = None,
+    template_id: int | None = None,
+    label_id: int | None = None,
+    today: dt.date | None = None,
+) -> Call:
+    """Validate and describe one ``GET /v1/status`` (at most 10 sms_ids, at most 100 records)."""
+    zone = check.time_zone(time_zone)
+    day = check.status_date(send_date, zone, today=today)
+    first, size = check.page(offset, limit)
+    params: list[tuple[str, str]] = [
+        ("send_date", day.isoformat()),
+        ("offset", str(first)),
+        ("limit", str(size)),
+    ]
+    if zone is not None:
+        params.append(("time_zone", zone))
+    if phone is not None:
+        if not isinstance(phone, str) or not phone:
+            raise ValidationError("phone", f"must be a non-empty string, got {phone!r}")
+        params.append(("phone", phone))
+    if (ids := check.id_list("sms_ids", sms_ids)) is not None:
+        params.append(("sms_ids", ";".join(ids)))
+    optional = {
+        "msg_type": check.optional_positive_int("msg_type", msg_type),
+        "sms_user": sms_user,
+        "template_id": check.optional_positive_int("template_id", template_id),
+        "label_id": check.optional_positive_int("label_id", label_id),
+        "status": check.status_code("status", status, _STATUS_RANGE),
+        "sub_status": check.status_code("sub_status", sub_status),
+    }
+    params.extend((name, str(value)) for name, value in optional.items() if value is not None)
+    return Call("status", "GET", "status", params=tuple(params), offset=first)
+
+
+def parse_status(call: Call, answer: Answer) -> StatusPage:
+    """A ``StatusPage``; the records keep the API's order."""
+    data = _json_object(call, answer)
+    try:
+        records = converter.structure(data.get("result") or [], list[StatusRecord])
+        total = converter.structure(data.get("total", len(records)), int)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        raise _bad_shape(call, answer, exc) from exc
+    return StatusPage(records=tuple(records), total=total, offset=call.offset)
+
+
+# --- statistics ---------------------------------------------------------------------------------------
+
+
+def build_stats(
+    kind: StatsKind,
+    start_date: dt.date | str,
+    end_date: dt.date | str,
+    *,
+    aggregate: bool = False,
+    template_ids: Sequence[int | str] | int | str | None = None,
+    sms_users: Sequence[str] | str | None = None,
+    label_ids: Sequence[int | str] | int | str | None = None,
+    msg_type: int | None = None,
+    time_zone: str | dt.tzinfo | None = None,
+) -> Call:
+    """Validate and describe one statistics call (span <= 90 days, lists <= 10 items)."""
+    first, last = check.date_span(start_date, end_date)
+    params: list[tuple[str, str]] = [("start_date", first.isoformat()), ("end_date", last.isoformat())]
+    if (zone := check.time_zone(time_zone)) is not None:
+        params.append(("time_zone", zone))
+    for name, values in (("template_ids", template_ids), ("sms_users", sms_users), ("label_ids", label_ids)):
+        if (items := check.id_list(name, values)) is not None:
+            params.append((name, ";".join(items)))
+    if (kind_of_sms := check.optional_positive_int("msg_type", msg_type)) is not None:
+        params.append(("msg_type", str(kind_of_sms)))
+    params.append(("aggregate_by", "1" if aggregate else "0"))
+    return Call(kind, "GET", STATS_PATHS[kind], params=tuple(params))
+
+
+def parse_stats(call: Call, answer: Answer) -> list[Any]:
+    """Rows of the model of ``call.endpoint``. An aggregated answer may be one object or a list."""
+    data = _json_object(call, answer)
+    rows = data.get("result")
+    if rows is None:
+        rows = []
+    elif isinstance(rows, Mapping):
+        rows = [rows] if rows else []
+    model = _STATS_MODELS[call.endpoint]  # type: ignore[index]
+    try:
+        return converter.structure(rows, list[model])  # type: ignore[valid-type]
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        raise _bad_shape(call, answer, exc) from exc
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent/bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        current = now or dt.datetime.now(dt.timezone.utc)
+        return max(0.0, (when - current).total_seconds())
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def error_for(call: Call, answer: Answer, *, now: dt.datetime | None = None) -> APIError:
+    """The typed error for a non-2xx answer (or a 2xx whose body carries an error code)."""
+    code, message = _code_and_message(answer)
+    status = answer.status_code
+    kwargs: dict[str, Any] = {"code": code, "status_code": status, "request_id": call.request_id}
+    if status == 401 or code == CODE_UNAUTHORIZED:
+        return AuthenticationError(message or "unauthorized: check sms_user and sms_key", **kwargs)
+    if status == 429:
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), now=now)
+        return RateLimitedError(message or "rate limited", retry_after=retry_after, **kwargs)
+    if status >= 500 or status == 408:
+        # 408: the server gave up waiting for the request, so it never acted on it: safe to repeat.
+        return ServerError(message or f"server error on /{call.path}", **kwargs)
+    if 400 <= status < 500 or 200 <= status < 300:
+        return InvalidRequestError(message or f"request to /{call.path} rejected", **kwargs)
+    return ServerError(message or f"unexpected HTTP status on /{call.path}", **kwargs)
+
+
+def _code_and_message(answer: Answer) -> tuple[int | None, str | None]:
+    try:
+        data = json.loads(answer.content)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    code = data.get("code")
+    message = data.get("message")
+    try:
+        code = None if code is None else int(code)
+    except (TypeError, ValueError):
+        code = None
+    return code, (str(message) if message is not None else None)
+
+
+def _json_object(call: Call, answer: Answer) -> dict[str, Any]:
+    if not 200 <= answer.status_code < 300:
+        raise error_for(call, answer)
+    try:
+        data = json.loads(answer.content)
+    except ValueError:
+        raise ServerError(
+            f"/{call.path} answered HTTP {answer.status_code} with a body that is not JSON",
+            status_code=answer.status_code,
+            request_id=call.request_id,
+        ) from None
+    if not isinstance(data, dict):
+        raise _bad_shape(call, answer, TypeError("the body is not a JSON object"))
+    code = data.get("code")
+    # A 200 can still carry an error code; 0 and partial success are the only codes that are results.
+    if code not in (None, 0, "0", CODE_PARTIAL_SUCCESS) and "sms_ids" not in data and "result" not in data:
+        raise error_for(call, answer)
+    return data
+
+
+def _bad_shape(call: Call, answer: Answer, exc: BaseException) -> ServerError:
+    return ServerError(
+        f"/{call.path} answered with an unexpected JSON shape ({type(exc).__name__})",
+        status_code=answer.status_code,
+        request_id=call.request_id,
+    )

@@ -1,0 +1,251 @@
+"""The data users hold: frozen, slotted attrs classes and the two status enums.
+
+Annotations are evaluated (no ``from __future__ import annotations``) so the cattrs converter can read them
+directly on every supported Python.
+"""
+
+import datetime as dt
+import enum
+
+import attrs
+
+__all__ = [
+    "DayStats",
+    "FailedItem",
+    "MessageStatus",
+    "ProcessFailedStats",
+    "RejectedChunk",
+    "SendFailedStats",
+    "SendReport",
+    "SendResult",
+    "StatusPage",
+    "StatusRecord",
+    "SubStatus",
+    "UnresolvedChunk",
+]
+
+
+class MessageStatus(enum.IntEnum):
+    """Delivery status of one SMS (``status`` in ``/v1/status``)."""
+
+    SENT = 1
+    DELIVERED = 2
+    AWAITING_RECEIPT = 3
+    PROCESS_FAILED = 4
+    SEND_FAILED = 5
+
+
+class SubStatus(enum.IntEnum):
+    """Why an SMS failed: 41x-48x when processing failed (status 4), 500-590 when sending failed (status 5).
+
+    The API may add codes: records keep an unknown code as a plain ``int``.
+    """
+
+    GLOBAL_BLOCKLIST = 410
+    LOCAL_BLOCKLIST = 420
+    UNSUBSCRIBED = 430
+    KEYWORD_FILTER = 440
+    VARIABLE_ERROR = 450
+    CONTENT_NOT_COMPLIANT = 460
+    FREQUENCY_LIMIT = 470
+    PROCESS_OTHER = 480
+    EMPTY_NUMBER = 500
+    SUSPENDED = 510
+    BLACKLISTED = 520
+    BUSY = 530
+    NO_ANSWER = 540
+    BLOCKED = 550
+    HANDSET_FAULT = 560
+    OUT_OF_SERVICE_AREA = 570
+    POWERED_OFF = 580
+    SEND_OTHER = 590
+
+
+@attrs.frozen
+class FailedItem:
+    """A number the API refused inside an otherwise accepted send (partial success, code 41031)."""
+
+    phone: str
+    message: str
+
+
+@attrs.frozen
+class SendResult:
+    """The outcome of one ``/v1/send`` call.
+
+    ``sms_ids`` has one id per accepted number (each ends with ``$`` and the phone); ``failed_items`` the
+    numbers the API refused; ``recipients`` the numbers this call sent to, in order. ``code``/``message``
+    are set on partial success (41031).
+    """
+
+    request_id: str
+    sms_ids: tuple[str, ...] = ()
+    failed_items: tuple[FailedItem, ...] = ()
+    recipients: tuple[str, ...] = ()
+    code: int | None = None
+    message: str | None = None
+
+    @property
+    def succeeded(self) -> int:
+        """How many numbers the API accepted."""
+        return len(self.sms_ids)
+
+    @property
+    def failed(self) -> int:
+        """How many numbers the API refused."""
+        return len(self.failed_items)
+
+
+@attrs.frozen(eq=False)
+class UnresolvedChunk:
+    """A chunk whose outcome is unknown after every retry: the API may or may not have sent it.
+
+    Resend it with the same ``request_id`` within an hour of its first attempt: the API deduplicates the
+    id, so numbers already sent are not sent again (``AsyncClient.send(list(chunk.recipients), ...,
+    request_id=chunk.request_id)``).
+    """
+
+    request_id: str
+    recipients: tuple[str, ...]
+    error: BaseException
+
+
+@attrs.frozen(eq=False)
+class RejectedChunk:
+    """A chunk the API refused as a whole (401, 4xx): nothing of it was sent."""
+
+    request_id: str
+    recipients: tuple[str, ...]
+    error: BaseException
+
+
+@attrs.frozen
+class SendReport:
+    """Everything a bulk send did: every result, every refused or unresolved chunk, and exact totals.
+
+    ``recipients == succeeded + failed + unresolved_recipients`` always holds: nothing that was handed to
+    the job is missing. ``failed`` counts refused numbers (partial success) and numbers of rejected chunks.
+    """
+
+    recipients: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    results: tuple[SendResult, ...] = ()
+    unresolved: tuple[UnresolvedChunk, ...] = ()
+    rejected: tuple[RejectedChunk, ...] = ()
+    job_id: str | None = None
+
+    @property
+    def unresolved_recipients(self) -> int:
+        """How many numbers are in unresolved chunks."""
+        return sum(len(chunk.recipients) for chunk in self.unresolved)
+
+    @property
+    def sms_ids(self) -> tuple[str, ...]:
+        """Every sms_id of the job, in chunk order."""
+        return tuple(sms_id for result in self.results for sms_id in result.sms_ids)
+
+    @property
+    def failed_items(self) -> tuple[FailedItem, ...]:
+        """Every refused number of the job, with the API's reason."""
+        return tuple(item for result in self.results for item in result.failed_items)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is unresolved and no chunk was rejected."""
+        return not self.unresolved and not self.rejected
+
+
+@attrs.frozen
+class StatusRecord:
+    """The delivery status of one SMS, as ``/v1/status`` reports it.
+
+    ``status`` is a ``MessageStatus`` and ``sub_status`` a ``SubStatus`` when the code is known, else the
+    plain ``int`` the API sent.
+    """
+
+    sms_id: str
+    phone: str
+    status: MessageStatus | int
+    msg_type: int | None = None
+    sms_user: str | None = None
+    template_id: int | None = None
+    template_name: str | None = None
+    status_desc: str | None = None
+    sub_status: SubStatus | int | None = None
+    sub_status_desc: str | None = None
+    request_time: dt.datetime | None = None
+    update_time: dt.datetime | None = None
+    response_message: str | None = None
+    label_id: int | None = None
+
+
+@attrs.frozen
+class StatusPage:
+    """One page of ``/v1/status``: ``records`` from ``offset``, of ``total`` matches in all."""
+
+    records: tuple[StatusRecord, ...]
+    total: int
+    offset: int = 0
+
+
+@attrs.frozen
+class DayStats:
+    """One row of ``/v1/stats_day``. Aggregated rows (the ``*_total`` methods) have no date or ids."""
+
+    msg_type: int | None = None
+    send_date: dt.date | None = None
+    sms_user: str | None = None
+    template_id: int | None = None
+    label_id: int | None = None
+    targets: int = 0
+    sent: int = 0
+    process_failed: int = 0
+    delivered: int = 0
+    send_failed: int = 0
+    wait_result: int = 0
+    billing_count: int = 0
+    process_failed_percent: float = 0.0
+    delivered_percent: float = 0.0
+    send_failed_percent: float = 0.0
+    wait_result_percent: float = 0.0
+
+
+@attrs.frozen
+class ProcessFailedStats:
+    """One row of ``/v1/stats/process_failed``: counts per processing-failure cause (410-480)."""
+
+    msg_type: int | None = None
+    send_date: dt.date | None = None
+    sms_user: str | None = None
+    template_id: int | None = None
+    label_id: int | None = None
+    global_block: int = 0
+    partial_block: int = 0
+    unsubscribe: int = 0
+    keyword_block: int = 0
+    variable_error: int = 0
+    content_error: int = 0
+    frequency_overrun: int = 0
+    other: int = 0
+
+
+@attrs.frozen
+class SendFailedStats:
+    """One row of ``/v1/stats/send_failed``: counts per sending-failure cause (500-590)."""
+
+    msg_type: int | None = None
+    send_date: dt.date | None = None
+    sms_user: str | None = None
+    template_id: int | None = None
+    label_id: int | None = None
+    empty: int = 0
+    out_of_service: int = 0
+    blacklist: int = 0
+    busy: int = 0
+    no_answer: int = 0
+    interception: int = 0
+    break_down: int = 0
+    not_in_service: int = 0
+    power_off: int = 0
+    other: int = 0

@@ -1,0 +1,246 @@
+"""Checks run before any request is sent: every limit of the API, each failing with a ValidationError
+that names the argument. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ._errors import ValidationError
+
+__all__ = [
+    "MAX_CUSTOM_ARGS_BYTES",
+    "MAX_IDS_PER_LIST",
+    "MAX_PAGE_SIZE",
+    "MAX_RECIPIENTS",
+    "MAX_REQUEST_ID",
+    "MAX_STATS_DAYS",
+    "MAX_VARS_BYTES",
+    "MAX_VAR_VALUE",
+    "STATUS_HISTORY_DAYS",
+]
+
+MAX_RECIPIENTS = 1000
+MAX_REQUEST_ID = 128
+MAX_CUSTOM_ARGS_BYTES = 1024
+MAX_VARS_BYTES = 1024 * 1024
+MAX_VAR_VALUE = 16
+MAX_IDS_PER_LIST = 10
+MAX_PAGE_SIZE = 100
+MAX_STATS_DAYS = 90
+#: "the last 6 months": 183 days back from today in the query's time zone (assumption: the pages say
+#: months without saying how they are counted; 183 days covers every 6-month span).
+STATUS_HISTORY_DAYS = 183
+
+_SENDER = re.compile(r"[A-Za-z0-9]{3,11}")
+_TIME_ZONE = re.compile(r"([+-])(\d{1,2})(?::?(\d{2}))?")
+_LINK = re.compile(r"https?://", re.IGNORECASE)
+
+
+def _json_size(value: object) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def positive_int(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValidationError(field, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def optional_positive_int(field: str, value: object) -> int | None:
+    return None if value is None else positive_int(field, value)
+
+
+def recipients(to: object) -> list[str]:
+    """1..1000 phone numbers as non-empty strings. Their format is the server's to judge (partial success)."""
+    if isinstance(to, str) or not isinstance(to, Sequence):
+        raise ValidationError("to", "must be a list of phone numbers, not a single string")
+    phones = list(to)
+    if not 1 <= len(phones) <= MAX_RECIPIENTS:
+        raise ValidationError("to", f"must hold 1 to {MAX_RECIPIENTS} numbers, got {len(phones)}")
+    for phone in phones:
+        if not isinstance(phone, str) or not phone.strip():
+            raise ValidationError("to", f"every number must be a non-empty string, got {phone!r}")
+    return phones
+
+
+def sender(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SENDER.fullmatch(value):
+        raise ValidationError("sender", f"must be 3 to 11 letters or digits, got {value!r}")
+    return value
+
+
+def template_vars(value: object, *, strict: bool = True) -> dict[str, Any] | None:
+    """``vars``: an object of at most 1 MB; when ``strict`` (the API's default rule), every value a
+    string of at most 16 characters without an HTTP link."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValidationError("vars", "must be a mapping of variable name to value")
+    result = dict(value)
+    for name, item in result.items():
+        if not isinstance(name, str):
+            raise ValidationError("vars", f"variable names must be strings, got {name!r}")
+        if strict:
+            if not isinstance(item, str):
+                raise ValidationError(f"vars[{name!r}]", f"must be a string, got {type(item).__name__}")
+            if len(item) > MAX_VAR_VALUE:
+                raise ValidationError(
+                    f"vars[{name!r}]", f"must be at most {MAX_VAR_VALUE} characters, got {len(item)}"
+                )
+            if _LINK.search(item):
+                raise ValidationError(f"vars[{name!r}]", "must not contain an HTTP link")
+    try:
+        size = _json_size(result)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("vars", f"must be JSON-serialisable: {exc}") from None
+    if size > MAX_VARS_BYTES:
+        raise ValidationError("vars", f"must serialise to at most 1 MB, got {size} bytes")
+    return result
+
+
+def custom_args(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValidationError("custom_args", "must be a mapping")
+    result = dict(value)
+    try:
+        size = _json_size(result)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("custom_args", f"must be JSON-serialisable: {exc}") from None
+    if size > MAX_CUSTOM_ARGS_BYTES:
+        raise ValidationError(
+            "custom_args", f"must serialise to at most {MAX_CUSTOM_ARGS_BYTES} bytes, got {size}"
+        )
+    return result
+
+
+def request_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValidationError("request_id", f"must be a non-empty string, got {value!r}")
+    if len(value) > MAX_REQUEST_ID:
+        raise ValidationError("request_id", f"must be at most {MAX_REQUEST_ID} characters, got {len(value)}")
+    return value
+
+
+def to_date(field: str, value: object) -> dt.date:
+    """A ``datetime.date`` (a ``datetime`` counts as its date) or a ``"yyyy-mm-dd"`` string."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            if len(value) == 10:
+                return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+        raise ValidationError(field, f"must be a date as yyyy-mm-dd, got {value!r}")
+    raise ValidationError(field, f"must be a date or a yyyy-mm-dd string, got {type(value).__name__}")
+
+
+def time_zone(value: object) -> str | None:
+    """``"+8"``, ``"-5"``, ``"+5:30"`` or any ``tzinfo``, as the offset string the API reads."""
+    if value is None:
+        return None
+    if isinstance(value, dt.tzinfo):
+        offset = value.utcoffset(dt.datetime.now(value))
+        if offset is None:
+            raise ValidationError("time_zone", f"{value!r} has no UTC offset")
+        minutes = int(offset.total_seconds() // 60)
+        sign = "-" if minutes < 0 else "+"
+        hours, rest = divmod(abs(minutes), 60)
+        return f"{sign}{hours}:{rest:02d}" if rest else f"{sign}{hours}"
+    if isinstance(value, str):
+        match = _TIME_ZONE.fullmatch(value.strip())
+        if match and int(match[2]) <= 14 and int(match[3] or 0) < 60:
+            return value.strip()
+    raise ValidationError("time_zone", f"must be an offset like '+8', '-5' or '+5:30', got {value!r}")
+
+
+def zone_offset(value: str | None) -> dt.timezone:
+    """The fixed offset of a validated time_zone string; the API's default is +8."""
+    match = _TIME_ZONE.fullmatch(value or "+8")
+    assert match is not None
+    minutes = int(match[2]) * 60 + int(match[3] or 0)
+    return dt.timezone(dt.timedelta(minutes=-minutes if match[1] == "-" else minutes))
+
+
+def status_date(value: object, zone: str | None, *, today: dt.date | None = None) -> dt.date:
+    """``send_date`` of ``/v1/status``: a day of the last 6 months, counted in the query's time zone."""
+    day = to_date("send_date", value)
+    if today is None:
+        today = dt.datetime.now(zone_offset(zone)).date()
+    # One day of slack on each side: our clock and the server's need not agree to the second.
+    if day > today + dt.timedelta(days=1):
+        raise ValidationError("send_date", f"{day} is in the future")
+    if day < today - dt.timedelta(days=STATUS_HISTORY_DAYS):
+        raise ValidationError("send_date", f"{day} is older than 6 months; the API keeps 6 months")
+    return day
+
+
+def page(offset: object, limit: object) -> tuple[int, int]:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValidationError("offset", f"must be an integer >= 0, got {offset!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PAGE_SIZE:
+        raise ValidationError("limit", f"must be an integer from 0 to {MAX_PAGE_SIZE}, got {limit!r}")
+    return offset, limit
+
+
+def id_list(field: str, value: object, *, limit: int | None = MAX_IDS_PER_LIST) -> list[str] | None:
+    """A list of ids (ints or strings); one id alone is accepted too. ``limit`` None: any length."""
+    if value is None:
+        return None
+    items: Iterable[object] = (
+        [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value  # type: ignore[assignment]
+    )
+    try:
+        result = [_one_id(field, item) for item in items]
+    except TypeError:
+        raise ValidationError(field, f"must be a list of ids, got {type(value).__name__}") from None
+    if not result:
+        raise ValidationError(field, "must not be empty (pass None for no filter)")
+    if limit is not None and len(result) > limit:
+        raise ValidationError(field, f"must hold at most {limit} items per call, got {len(result)}")
+    return result
+
+
+def _one_id(field: str, item: object) -> str:
+    if isinstance(item, bool) or not isinstance(item, (str, int)):
+        raise ValidationError(field, f"every item must be a string or an integer, got {item!r}")
+    text = str(item)
+    if not text or ";" in text:
+        raise ValidationError(field, f"every item must be non-empty and contain no ';', got {item!r}")
+    return text
+
+
+def status_code(field: str, value: object, allowed: range | None = None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, f"must be an integer, got {value!r}")
+    if allowed is not None and value not in allowed:
+        raise ValidationError(field, f"must be from {allowed.start} to {allowed.stop - 1}, got {value}")
+    return value
+
+
+def date_span(start: object, end: object, *, limit: int | None = MAX_STATS_DAYS) -> tuple[dt.date, dt.date]:
+    """``start_date``/``end_date`` of the statistics: start <= end and, per call, at most 90 days
+    inclusive (``limit`` None: any span, for callers that split it)."""
+    first = to_date("start_date", start)
+    last = to_date("end_date", end)
+    if first > last:
+        raise ValidationError("start_date", f"{first} is after end_date {last}")
+    days = (last - first).days + 1
+    if limit is not None and days > limit:
+        raise ValidationError("end_date", f"the span must be at most {limit} days, got {days}")
+    return first, last

@@ -1,0 +1,69 @@
+"""Shared fixtures: the sandbox in-process, a client bound to it, and a transport that records requests."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from engagelab_sms_async import AsyncClient, RetryPolicy
+
+if TYPE_CHECKING:
+    from engagelab_sms_async.sandbox import Sandbox
+
+DEMO_USER, DEMO_KEY = "demo", "demo-key"
+SEEDS: dict[str, Any] = json.loads((Path(__file__).parent / "data" / "seed_examples.json").read_text())
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Answers every request with a fixed JSON body and remembers what it was asked."""
+
+    def __init__(self, status_code: int = 200, body: Any = None) -> None:
+        self.requests: list[httpx.Request] = []
+        self.status_code = status_code
+        self.body = {"sms_ids": [], "request_id": "x"} if body is None else body
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(self.status_code, json=self.body)
+
+
+@pytest.fixture
+def seeds() -> dict[str, Any]:
+    return SEEDS
+
+
+@pytest.fixture
+async def sandbox() -> Sandbox:
+    from engagelab_sms_async.sandbox import Sandbox
+
+    # The sandbox reads the event loop's clock, so fast-forwarded tests (looptime) move its time too.
+    return Sandbox(clock=Sandbox.loop_clock())
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(DEMO_USER, DEMO_KEY, transport=sandbox.transport()) as client:
+        yield client
+
+
+@pytest.fixture
+def recorder() -> RecordingTransport:
+    return RecordingTransport()
+
+
+@pytest.fixture
+async def offline_client(recorder: RecordingTransport) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(DEMO_USER, DEMO_KEY, transport=recorder, retry=RetryPolicy.none()) as client:
+        yield client
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    with caplog.at_level(logging.DEBUG):
+        yield caplog
