@@ -1,8 +1,8 @@
 """The bulk-send pipeline: chunks pulled lazily, at most ``concurrency`` calls in flight, outcomes in the
 order they complete, and a report that accounts for every recipient.
 
-Memory stays flat whatever the input size: a chunk is pulled from the source only when a call slot is
-free, so at most ``concurrency`` chunks exist at once besides the one being assembled.
+Memory stays flat whatever the input size: a chunk is pulled from the source only when a worker is free,
+so at most ``concurrency`` chunks exist at once besides the one being assembled.
 """
 
 from __future__ import annotations
@@ -39,36 +39,54 @@ async def pipeline(
     fail_fast: bool = False,
 ) -> AsyncGenerator[tuple[int, Outcome], None]:
     """Run ``send_chunk`` over ``chunks`` with at most ``concurrency`` in flight; yield ``(index, outcome)``
-    as each completes. New chunks stop being started after a failure when ``fail_fast``, and always after
-    an authentication failure (no later chunk could succeed). Closing the generator cancels the calls in
-    flight and closes the source."""
-    in_flight: dict[asyncio.Task[Outcome], int] = {}
-    index = 0
+    as each completes.
+
+    ``concurrency`` workers each pull the next chunk only when they are free, and hand each outcome over
+    through a queue of one, so at most ``concurrency + 1`` chunks are out of the source and not yet seen by
+    the consumer: memory does not grow with the input, nor with a slow consumer.
+    New chunks stop being started after a failure when ``fail_fast``, and always after an authentication
+    failure (no later chunk could succeed). Closing the generator cancels the calls in flight and closes
+    the source.
+    """
+    done: asyncio.Queue[tuple[int, Outcome] | None] = asyncio.Queue(maxsize=1)
+    pulling = asyncio.Lock()
+    next_index = 0
     stopping = False
-    try:
-        while True:
-            while not stopping and len(in_flight) < concurrency:
-                chunk = await anext(chunks, None)
+
+    async def worker() -> None:
+        nonlocal next_index, stopping
+        try:
+            while not stopping:
+                async with pulling:
+                    chunk = None if stopping else await anext(chunks, None)
+                    index, next_index = next_index, next_index + 1
                 if chunk is None:
                     stopping = True
-                    break
-                in_flight[asyncio.ensure_future(send_chunk(index, chunk))] = index
-                index += 1
-            if not in_flight:
-                return
-            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in sorted(done, key=in_flight.__getitem__):
-                position = in_flight.pop(task)
-                outcome = task.result()
+                    return
+                outcome = await send_chunk(index, chunk)
                 if not isinstance(outcome, SendResult) and (
                     fail_fast or isinstance(outcome.error, AuthenticationError)
                 ):
                     stopping = True
-                yield position, outcome
+                await done.put((index, outcome))
+        finally:
+            await done.put(None)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    running = len(workers)
+    try:
+        while running:
+            item = await done.get()
+            if item is None:
+                running -= 1
+            else:
+                yield item
+        for finished in workers:
+            finished.result()  # a bug inside a worker surfaces here, not silently
     finally:
-        for task in in_flight:
+        for task in workers:
             task.cancel()
-        await asyncio.gather(*in_flight, return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
         await chunks.aclose()
 
 

@@ -5,14 +5,16 @@ call goes through the limiter and the retry policy to httpx, and the answer to `
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import os
+import sys
 import uuid
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
     Mapping,
@@ -523,7 +525,9 @@ class AsyncClient:
             # Should never happen; if it does, every caller of this sms_user waits, not just this one.
             hold = getattr(limiter, "hold", None)
             if call.endpoint == "status" and callable(hold):
-                hold(exc.retry_after if exc.retry_after is not None else 1.0)
+                held = hold(exc.retry_after if exc.retry_after is not None else 1.0)
+                if inspect.isawaitable(held):  # the Redis limiter records the hold on the server
+                    await held
             raise
 
     async def _transmit(self, call: api.Call) -> api.Answer:
@@ -533,9 +537,9 @@ class AsyncClient:
             params=call.params or None,
             json=call.json,
         )
-        send: Awaitable[httpx.Response] = self._http.send(request, auth=self._auth)
         try:
-            response = await (asyncio.wait_for(send, self._deadline) if self._deadline is not None else send)
+            async with _deadline(self._deadline):
+                response = await self._http.send(request, auth=self._auth)
         except asyncio.TimeoutError:
             raise TransportError(
                 f"no answer from /{call.path} within {self._deadline:g}s",
@@ -552,6 +556,35 @@ class AsyncClient:
         )
         headers = {name.lower(): value for name, value in response.headers.items()}
         return api.Answer(response.status_code, headers, response.content)
+
+
+if sys.version_info >= (3, 11):
+    _deadline = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+
+    @contextlib.asynccontextmanager
+    async def _deadline(seconds: float | None) -> AsyncIterator[None]:
+        # asyncio.timeout arrived in 3.11; on 3.10 cancel the task ourselves and report a timeout.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        fired = False
+
+        def expire() -> None:
+            nonlocal fired
+            fired = True
+            task.cancel()
+
+        handle = loop.call_later(seconds, expire) if seconds is not None else None
+        try:
+            yield
+        except asyncio.CancelledError:
+            if fired:
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
 
 
 _STATS_LISTS = ("template_ids", "sms_users", "label_ids")

@@ -146,7 +146,7 @@ class TransportError(EngageLabError):
         super().__init__(message)
 
 
-class LimiterUnavailableError(EngageLabError):
+class LimiterUnavailableError(EngageLabError, RuntimeError):
     """The status limiter's shared store (Redis) cannot be reached.
 
     The client fails closed: it refuses to call ``/v1/status`` rather than risk exceeding the API's limit.

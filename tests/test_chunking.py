@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import AsyncIterator, Iterator
 
 from hypothesis import given
@@ -49,7 +50,7 @@ def test_split_span_covers_the_range_with_spans_of_at_most_90_days(start: dt.dat
     spans = split_span(start, end)
     assert spans[0][0] == start and spans[-1][1] == end
     assert all((last - first).days + 1 <= 90 for first, last in spans)
-    assert all(nxt[0] == prev[1] + dt.timedelta(days=1) for prev, nxt in zip(spans, spans[1:], strict=False))
+    assert all(nxt[0] == prev[1] + dt.timedelta(days=1) for prev, nxt in itertools.pairwise(spans))
     assert len(spans) == -(-(extra + 1) // 90)
 
 

@@ -1,0 +1,21 @@
+"""A stub /v1/send that answers instantly, shared by the benchmarks."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+
+class InstantSendTransport(httpx.AsyncBaseTransport):
+    """Accepts every number of every send at once: an sms_id per number, nothing else."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        payload = json.loads(await request.aread())
+        ids = [f"{self.calls}_{i}${phone}" for i, phone in enumerate(payload["to"])]
+        body = json.dumps({"sms_ids": ids, "request_id": payload.get("request_id")})
+        return httpx.Response(200, content=body.encode(), headers={"content-type": "application/json"})

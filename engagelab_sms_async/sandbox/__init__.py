@@ -1,0 +1,25 @@
+"""An in-memory emulator of the EngageLab SMS REST API, for tests, demos and benchmarks (extra ``[sandbox]``).
+
+``Sandbox().transport()`` plugs it into ``httpx.AsyncClient`` in process;
+``async with Sandbox().serve() as url`` serves it over loopback HTTP. ``FaultPlan`` injects 5xx, 429,
+slow answers, resets and commit-then-drop.
+"""
+
+from __future__ import annotations
+
+from ._app import create_app
+from ._codes import ErrorCode
+from ._faults import Fault, FaultPlan
+from ._server import Sandbox, SandboxTransport
+from ._world import SentMessage, World
+
+__all__ = [
+    "ErrorCode",
+    "Fault",
+    "FaultPlan",
+    "Sandbox",
+    "SandboxTransport",
+    "SentMessage",
+    "World",
+    "create_app",
+]

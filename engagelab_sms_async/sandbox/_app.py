@@ -1,0 +1,178 @@
+"""The Starlette app: thin routes (parse -> world -> JSON) and the wire layer that injects faults.
+
+The wire layer is a pure ASGI middleware inside the app. It counts every request of the five endpoints, asks
+the :class:`FaultPlan` what goes wrong, and records ``(endpoint, status)`` in ``World.calls``. Cutting a
+connection is signalled by raising :class:`ConnectionCut` after starting the response (so that Starlette does
+not turn it into a 500): the in-process transport turns it into the httpx error a real network would give,
+and uvicorn, seeing an exception after the response started, closes the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Mapping
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._codes import ApiError, ErrorCode, dump_json
+from ._faults import Fault, FaultPlan
+from ._requests import parse_send, parse_stats_query
+from ._world import Clock, Reply, World
+
+__all__ = ["ConnectionCut", "create_app"]
+
+_JSON = "application/json;charset=utf-8"
+_PATHS = {
+    "/v1/send": "send",
+    "/v1/status": "status",
+    "/v1/stats_day": "stats_day",
+    "/v1/stats/process_failed": "process_failed",
+    "/v1/stats/send_failed": "send_failed",
+}
+_BAD_GATEWAY_HTML = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+class ConnectionCut(Exception):
+    """Raised by the app to cut the connection without an answer (``kind``: reset or drop)."""
+
+    def __init__(self, kind: Fault) -> None:
+        super().__init__(f"sandbox fault: connection {kind.value}")
+        self.kind = kind
+
+
+def create_app(
+    *,
+    accounts: Mapping[str, str] | None = None,
+    faults: FaultPlan | None = None,
+    clock: Clock | None = None,
+    templates: Collection[int] | None = None,
+) -> Starlette:
+    """The EngageLab SMS API emulator as an ASGI app; its :class:`World` is ``app.state.world``.
+
+    ``accounts`` maps sms_user to sms_key (default ``{"demo": "demo-key"}``); ``faults`` injects failures;
+    ``clock`` returns epoch seconds (default ``time.time``); ``templates`` restricts the accepted template ids
+    (default: any positive id).
+    """
+    world = World(accounts=accounts, clock=clock, templates=templates)
+
+    def route(
+        handler: Callable[[Request, str], Awaitable[Reply]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                user = world.authenticate(request.headers.get("authorization"))
+                reply = await handler(request, user)
+            except ApiError as error:
+                return Response(error.body(), error.status, error.headers, media_type=_JSON)
+            return Response(reply.body, reply.status, dict(reply.headers), media_type=_JSON)
+
+        return endpoint
+
+    async def send(request: Request, user: str) -> Reply:
+        return world.send(user, parse_send(await request.body()))
+
+    async def status(request: Request, user: str) -> Reply:
+        return world.status(user, request.query_params)
+
+    def stats(name: str) -> Callable[[Request, str], Awaitable[Reply]]:
+        async def handler(request: Request, user: str) -> Reply:
+            return world.stats(user, name, parse_stats_query(request.query_params))
+
+        return handler
+
+    routes = [
+        Route("/v1/send", route(send), methods=["POST"]),
+        Route("/v1/status", route(status), methods=["GET"]),
+        Route("/v1/stats_day", route(stats("stats_day")), methods=["GET"]),
+        Route("/v1/stats/process_failed", route(stats("process_failed")), methods=["GET"]),
+        Route("/v1/stats/send_failed", route(stats("send_failed")), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(_WireLayer, world=world, plan=faults)])
+    app.state.world = world
+    app.state.faults = faults
+    return app
+
+
+class _WireLayer:
+    """Counts calls, injects the fault plan's faults, records ``(endpoint, status)`` of every request."""
+
+    def __init__(self, app: ASGIApp, *, world: World, plan: FaultPlan | None) -> None:
+        self.app = app
+        self.world = world
+        self.plan = plan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = _PATHS.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        fault = self.plan.decide(endpoint) if self.plan is not None else None
+        if fault is Fault.RESET:
+            self.world.record_call(endpoint, 0)
+            await _cut(send, fault)
+        if fault is not None and fault in _CANNED:
+            assert self.plan is not None
+            status, body, headers = _CANNED[fault](self.plan)
+            self.world.record_call(endpoint, status)
+            media_type = headers.pop("content-type", _JSON)
+            await Response(body, status, headers, media_type=media_type)(scope, receive, send)
+            return
+
+        answered: list[int] = []
+        held: list[Message] = []
+
+        async def observe(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered.append(message["status"])
+            if fault is None:
+                await send(message)
+            else:  # slow or drop: keep the answer back
+                held.append(message)
+
+        await self.app(scope, receive, observe)
+        if fault is Fault.DROP:
+            self.world.record_call(endpoint, 0)
+            await _cut(send, fault)
+        if fault is Fault.SLOW:
+            assert self.plan is not None
+            await asyncio.sleep(self.plan.slow_seconds)
+            for message in held:
+                await send(message)
+        self.world.record_call(endpoint, answered[0] if answered else 0)
+
+
+async def _cut(send: Send, kind: Fault) -> None:
+    # Start a response first: Starlette's error middleware would otherwise answer 500 in our place, and a
+    # started response makes uvicorn close the socket instead. The declared body never comes.
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]})
+    raise ConnectionCut(kind)
+
+
+def _json_error(
+    status: int, code: ErrorCode, message: str
+) -> Callable[[FaultPlan], tuple[int, bytes, dict[str, str]]]:
+    def answer(plan: FaultPlan) -> tuple[int, bytes, dict[str, str]]:
+        headers = {"Retry-After": str(plan.retry_after)} if status == 429 else {}
+        return status, dump_json({"code": int(code), "message": message}), headers
+
+    return answer
+
+
+def _bad_gateway(plan: FaultPlan) -> tuple[int, bytes, dict[str, str]]:
+    return 502, _BAD_GATEWAY_HTML, {"content-type": "text/html"}
+
+
+_CANNED: dict[Fault, Callable[[FaultPlan], tuple[int, bytes, dict[str, str]]]] = {
+    Fault.SERVER_ERROR: _json_error(500, ErrorCode.SERVER_ERROR, "Internal server error (injected)."),
+    Fault.BAD_GATEWAY: _bad_gateway,
+    Fault.UNAVAILABLE: _json_error(503, ErrorCode.SERVICE_UNAVAILABLE, "Service unavailable (injected)."),
+    Fault.RATE_LIMITED: _json_error(429, ErrorCode.RATE_LIMITED, "Too many requests (injected)."),
+}

@@ -1,0 +1,106 @@
+"""FaultPlan: which request of which endpoint fails, and how.
+
+A plan is deterministic: faults are chosen at exact call indexes and/or at a rate drawn from a seeded
+``random.Random``, with calls counted per endpoint from 0, so a failing run can be replayed exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+__all__ = ["ENDPOINTS", "Fault", "FaultPlan"]
+
+#: Endpoint names, as used by ``FaultPlan`` and in ``Sandbox.calls``.
+ENDPOINTS: tuple[str, ...] = ("send", "status", "stats_day", "process_failed", "send_failed")
+
+
+class Fault(str, enum.Enum):
+    """What goes wrong with one request."""
+
+    SERVER_ERROR = "500"
+    """HTTP 500 with a JSON error body; the request is not processed."""
+    BAD_GATEWAY = "502"
+    """HTTP 502 with an HTML body, as a proxy in front of the service answers; not processed."""
+    UNAVAILABLE = "503"
+    """HTTP 503 with a JSON error body; not processed."""
+    RATE_LIMITED = "429"
+    """HTTP 429 with ``Retry-After: FaultPlan.retry_after``; not processed, takes no rate-limit slot."""
+    SLOW = "slow"
+    """Processed at once, answered after ``FaultPlan.slow_seconds`` (``asyncio.sleep``: fast-forwardable)."""
+    RESET = "reset"
+    """The connection is cut before the request is processed: nothing is recorded."""
+    DROP = "drop"
+    """Commit then drop: the request is processed and recorded, then the connection is cut unanswered."""
+
+
+ALL_FAULTS: tuple[Fault, ...] = tuple(Fault)
+
+
+class FaultPlan:
+    """Faults to inject, by rate and/or at exact call indexes, per endpoint.
+
+    ``FaultPlan(rate=0.1, kinds=("500", "drop"), endpoints=("send",), seed=7)`` fails about one ``/send`` call
+    in ten, half of them with a 500 and half with a drop; ``FaultPlan(at={"send": {0: "drop", 3: "502"}})``
+    drops the first ``/send`` call and answers the fourth with a 502. Both may be combined (``at`` wins for
+    the calls it names). The same plan with the same seed and the same sequence of calls injects the same
+    faults. ``injected`` counts the faults injected so far, by kind.
+
+    A plan keeps state (the per-endpoint counters and the random generator): give each sandbox its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float = 0.0,
+        kinds: Iterable[Fault | str] = ALL_FAULTS,
+        endpoints: Iterable[str] | None = None,
+        at: Mapping[str, Mapping[int, Fault | str]] | None = None,
+        seed: int | None = 0,
+        retry_after: int = 1,
+        slow_seconds: float = 30.0,
+    ) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be between 0 and 1, got {rate}")
+        self.rate = rate
+        self.kinds: tuple[Fault, ...] = tuple(Fault(kind) for kind in kinds)
+        if rate and not self.kinds:
+            raise ValueError("kinds must not be empty when rate > 0")
+        self.endpoints: frozenset[str] = frozenset(ENDPOINTS if endpoints is None else endpoints)
+        self.at: dict[str, dict[int, Fault]] = {
+            endpoint: {index: Fault(kind) for index, kind in faults.items()}
+            for endpoint, faults in (at or {}).items()
+        }
+        unknown = (self.endpoints | self.at.keys()) - set(ENDPOINTS)
+        if unknown:
+            raise ValueError(f"unknown endpoints {sorted(unknown)}; known: {list(ENDPOINTS)}")
+        self.seed = seed
+        self.retry_after = retry_after
+        self.slow_seconds = slow_seconds
+        #: Faults injected so far by kind; ``Fault`` is a ``str`` enum, so ``injected["drop"]`` works too.
+        self.injected: Counter[str] = Counter()
+        self._random = random.Random(seed)
+        self._calls: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        kinds = [kind.value for kind in self.kinds]
+        return (
+            f"FaultPlan(rate={self.rate}, kinds={kinds}, endpoints={sorted(self.endpoints)}, at={self.at!r}, "
+            f"seed={self.seed})"
+        )
+
+    def decide(self, endpoint: str) -> Fault | None:
+        """The fault for the next call of ``endpoint`` (``None``: answer normally); counts the call."""
+        index = self._calls[endpoint]
+        self._calls[endpoint] += 1
+        fault: Fault | None = None
+        # Drawn for every eligible call, even one that ``at`` decides, so that adding an exact fault does not
+        # shift the random sequence of the others.
+        if self.rate and endpoint in self.endpoints and self._random.random() < self.rate:
+            fault = self._random.choice(self.kinds)
+        fault = self.at.get(endpoint, {}).get(index, fault)
+        if fault is not None:
+            self.injected[fault] += 1
+        return fault

@@ -1,0 +1,189 @@
+"""Sandbox: the emulator packaged for use, in process (``transport()``) or over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Mapping
+
+import httpx
+from starlette.applications import Starlette
+
+from ._app import ConnectionCut, create_app
+from ._faults import Fault, FaultPlan
+from ._world import Clock, SentMessage, World
+
+__all__ = ["Sandbox", "SandboxTransport"]
+
+
+class SandboxTransport(httpx.AsyncBaseTransport):
+    """``httpx.ASGITransport`` over the sandbox app, with the failures a real network would show.
+
+    - a ``reset`` fault raises :class:`httpx.ConnectError` (nothing was processed);
+    - a ``drop`` fault raises ``httpx.RemoteProtocolError("Server disconnected without sending a response.")``
+      (the request was processed and recorded);
+    - the request's read timeout (``httpx.Timeout.read``) bounds the whole exchange and raises
+      :class:`httpx.ReadTimeout`, as ASGITransport alone ignores timeouts: a ``slow`` fault then behaves as
+      over a network.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self._inner = httpx.ASGITransport(app=app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {}).get("read")
+        try:
+            if timeout is None:
+                return await self._inner.handle_async_request(request)
+            return await asyncio.wait_for(self._inner.handle_async_request(request), timeout)
+        except ConnectionCut as cut:
+            if cut.kind is Fault.RESET:
+                raise httpx.ConnectError("[Errno 104] Connection reset by peer", request=request) from None
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            ) from None
+        except asyncio.TimeoutError:
+            raise httpx.ReadTimeout("The read operation timed out", request=request) from None
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _QuietCuts(logging.Filter):
+    """Hides uvicorn's traceback for the connections the sandbox cuts on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionCut))
+
+
+class Sandbox:
+    """The EngageLab SMS API emulator, with the introspection tests need.
+
+    >>> sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop"}}))
+    >>> async with httpx.AsyncClient(transport=sandbox.transport(), base_url=Sandbox.BASE_URL) as http:
+    ...     ...
+
+    Arguments as :func:`create_app`. ``world`` holds all the state; ``deliveries``, ``messages``, ``calls``
+    and ``rate_limited`` read it.
+    """
+
+    #: The base URL to pair with :meth:`transport` (any host works in process; this one reads naturally).
+    BASE_URL = "https://sms.api.engagelab.cc/v1"
+
+    def __init__(
+        self,
+        *,
+        accounts: Mapping[str, str] | None = None,
+        faults: FaultPlan | None = None,
+        clock: Clock | None = None,
+        templates: Collection[int] | None = None,
+    ) -> None:
+        self.app: Starlette = create_app(accounts=accounts, faults=faults, clock=clock, templates=templates)
+        self.world: World = self.app.state.world
+        self.faults = faults
+
+    # -- introspection ----------------------------------------------------------------------------
+
+    @property
+    def deliveries(self) -> Counter[str]:
+        """phone -> number of SMS created for it (a value above 1 means the phone got a template twice)."""
+        return self.world.deliveries
+
+    @property
+    def messages(self) -> list[SentMessage]:
+        """Every SMS created, in creation order (built on each access: O(number of SMS))."""
+        return self.world.messages()
+
+    @property
+    def calls(self) -> list[tuple[str, int]]:
+        """``(endpoint, HTTP status)`` of every request, including faulted, cached and 429 ones.
+
+        The endpoint is one of ``"send"``, ``"status"``, ``"stats_day"``, ``"process_failed"``,
+        ``"send_failed"``; the status is 0 when the connection was cut (reset or drop).
+        """
+        return self.world.calls
+
+    @property
+    def rate_limited(self) -> int:
+        """How many /status calls the rate limiter refused with HTTP 429 (injected 429 faults excluded)."""
+        return self.world.rate_limited
+
+    def count_calls(self, endpoint: str | None = None, status: int | None = None) -> int:
+        """How many recorded calls match ``endpoint`` and ``status`` (``None``: any)."""
+        return sum(
+            1
+            for name, code in self.world.calls
+            if (endpoint is None or name == endpoint) and (status is None or code == status)
+        )
+
+    # -- ways in ----------------------------------------------------------------------------------
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An in-process transport for ``httpx.AsyncClient(transport=..., base_url=Sandbox.BASE_URL)``."""
+        return SandboxTransport(self.app)
+
+    @contextlib.asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve over HTTP in the current event loop; yields the base URL, e.g. ``http://127.0.0.1:PORT/v1``.
+
+        ``port=0`` picks a free port. Over a socket a ``drop`` or ``reset`` fault sends the start of a
+        response and closes the connection: httpx raises ``RemoteProtocolError`` (incomplete body) for both,
+        and a ``reset`` is then indistinguishable from a drop except that nothing was recorded.
+        """
+        import uvicorn
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        bound_port = listener.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        server = uvicorn.Server(config)
+        quiet = _QuietCuts()
+        logging.getLogger("uvicorn.error").addFilter(quiet)
+        task = asyncio.create_task(server.serve(sockets=[listener]))
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()  # raises why uvicorn could not start
+                    raise RuntimeError("uvicorn stopped before it started")
+                await asyncio.sleep(0.01)
+            yield f"http://{host}:{bound_port}/v1"
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            listener.close()
+            logging.getLogger("uvicorn.error").removeFilter(quiet)
+
+    def run(self, host: str = "127.0.0.1", port: int = 8000) -> None:
+        """Serve over HTTP until interrupted (blocking; for the ``engagelab-sms sandbox`` command)."""
+        import uvicorn
+
+        logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
+        uvicorn.run(self.app, host=host, port=port, lifespan="off")
+
+    # -- time -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def loop_clock(start: float | None = None) -> Clock:
+        """A clock that follows the running event loop: ``start + loop.time()`` in epoch seconds.
+
+        ``start`` defaults to "now": ``time.time() - loop.time()`` taken at creation (or at the first reading
+        when no loop runs yet). Fast-forwarding the loop (looptime) then moves the sandbox's time with it.
+        """
+        offset: list[float] = [] if start is None else [start]
+
+        def now() -> float:
+            loop_time = asyncio.get_running_loop().time()
+            if not offset:
+                offset.append(time.time() - loop_time)
+            return offset[0] + loop_time
+
+        if start is None:
+            with contextlib.suppress(RuntimeError):
+                now()
+        return now

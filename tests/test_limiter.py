@@ -1,0 +1,392 @@
+"""Specification of SlidingWindowLimiter and the per-process status limiter registry.
+
+Every async test runs on looptime's fast-forwarded loop: ``loop.time()`` starts at 0 and jumps straight to
+the next timer, so a 60 s window costs no real time and the asserted times are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiolimiter
+import looptime
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engagelab_sms_async._limiter import (
+    SlidingWindowLimiter,
+    StatusLimiter,
+    status_limiter_for,
+)
+
+EPS = 1e-5  # looptime rounds its clock to 1 µs; windows need not sit on that grid
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def acquire_and_stamp(limiter: SlidingWindowLimiter, stamps: list[float]) -> None:
+    await limiter.acquire()
+    stamps.append(now())
+
+
+# --- construction ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((0,), {}),
+        ((-1,), {}),
+        ((1.5,), {}),
+        ((60, 0), {}),
+        ((60, -1.0), {}),
+        ((60, math.inf), {}),
+        ((60, math.nan), {}),
+        ((60, 60.0), {"margin": -0.1}),
+        ((60, 60.0), {"margin": math.nan}),
+    ],
+)
+def test_invalid_arguments_raise_value_error(args: tuple[object, ...], kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the type is the contract; messages vary
+        SlidingWindowLimiter(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_repr_shows_configuration_and_state() -> None:
+    limiter = SlidingWindowLimiter(5, 10.0, margin=0.5, clock=lambda: 0.0)
+    assert repr(limiter).startswith("<SlidingWindowLimiter(limit=5, window=10.0, margin=0.5) at 0x")
+    assert "in window: 0, waiters: 0" in repr(limiter)
+
+
+def test_limiters_fit_the_status_limiter_protocol() -> None:
+    assert isinstance(SlidingWindowLimiter(), StatusLimiter)
+    assert isinstance(aiolimiter.AsyncLimiter(10, 1), StatusLimiter)
+
+
+# --- basic behaviour ----------------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_sixty_calls_are_immediate_and_the_61st_waits_for_window_plus_margin() -> None:
+    limiter = SlidingWindowLimiter()
+    for _ in range(60):
+        await limiter.acquire()
+    assert now() == 0
+    await limiter.acquire()
+    assert now() == 60.25
+
+
+@pytest.mark.looptime
+async def test_status_limiter_never_admits_61_calls_in_any_window() -> None:
+    limiter = SlidingWindowLimiter()
+    stamps: list[float] = []
+    await asyncio.gather(*(acquire_and_stamp(limiter, stamps) for _ in range(300)))
+    for i, start in enumerate(stamps):
+        assert sum(start <= t < start + 60.0 for t in stamps[i:]) <= 60
+    assert stamps == [(k // 60) * 60.25 for k in range(300)]
+
+
+@pytest.mark.looptime
+async def test_a_slot_frees_exactly_when_its_call_leaves_the_window() -> None:
+    limiter = SlidingWindowLimiter(2, 10.0, margin=0.0)
+    await limiter.acquire()
+    await asyncio.sleep(3)
+    await limiter.acquire()
+    await limiter.acquire()
+    assert now() == 10  # the t=0 call left; the t=3 call is still in
+    await limiter.acquire()
+    assert now() == 13
+
+
+@pytest.mark.looptime
+async def test_async_with_acquires_on_enter() -> None:
+    limiter = SlidingWindowLimiter(1, 5.0, margin=0.0)
+    async with limiter:
+        assert now() == 0
+    async with limiter:
+        assert now() == 5
+
+
+@pytest.mark.looptime
+async def test_waiters_are_served_first_come_first_served() -> None:
+    limiter = SlidingWindowLimiter(1, 1.0, margin=0.0)
+    await limiter.acquire()
+    order: list[int] = []
+
+    async def waiter(i: int) -> None:
+        await limiter.acquire()
+        order.append(i)
+
+    tasks = []
+    for i in range(10):
+        tasks.append(asyncio.create_task(waiter(i)))
+        await asyncio.sleep(0.01)  # staggered arrivals, all while the limiter is full
+    await asyncio.gather(*tasks)
+    assert order == list(range(10))
+
+
+@pytest.mark.looptime
+async def test_a_cancelled_waiter_frees_its_place_at_once() -> None:
+    limiter = SlidingWindowLimiter(1, 10.0, margin=0.0)
+    await limiter.acquire()
+    first = asyncio.create_task(limiter.acquire())
+    stamps: list[float] = []
+    second = asyncio.create_task(acquire_and_stamp(limiter, stamps))
+    await asyncio.sleep(1)
+    first.cancel()
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert first.cancelled()
+    assert stamps == [10.0]  # the second waiter moved up to the first free slot
+    assert "waiters: 0" in repr(limiter)
+
+
+@pytest.mark.looptime
+async def test_a_waiter_cancelled_after_being_granted_hands_its_slot_back() -> None:
+    limiter = SlidingWindowLimiter(1, 10.0, margin=0.0)
+    await limiter.acquire()
+    first = asyncio.create_task(limiter.acquire())
+    stamps: list[float] = []
+    second = asyncio.create_task(acquire_and_stamp(limiter, stamps))
+    # Cancel `first` at the very instant its slot is granted (same loop time, before it resumes).
+    asyncio.get_running_loop().call_at(10.0, first.cancel)
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert first.cancelled()
+    assert stamps == [10.0]
+
+
+@pytest.mark.looptime
+async def test_wait_for_timeout_leaves_the_limiter_usable() -> None:
+    limiter = SlidingWindowLimiter(1, 10.0, margin=0.0)
+    await limiter.acquire()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(limiter.acquire(), timeout=2)
+    await limiter.acquire()
+    assert now() == 10
+
+
+@pytest.mark.looptime
+async def test_hold_delays_every_caller_including_queued_ones() -> None:
+    limiter = SlidingWindowLimiter(2, 10.0, margin=0.0)
+    await limiter.acquire()
+    await limiter.acquire()
+    stamps: list[float] = []
+    queued = [asyncio.create_task(acquire_and_stamp(limiter, stamps)) for _ in range(3)]
+    await asyncio.sleep(1)
+    limiter.hold(30)  # until t=31, although slots free at t=10
+    limiter.hold(5)  # shorter holds never shorten
+    await asyncio.gather(*queued)
+    assert stamps == [31.0, 31.0, 41.0]
+
+
+@pytest.mark.looptime
+async def test_hold_delays_an_idle_limiter_too() -> None:
+    limiter = SlidingWindowLimiter()
+    limiter.hold(2.5)
+    await limiter.acquire()
+    assert now() == 2.5
+
+
+def test_hold_rejects_negative_seconds() -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        SlidingWindowLimiter().hold(-1)
+
+
+@pytest.mark.looptime
+async def test_custom_clock_is_used() -> None:
+    fake = [100.0]
+    limiter = SlidingWindowLimiter(1, 1.0, margin=0.0, clock=lambda: fake[0])
+    await limiter.acquire()
+    fake[0] = 101.0
+    await limiter.acquire()
+    assert now() == 0  # the fake clock said the window had passed; the loop never slept
+
+
+# --- registry ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_registry_returns_one_shared_limiter_per_sms_user() -> None:
+    a1 = status_limiter_for("https://smsapi.engagelab.com/", "alice")
+    a2 = status_limiter_for("https://smsapi.engagelab.com", "alice")
+    b = status_limiter_for("https://smsapi.engagelab.com", "bob")
+    assert a1 is a2
+    assert b is not a1
+    assert (a1.limit, a1.window, a1.margin) == (60, 60.0, 0.25)
+
+
+@pytest.mark.looptime
+async def test_registry_sms_users_do_not_block_each_other() -> None:
+    alice = status_limiter_for("https://smsapi.engagelab.com", "alice")
+    bob = status_limiter_for("https://smsapi.engagelab.com", "bob")
+    for _ in range(60):
+        await alice.acquire()
+    await bob.acquire()
+    assert now() == 0
+    await alice.acquire()
+    assert now() == 60.25
+
+
+def test_registry_is_per_event_loop() -> None:
+    async def lookup() -> SlidingWindowLimiter:
+        return status_limiter_for("https://x", "alice")
+
+    first = asyncio.run(lookup())
+    second = asyncio.run(lookup())
+    assert first is not second
+
+
+def test_limiter_refuses_a_second_running_loop_while_it_has_waiters() -> None:
+    limiter = SlidingWindowLimiter(1, 100.0, clock=lambda: 0.0)
+    loop_a = asyncio.new_event_loop()
+    try:
+        loop_a.run_until_complete(limiter.acquire())
+        waiter = loop_a.create_task(limiter.acquire())
+        loop_a.run_until_complete(asyncio.sleep(0))
+
+        async def from_other_loop() -> None:
+            await limiter.acquire()
+
+        with pytest.raises(RuntimeError, match="another running event loop"):
+            asyncio.run(from_other_loop())
+        waiter.cancel()
+        loop_a.run_until_complete(asyncio.gather(waiter, return_exceptions=True))
+    finally:
+        loop_a.close()
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    seq: int
+    requested: float
+    completed: float | None = None
+
+
+@dataclass
+class Outcome:
+    attempts: list[Attempt] = field(default_factory=list)
+    completion_order: list[int] = field(default_factory=list)
+    cancel_times: list[float] = field(default_factory=list)
+
+
+def run_in_looptime(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine on a fresh looptime loop (clock at 0, fast-forwarding), as pytest's plugin would."""
+    loop = looptime.new_event_loop()
+    try:
+        assert loop.time() == 0
+        loop.run_until_complete(coro_factory())
+    finally:
+        loop.close()
+
+
+async def run_scenario(
+    limiter: SlidingWindowLimiter, plans: list[list[tuple[float, float | None]]], outcome: Outcome
+) -> None:
+    loop = asyncio.get_running_loop()
+    seq = iter(range(10**6))
+
+    async def one() -> None:
+        attempt = Attempt(next(seq), loop.time())
+        outcome.attempts.append(attempt)
+        await limiter.acquire()
+        attempt.completed = loop.time()
+        outcome.completion_order.append(attempt.seq)
+
+    def cancel(task: asyncio.Task[None]) -> None:
+        if not task.done():
+            outcome.cancel_times.append(loop.time())
+            task.cancel()
+
+    async def worker(plan: list[tuple[float, float | None]]) -> None:
+        for gap, cancel_after in plan:
+            await asyncio.sleep(gap)
+            task = asyncio.create_task(one())
+            if cancel_after is not None:
+                loop.call_later(cancel_after, cancel, task)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # A timeout turns a lost wake-up (deadlock) into a quick failure instead of a hang.
+    await asyncio.wait_for(asyncio.gather(*(worker(plan) for plan in plans)), timeout=10**7)
+
+
+def dyadic_seconds(low: float, high: float) -> st.SearchStrategy[float]:
+    """Multiples of 1/64 s: exact in binary floats and on looptime's 1 µs grid, so sums stay exact.
+
+    With decimal windows such as 0.67 s, each expiry lands up to 1 µs late (looptime rounds its clock to
+    the µs, then the limiter re-arms for the sub-µs rest), and "exactly" would only hold within k µs.
+    """
+    return st.integers(round(low * 64), round(high * 64)).map(lambda n: n / 64)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[int, float, float, list[list[tuple[float, float | None]]]]:
+    limit = draw(st.integers(1, 20))
+    window = draw(dyadic_seconds(0.5, 60.0))
+    margin = draw(st.sampled_from([0.0, 0.25]) | dyadic_seconds(0.0, 2.0))
+    # Times on a grid of window/8 make arrivals, expiries and cancellations collide often: the hard cases.
+    tick = window / 8
+    step = st.integers(0, 16).map(lambda n: n * tick)
+    attempt = st.tuples(step, st.none() | step)
+    plans = draw(st.lists(st.lists(attempt, min_size=1, max_size=10), min_size=1, max_size=50))
+    return limit, window, margin, plans
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_property_any_window_holds_at_most_limit_and_waiters_are_fifo(
+    scenario: tuple[int, float, float, list[list[tuple[float, float | None]]]],
+) -> None:
+    limit, window, margin, plans = scenario
+    limiter = SlidingWindowLimiter(limit, window, margin=margin)
+    outcome = Outcome()
+    run_in_looptime(lambda: run_scenario(limiter, plans, outcome))
+
+    done = [a for a in outcome.attempts if a.completed is not None]
+    times = sorted(a.completed for a in done if a.completed is not None)
+    # The guarantee: at most `limit` completions in any interval [t, t + window).
+    for i, start in enumerate(times):
+        in_window = 0
+        for t in times[i:]:
+            if t >= start + window:  # exact: the limiter compares the same float sums
+                break
+            in_window += 1
+        assert in_window <= limit
+    # FIFO: completions happen in request order.
+    assert outcome.completion_order == sorted(outcome.completion_order)
+    # No wasted capacity: whoever waited was let in when a slot left the window or was handed back.
+    span = window + margin
+    for a in done:
+        assert a.completed is not None
+        if a.completed > a.requested + EPS:
+            freed_by_expiry = any(abs(t + span - a.completed) < EPS for t in times)
+            freed_by_cancel = any(abs(c - a.completed) < EPS for c in outcome.cancel_times)
+            assert freed_by_expiry or freed_by_cancel
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    limit=st.integers(1, 20),
+    window=dyadic_seconds(0.5, 60.0),
+    margin=st.sampled_from([0.0, 0.25, 1.0]),
+    n=st.integers(1, 200),
+)
+def test_property_saturation_uses_every_slot(limit: int, window: float, margin: float, n: int) -> None:
+    limiter = SlidingWindowLimiter(limit, window, margin=margin)
+    stamps: list[float] = []
+
+    async def main() -> None:
+        await asyncio.gather(*(acquire_and_stamp(limiter, stamps) for _ in range(n)))
+
+    run_in_looptime(main)
+    expected = [(k // limit) * (window + margin) for k in range(n)]
+    assert stamps == expected
