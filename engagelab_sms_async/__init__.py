@@ -10,6 +10,7 @@ from ._converter import converter
 from ._errors import (
     APIError,
     AuthenticationError,
+    BulkSendError,
     EngageLabError,
     InvalidRequestError,
     LimiterUnavailableError,
@@ -41,6 +42,7 @@ __all__ = [
     "APIError",
     "AsyncClient",
     "AuthenticationError",
+    "BulkSendError",
     "DayStats",
     "EngageLabError",
     "FailedItem",

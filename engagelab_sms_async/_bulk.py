@@ -48,7 +48,9 @@ async def pipeline(
     failure (no later chunk could succeed). Closing the generator cancels the calls in flight and closes
     the source.
     """
-    done: asyncio.Queue[tuple[int, Outcome] | None] = asyncio.Queue(maxsize=1)
+    # Each worker hands over its outcomes, then None when the source is exhausted, or the exception of a
+    # bug so that it surfaces in the consumer instead of hanging it.
+    done: asyncio.Queue[tuple[int, Outcome] | BaseException | None] = asyncio.Queue(maxsize=1)
     pulling = asyncio.Lock()
     next_index = 0
     stopping = False
@@ -62,15 +64,19 @@ async def pipeline(
                     index, next_index = next_index, next_index + 1
                 if chunk is None:
                     stopping = True
-                    return
+                    break
                 outcome = await send_chunk(index, chunk)
                 if not isinstance(outcome, SendResult) and (
                     fail_fast or isinstance(outcome.error, AuthenticationError)
                 ):
                     stopping = True
                 await done.put((index, outcome))
-        finally:
-            await done.put(None)
+        except asyncio.CancelledError:
+            raise  # the consumer left: nobody waits for a hand-over any more
+        except Exception as exc:
+            await done.put(exc)
+            return
+        await done.put(None)
 
     workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
     running = len(workers)
@@ -79,10 +85,10 @@ async def pipeline(
             item = await done.get()
             if item is None:
                 running -= 1
+            elif isinstance(item, BaseException):
+                raise item
             else:
                 yield item
-        for finished in workers:
-            finished.result()  # a bug inside a worker surfaces here, not silently
     finally:
         for task in workers:
             task.cancel()

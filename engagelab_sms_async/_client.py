@@ -343,7 +343,7 @@ class AsyncClient:
         concurrency: int | None = None,
         job_id: str | None = None,
         on_progress: Progress | None = None,
-    ) -> AsyncIterator[SendResult]:
+    ) -> AsyncGenerator[SendResult, None]:
         """Like ``send_bulk``, but yield each chunk's ``SendResult`` as soon as its call completes.
 
         Chunks that end refused or unresolved do not stop the others; when all are done a
@@ -434,7 +434,7 @@ class AsyncClient:
         template_id: int | None = None,
         label_id: int | None = None,
         time_zone: Any = None,
-    ) -> AsyncIterator[StatusRecord]:
+    ) -> AsyncGenerator[StatusRecord, None]:
         """Every status record matching the filters, page after page, as the pages arrive.
 
         ``sms_ids`` may be any number of ids: they are looked up 10 at a time. Pages hold 100 records; the
