@@ -140,12 +140,14 @@ def parse_send(call: Call, answer: Answer) -> SendResult:
     data = _json_object(call, answer)
     sms_ids = data.get("sms_ids") or []
     failed = data.get("failed_items") or []
+    # One id per accepted number, thousands per call: a C-level type check, not a hook per item.
+    if not isinstance(sms_ids, list) or not set(map(type, sms_ids)) <= {str}:
+        raise _bad_shape(call, answer, TypeError("sms_ids is not a list of strings"))
     try:
         result = SendResult(
             # Ours, not the echo: it is the id the server deduplicates and the one a resend must reuse.
             request_id=call.request_id or str(data.get("request_id") or ""),
-            # One id per accepted number: thousands per call, so a C-level conversion, not a hook per item.
-            sms_ids=tuple(map(str, sms_ids)),
+            sms_ids=tuple(sms_ids),
             failed_items=tuple(converter.structure(failed, list[FailedItem])),
             recipients=call.recipients,
             code=CODE_PARTIAL_SUCCESS if data.get("code") == CODE_PARTIAL_SUCCESS else None,

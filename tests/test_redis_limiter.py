@@ -11,7 +11,6 @@ import asyncio
 import json
 import math
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,7 +32,6 @@ from engagelab_sms_async._redis import RedisSlidingWindowLimiter
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_redis_worker.py"
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 # pytest-redis: one server for the module's ordinary tests, on a random free port (port=None).
 # (port=None is documented as "any free port"; its type hint forgets None.)

@@ -27,6 +27,7 @@ CASES: list[tuple[str, str, Case]] = [
     ("1001 recipients", "to", lambda c: c.send([f"+1555{i:07d}" for i in range(1001)], 1)),
     ("one string instead of a list", "to", lambda c: c.send("+12673800456", 1)),  # type: ignore[arg-type]
     ("an empty number", "to", lambda c: c.send(["+1", ""], 1)),
+    ("a number that is not a string", "to", lambda c: c.send(["+1", 12673800456], 1)),  # type: ignore[list-item]
     ("template_id zero", "template_id", lambda c: c.send(OK_TO, 0)),
     ("template_id as text", "template_id", lambda c: c.send(OK_TO, "7")),  # type: ignore[arg-type]
     ("sender too short", "sender", lambda c: c.send(OK_TO, 1, sender="ab")),

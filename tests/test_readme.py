@@ -1,0 +1,107 @@
+"""Every Python block of the README runs, against the sandbox (the README is a promise too)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_redis import factories
+
+from engagelab_sms_async.sandbox import Sandbox
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"(?:<!-- readme-test: (?P<kind>\w+) -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
+BLOCKS = [(match["kind"] or "run", match["code"]) for match in BLOCK.finditer(README.read_text())]
+
+readme_redis_proc = factories.redis_proc(port=None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def served_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """A sandbox over loopback HTTP in a thread of its own, with AsyncClient.from_env() pointed at it."""
+    sandbox = Sandbox()
+    ready = threading.Event()
+    url: list[str] = []
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with sandbox.serve() as base_url:
+            url.append(base_url)
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the sandbox did not start"
+    monkeypatch.setenv("ENGAGELAB_SMS_USER", "demo")
+    monkeypatch.setenv("ENGAGELAB_SMS_KEY", "demo-key")
+    monkeypatch.setenv("ENGAGELAB_SMS_BASE_URL", url[0])
+    yield sandbox
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+    loop.close()
+
+
+def _blocks(kind: str) -> list[str]:
+    return [code for block_kind, code in BLOCKS if block_kind == kind]
+
+
+def test_the_readme_has_the_blocks_these_tests_expect() -> None:
+    assert [kind for kind, _ in BLOCKS].count("run") >= 4
+    assert {"fastapi", "aiohttp", "redis"} <= {kind for kind, _ in BLOCKS}
+
+
+@pytest.mark.parametrize("code", _blocks("run"), ids=lambda code: code.split("\n\n\n")[1][:40])
+def test_a_readme_example_runs(code: str, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(code, str(README), "exec"), {"__name__": "readme"})  # its own asserts must hold
+    assert bool(capsys.readouterr().out) == ("print(" in code)  # and what it prints, it printed
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_the_fastapi_example_sends_through_one_client(served_sandbox: Sandbox) -> None:
+    from fastapi.testclient import TestClient
+
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(_blocks("fastapi")[0], str(README), "exec"), namespace)
+    with TestClient(namespace["app"]) as http:
+        first = http.post("/welcome/+12673800456")
+        again = http.post("/welcome/+12673800456")
+    assert first.status_code == 200
+    assert first.json() == again.json()
+    assert served_sandbox.deliveries["+12673800456"] == 1
+
+
+def test_the_aiohttp_example_sends_through_one_client(served_sandbox: Sandbox) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(_blocks("aiohttp")[0], str(README), "exec"), namespace)
+
+    async def call() -> dict[str, Any]:
+        async with TestClient(TestServer(namespace["make_app"]())) as http:
+            response = await http.post("/welcome/+12673800457")
+            assert response.status == 200
+            body: dict[str, Any] = await response.json()
+            return body
+
+    body = asyncio.run(call())
+    assert len(body["sms_ids"]) == 1 and body["sms_ids"][0].endswith("$+12673800457")
+    assert served_sandbox.deliveries["+12673800457"] == 1
+
+
+def test_the_redis_example_shares_one_limit(
+    readme_redis_proc: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import redis
+
+    monkeypatch.setenv("REDIS_URL", f"redis://{readme_redis_proc.host}:{readme_redis_proc.port}/0")
+    exec(compile(_blocks("redis")[0], str(README), "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out.strip() == "[0, 0, 0]"
+    store = redis.Redis(host=readme_redis_proc.host, port=readme_redis_proc.port)
+    assert store.zcard("engagelab:sms:status:demo") == 3  # three calls, one shared log, keyed by sms_user
