@@ -8,6 +8,7 @@ so at most ``concurrency`` chunks exist at once besides the one being assembled.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
 from ._errors import AuthenticationError, EngageLabError
@@ -19,7 +20,9 @@ __all__ = ["Outcome", "classify", "pipeline", "report"]
 Outcome = SendResult | UnresolvedChunk | RejectedChunk
 
 
-def classify(request_id: str, recipients: list[str], error: EngageLabError) -> Outcome:
+def classify(
+    request_id: str, recipients: list[str], error: EngageLabError, started: dt.datetime | None = None
+) -> Outcome:
     """What a chunk's final error means for its recipients.
 
     A retryable error after the last attempt leaves the outcome unknown (the API may have sent it before
@@ -27,7 +30,7 @@ def classify(request_id: str, recipients: list[str], error: EngageLabError) -> O
     of the whole call: nothing was sent.
     """
     if is_retryable(error):
-        return UnresolvedChunk(request_id, tuple(recipients), error)
+        return UnresolvedChunk(request_id, tuple(recipients), error, first_attempt_at=started)
     return RejectedChunk(request_id, tuple(recipients), error)
 
 

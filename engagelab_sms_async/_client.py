@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import inspect
 import logging
 import os
@@ -209,7 +210,17 @@ class AsyncClient:
         time_zone: Any = None,
     ) -> list[DayStats]:
         """Daily rows of ``/v1/stats_day``: one per day, sms_user, template and label."""
-        return await self._stats("stats_day", False, start_date, end_date, locals())
+        return await self._stats(
+            "stats_day",
+            False,
+            start_date,
+            end_date,
+            template_ids,
+            sms_users,
+            label_ids,
+            msg_type,
+            time_zone,
+        )
 
     async def stats_day_total(
         self,
@@ -223,7 +234,17 @@ class AsyncClient:
         time_zone: Any = None,
     ) -> list[DayStats]:
         """``/v1/stats_day`` aggregated (``aggregate_by=1``): one row per msg_type."""
-        return await self._stats("stats_day", True, start_date, end_date, locals())
+        return await self._stats(
+            "stats_day",
+            True,
+            start_date,
+            end_date,
+            template_ids,
+            sms_users,
+            label_ids,
+            msg_type,
+            time_zone,
+        )
 
     async def process_failed_stats(
         self,
@@ -237,7 +258,17 @@ class AsyncClient:
         time_zone: Any = None,
     ) -> list[ProcessFailedStats]:
         """Daily rows of ``/v1/stats/process_failed``: processing failures by cause (410-480)."""
-        return await self._stats("process_failed", False, start_date, end_date, locals())
+        return await self._stats(
+            "process_failed",
+            False,
+            start_date,
+            end_date,
+            template_ids,
+            sms_users,
+            label_ids,
+            msg_type,
+            time_zone,
+        )
 
     async def process_failed_total(
         self,
@@ -251,7 +282,17 @@ class AsyncClient:
         time_zone: Any = None,
     ) -> list[ProcessFailedStats]:
         """``/v1/stats/process_failed`` aggregated by msg_type."""
-        return await self._stats("process_failed", True, start_date, end_date, locals())
+        return await self._stats(
+            "process_failed",
+            True,
+            start_date,
+            end_date,
+            template_ids,
+            sms_users,
+            label_ids,
+            msg_type,
+            time_zone,
+        )
 
     async def send_failed_stats(
         self,
@@ -265,7 +306,17 @@ class AsyncClient:
         time_zone: Any = None,
     ) -> list[SendFailedStats]:
         """Daily rows of ``/v1/stats/send_failed``: sending failures by cause (500-590)."""
-        return await self._stats("send_failed", False, start_date, end_date, locals())
+        return await self._stats(
+            "send_failed",
+            False,
+            start_date,
+            end_date,
+            template_ids,
+            sms_users,
+            label_ids,
+            msg_type,
+            time_zone,
+        )
 
     async def send_failed_total(
         self,
@@ -279,7 +330,17 @@ class AsyncClient:
         time_zone: Any = None,
     ) -> list[SendFailedStats]:
         """``/v1/stats/send_failed`` aggregated by msg_type."""
-        return await self._stats("send_failed", True, start_date, end_date, locals())
+        return await self._stats(
+            "send_failed",
+            True,
+            start_date,
+            end_date,
+            template_ids,
+            sms_users,
+            label_ids,
+            msg_type,
+            time_zone,
+        )
 
     # --- many calls ----------------------------------------------------------------------------------
 
@@ -403,11 +464,12 @@ class AsyncClient:
 
         async def send_chunk(index: int, chunk: list[str]) -> bulk.Outcome:
             request_id = f"{job_id}:{index}"
+            started = dt.datetime.now(dt.timezone.utc)
             try:
                 return await self.send(chunk, template_id, request_id=request_id, **options)
             except EngageLabError as exc:
                 logger.warning("chunk %s failed for good: %s: %s", request_id, type(exc).__name__, exc)
-                return bulk.classify(request_id, chunk, exc)
+                return bulk.classify(request_id, chunk, exc, started)
 
         pairs = bulk.pipeline(
             chunking.batches(recipients, chunk_size), send_chunk, concurrency=width, fail_fast=fail_fast
@@ -476,10 +538,23 @@ class AsyncClient:
     # --- plumbing -------------------------------------------------------------------------------------
 
     async def _stats(
-        self, kind: api.StatsKind, aggregate: bool, start: Any, end: Any, arguments: dict[str, Any]
+        self,
+        kind: api.StatsKind,
+        aggregate: bool,
+        start: Any,
+        end: Any,
+        template_ids: Ids,
+        sms_users: Sequence[str] | str | None,
+        label_ids: Ids,
+        msg_type: int | None,
+        time_zone: Any,
     ) -> list[Any]:
         first, last = check.date_span(start, end, limit=None)
-        lists = {name: check.id_list(name, arguments[name], limit=None) for name in _STATS_LISTS}
+        lists = {
+            "template_ids": check.id_list("template_ids", template_ids, limit=None),
+            "sms_users": check.id_list("sms_users", sms_users, limit=None),
+            "label_ids": check.id_list("label_ids", label_ids, limit=None),
+        }
         # Split into calls the API accepts (<= 90 days, <= 10 items per list), all validated up front.
         calls = [
             api.build_stats(
@@ -490,8 +565,8 @@ class AsyncClient:
                 template_ids=group["template_ids"],
                 sms_users=group["sms_users"],
                 label_ids=group["label_ids"],
-                msg_type=arguments["msg_type"],
-                time_zone=arguments["time_zone"],
+                msg_type=msg_type,
+                time_zone=time_zone,
             )
             for span_start, span_end in chunking.split_span(first, last, check.MAX_STATS_DAYS)
             for group in chunking.id_groups(lists, check.MAX_IDS_PER_LIST)
@@ -585,9 +660,6 @@ else:  # pragma: no cover - Python 3.10
         finally:
             if handle is not None:
                 handle.cancel()
-
-
-_STATS_LISTS = ("template_ids", "sms_users", "label_ids")
 
 
 def _send_options(

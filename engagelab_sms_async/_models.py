@@ -96,18 +96,38 @@ class SendResult:
         return len(self.failed_items)
 
 
+#: The API forgets a request_id after an hour; resending later than this risks a second send.
+RESEND_WINDOW = dt.timedelta(minutes=55)
+
+
 @attrs.frozen(eq=False)
 class UnresolvedChunk:
     """A chunk whose outcome is unknown after every retry: the API may or may not have sent it.
 
-    Resend it with the same ``request_id`` within an hour of its first attempt: the API deduplicates the
-    id, so numbers already sent are not sent again (``AsyncClient.send(list(chunk.recipients), ...,
-    request_id=chunk.request_id)``).
+    Resend it with the same ``request_id`` before ``resend_before`` (55 minutes after its first attempt, a
+    margin inside the API's one hour of deduplication): numbers already sent are not sent again.
+    ``hint`` says so in words, for logs and command lines.
     """
 
     request_id: str
     recipients: tuple[str, ...]
     error: BaseException
+    first_attempt_at: dt.datetime | None = None
+
+    @property
+    def resend_before(self) -> dt.datetime | None:
+        """The last moment a resend with ``request_id`` is sure to be deduplicated (UTC)."""
+        return None if self.first_attempt_at is None else self.first_attempt_at + RESEND_WINDOW
+
+    @property
+    def hint(self) -> str:
+        """How to complete this chunk without sending anything twice."""
+        deadline = self.resend_before
+        when = f" before {deadline:%Y-%m-%d %H:%M:%S} UTC" if deadline is not None else " within the hour"
+        return (
+            f"outcome of {len(self.recipients)} recipient(s) unknown ({type(self.error).__name__}): "
+            f"resend them with request_id={self.request_id!r}{when}; the API will not send twice"
+        )
 
 
 @attrs.frozen(eq=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 from collections.abc import Iterator
 
@@ -59,6 +60,10 @@ async def test_faults_that_outlast_the_attempts_leave_unresolved_chunks_that_res
         assert isinstance(report.unresolved[0].error, TransportError)
         assert isinstance(report.unresolved[1].error, ServerError)
         assert report.unresolved_recipients == 2000
+        chunk = report.unresolved[0]
+        assert chunk.first_attempt_at is not None and chunk.resend_before is not None
+        assert chunk.resend_before - chunk.first_attempt_at == dt.timedelta(minutes=55)
+        assert "request_id='outlast:0'" in chunk.hint and "will not send twice" in chunk.hint
         assert report.recipients == report.succeeded + report.failed + report.unresolved_recipients
 
         # The answer to chunk 0 was lost but the SMS were sent: resending returns them, sending nothing new.

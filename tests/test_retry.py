@@ -243,3 +243,25 @@ def test_policy_arguments_are_checked() -> None:
         RetryPolicy(attempts=0)
     with pytest.raises(ValueError, match="initial"):
         RetryPolicy(initial=-1)
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("timeout", [2.0, httpx.Timeout(2.0)])
+async def test_an_answer_slower_than_the_timeout_is_a_transport_error_and_is_retried(timeout: Any) -> None:
+    import asyncio
+
+    from engagelab_sms_async.sandbox import FaultPlan, Sandbox
+
+    sandbox = Sandbox(
+        faults=FaultPlan(at={"send": {0: "slow"}}, slow_seconds=30.0), clock=Sandbox.loop_clock()
+    )
+    loop = asyncio.get_running_loop()
+    policy = RetryPolicy(initial=0.0, jitter=0.0)
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), timeout=timeout, retry=policy
+    ) as client:
+        result = await client.send(["+12673800456"], 1)
+        assert loop.time() == pytest.approx(2.0, abs=0.01)  # gave up on the slow answer after 2 s, not 30
+    # The slow answer had been processed: the retry got the first result back, nothing was sent twice.
+    assert sandbox.deliveries["+12673800456"] == 1
+    assert result.sms_ids == tuple(m.sms_id for m in sandbox.messages)

@@ -109,3 +109,22 @@ async def test_a_429_holds_every_caller_of_that_sms_user_until_retry_after() -> 
     assert seen[0] == pytest.approx(0.0)
     assert len(seen) == 3
     assert all(when >= 30.0 for when in seen[1:])
+
+
+@pytest.mark.looptime
+async def test_aiolimiter_fits_as_a_steady_cap_on_sends() -> None:
+    from aiolimiter import AsyncLimiter
+
+    sandbox = Sandbox(clock=Sandbox.loop_clock())
+    loop = asyncio.get_running_loop()
+    sent_at: list[float] = []
+    cap = AsyncLimiter(2, 1.0)  # two sends a second, bursts allowed
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), send_limiter=cap) as client:
+
+        async def one(i: int) -> None:
+            await client.send([f"+1555{i:07d}"], 1)
+            sent_at.append(loop.time())
+
+        await asyncio.gather(*(one(i) for i in range(10)))
+    assert len(sandbox.messages) == 10
+    assert max(sent_at) >= 3.5  # ten sends at two a second after the first burst take about four seconds
