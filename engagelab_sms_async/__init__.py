@@ -19,6 +19,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
+from ._journal import Journal, MemoryJournal, SQLiteJournal
 from ._limiter import SlidingWindowLimiter, StatusLimiter
 from ._models import (
     DayStats,
@@ -47,13 +48,17 @@ __all__ = [
     "EngageLabError",
     "FailedItem",
     "InvalidRequestError",
+    "Journal",
     "LimiterUnavailableError",
+    "MemoryJournal",
     "MessageStatus",
     "ProcessFailedStats",
     "RateLimitedError",
+    "RedisJournal",
     "RedisSlidingWindowLimiter",
     "RejectedChunk",
     "RetryPolicy",
+    "SQLiteJournal",
     "SendFailedStats",
     "SendReport",
     "SendResult",
@@ -73,9 +78,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The Redis limiter needs the [redis] extra: import it only when asked for.
-    if name == "RedisSlidingWindowLimiter":
-        from ._redis import RedisSlidingWindowLimiter
+    # The Redis pieces need the [redis] extra: import them only when asked for.
+    if name in ("RedisSlidingWindowLimiter", "RedisJournal"):
+        from . import _redis
 
-        return RedisSlidingWindowLimiter
+        return getattr(_redis, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

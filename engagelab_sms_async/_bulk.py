@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from typing import Any
 
-from ._errors import AuthenticationError, EngageLabError
-from ._models import RejectedChunk, SendReport, SendResult, UnresolvedChunk
+import attrs
+
+from ._converter import converter
+from ._errors import AuthenticationError, EngageLabError, ValidationError
+from ._journal import ChunkRecord, Journal, digest
+from ._models import RESEND_WINDOW, RejectedChunk, SendReport, SendResult, UnresolvedChunk
 from ._retry import is_retryable
 
-__all__ = ["Outcome", "classify", "pipeline", "report"]
+__all__ = ["Outcome", "check_resumable", "classify", "pipeline", "report", "run_chunk"]
+
+logger = logging.getLogger("engagelab_sms_async")
 
 Outcome = SendResult | UnresolvedChunk | RejectedChunk
 
@@ -32,6 +40,72 @@ def classify(
     if is_retryable(error):
         return UnresolvedChunk(request_id, tuple(recipients), error, first_attempt_at=started)
     return RejectedChunk(request_id, tuple(recipients), error)
+
+
+def check_resumable(job_id: str, known: dict[int, ChunkRecord], *, resend_expired: bool) -> None:
+    """Refuse, before anything is sent, to resume a job whose pending chunks the API may have forgotten."""
+    now = dt.datetime.now(dt.timezone.utc)
+    stale = sorted(
+        index
+        for index, entry in known.items()
+        if entry.state == "pending" and now - entry.first_attempt_at > RESEND_WINDOW
+    )
+    if stale and not resend_expired:
+        raise ValidationError(
+            "resend_expired",
+            f"job {job_id!r} has {len(stale)} chunk(s) (first: {stale[0]}) whose first attempt is over "
+            f"{RESEND_WINDOW.seconds // 60} minutes old: the API may have forgotten their request_id, so a "
+            "resend could send twice; pass resend_expired=True to resend them anyway",
+        )
+
+
+async def run_chunk(
+    index: int,
+    chunk: list[str],
+    *,
+    job_id: str,
+    send: Callable[[str, list[str]], Awaitable[SendResult]],
+    journal: Journal | None = None,
+    known: dict[int, ChunkRecord] | None = None,
+) -> Outcome:
+    """Send chunk ``index`` as ``f"{job_id}:{index}"`` and say what became of it, journaling both ends.
+
+    A chunk the journal holds as sent is not sent again: its recorded result is returned.
+    """
+    request_id = f"{job_id}:{index}"
+    entry = known.get(index) if known else None
+    if entry is not None:
+        if entry.request_id != request_id or entry.digest != digest(chunk):
+            raise ValidationError(
+                "recipients",
+                f"chunk {index} of job {job_id!r} differs from the journal: resume a job with the same "
+                "recipients, in the same order, with the same chunk_size",
+            )
+        if entry.state == "sent" and entry.result is not None:
+            return converter.structure(entry.result, SendResult)
+    else:
+        entry = ChunkRecord(request_id, digest(chunk) if journal else "", len(chunk), _now())
+        if journal is not None:
+            await journal.record(job_id, index, entry)
+    try:
+        result = await send(request_id, chunk)
+    except EngageLabError as exc:
+        logger.warning("chunk %s failed for good: %s: %s", request_id, type(exc).__name__, exc)
+        outcome = classify(request_id, chunk, exc, entry.first_attempt_at)
+        if journal is not None and isinstance(outcome, RejectedChunk):
+            # Refused whole: nothing was sent, so a resumed job may send it again.
+            refused = attrs.evolve(entry, state="rejected", error=f"{type(exc).__name__}: {exc}")
+            await journal.record(job_id, index, refused)
+        return outcome
+    if journal is not None:
+        await journal.record(
+            job_id, index, attrs.evolve(entry, state="sent", result=converter.unstructure(result))
+        )
+    return result
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 async def pipeline(
@@ -93,9 +167,17 @@ async def pipeline(
             else:
                 yield item
     finally:
+        stopping = True
         for task in workers:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        finished: asyncio.Future[Any] = asyncio.gather(*workers, return_exceptions=True)
+        # A cancellation can be swallowed (asyncio.wait_for on Python 3.10/3.11 drops it when the awaited call
+        # finishes in the same step), leaving a worker to hand over one more outcome: keep taking hand-overs
+        # until every worker is gone, or it would wait on the full queue forever.
+        while not finished.done():
+            taking: asyncio.Future[Any] = asyncio.ensure_future(done.get())
+            await asyncio.wait((finished, taking), return_when=asyncio.FIRST_COMPLETED)
+            taking.cancel()
         await chunks.aclose()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import inspect
 import logging
 import os
@@ -31,7 +30,8 @@ from . import _bulk as bulk
 from . import _chunking as chunking
 from . import _endpoints as api
 from . import _validation as check
-from ._errors import BulkSendError, EngageLabError, RateLimitedError, TransportError, ValidationError
+from ._errors import BulkSendError, RateLimitedError, TransportError, ValidationError
+from ._journal import Journal
 from ._limiter import StatusLimiter, status_limiter_for
 from ._models import (
     DayStats,
@@ -357,6 +357,8 @@ class AsyncClient:
         chunk_size: int = 1000,
         concurrency: int | None = None,
         job_id: str | None = None,
+        journal: Journal | None = None,
+        resend_expired: bool = False,
         on_progress: Progress | None = None,
         fail_fast: bool = False,
     ) -> SendReport:
@@ -373,6 +375,13 @@ class AsyncClient:
         every retry lands in ``report.unresolved``, ready to resend with its request_id within the hour.
         The other chunks go on, unless ``fail_fast`` (or a 401, which no chunk can survive) stops the job
         from starting new ones.
+
+        With a ``journal`` (``SQLiteJournal("job.db")``, ``RedisJournal``, ``MemoryJournal``), each chunk is
+        recorded before and after its call; running the same ``job_id`` again with the same recipients skips
+        the chunks already sent (their results are in the report) and resends the others with their
+        original request_ids. A chunk first attempted over 55 minutes ago is refused with a
+        ``ValidationError`` before anything is sent (the API may have forgotten its request_id) unless
+        ``resend_expired=True``.
         """
         job = job_id if job_id is not None else uuid.uuid4().hex
         outcomes = [
@@ -382,10 +391,12 @@ class AsyncClient:
                 template_id,
                 job,
                 _send_options(vars, sender, label_id, msg_type, custom_args),
-                chunk_size,
-                concurrency,
-                on_progress,
-                fail_fast,
+                chunk_size=chunk_size,
+                concurrency=concurrency,
+                journal=journal,
+                resend_expired=resend_expired,
+                on_progress=on_progress,
+                fail_fast=fail_fast,
             )
         ]
         return bulk.report(outcomes, job_id=job)
@@ -403,6 +414,8 @@ class AsyncClient:
         chunk_size: int = 1000,
         concurrency: int | None = None,
         job_id: str | None = None,
+        journal: Journal | None = None,
+        resend_expired: bool = False,
         on_progress: Progress | None = None,
     ) -> AsyncGenerator[SendResult, None]:
         """Like ``send_bulk``, but yield each chunk's ``SendResult`` as soon as its call completes.
@@ -419,10 +432,12 @@ class AsyncClient:
             template_id,
             job,
             _send_options(vars, sender, label_id, msg_type, custom_args),
-            chunk_size,
-            concurrency,
-            on_progress,
-            False,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            journal=journal,
+            resend_expired=resend_expired,
+            on_progress=on_progress,
+            fail_fast=False,
         )
         try:
             async for _, outcome in pairs:
@@ -443,8 +458,11 @@ class AsyncClient:
         template_id: int,
         job_id: str,
         options: dict[str, Any],
+        *,
         chunk_size: int,
         concurrency: int | None,
+        journal: Journal | None,
+        resend_expired: bool,
         on_progress: Progress | None,
         fail_fast: bool,
     ) -> AsyncGenerator[tuple[int, bulk.Outcome], None]:
@@ -459,17 +477,16 @@ class AsyncClient:
             )
         # Everything but the numbers is checked once, before the first call leaves.
         api.build_send(["+0"], template_id, request_id=job_id, strict_vars=self.validate_vars, **options)
+        known = await journal.load(job_id) if journal is not None else {}
+        bulk.check_resumable(job_id, known, resend_expired=resend_expired)
         total = len(recipients) if isinstance(recipients, Sized) else None
         done = 0
 
+        async def send(request_id: str, chunk: list[str]) -> SendResult:
+            return await self.send(chunk, template_id, request_id=request_id, **options)
+
         async def send_chunk(index: int, chunk: list[str]) -> bulk.Outcome:
-            request_id = f"{job_id}:{index}"
-            started = dt.datetime.now(dt.timezone.utc)
-            try:
-                return await self.send(chunk, template_id, request_id=request_id, **options)
-            except EngageLabError as exc:
-                logger.warning("chunk %s failed for good: %s: %s", request_id, type(exc).__name__, exc)
-                return bulk.classify(request_id, chunk, exc, started)
+            return await bulk.run_chunk(index, chunk, job_id=job_id, send=send, journal=journal, known=known)
 
         pairs = bulk.pipeline(
             chunking.batches(recipients, chunk_size), send_chunk, concurrency=width, fail_fast=fail_fast

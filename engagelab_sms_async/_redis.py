@@ -1,4 +1,4 @@
-"""A sliding-window ``/v1/status`` limiter shared by every process and machine through Redis.
+"""Redis-backed pieces for many processes and machines: the ``/v1/status`` limiter and the bulk journal.
 
 Needs the ``redis`` extra: ``pip install "engagelab-sms-async[redis]"``.
 
@@ -21,9 +21,10 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'RedisSlidingWindowLimiter needs redis-py: pip install "engagelab-sms-async[redis]"'
     ) from exc
 
+from ._journal import ChunkRecord
 from ._limiter import LimiterUnavailableError
 
-__all__ = ["RedisSlidingWindowLimiter"]
+__all__ = ["RedisJournal", "RedisSlidingWindowLimiter"]
 
 # Atomic check-and-add. Time comes from the Redis server (TIME), so every client, on any machine, shares one
 # clock. Scores are integer microseconds (exact in a double until the year 2255).
@@ -191,3 +192,35 @@ class RedisSlidingWindowLimiter:
             f"<RedisSlidingWindowLimiter(redis={self._where()}, key={self.key!r}, limit={self.limit!r}, "
             f"window={self.window!r}, margin={self.margin!r})>"
         )
+
+
+class RedisJournal:
+    """A bulk-send journal in Redis, for jobs resumed by workers on other machines.
+
+    One hash per job at ``{key_prefix}:{job_id}`` (field: the chunk index, value: the record as JSON),
+    kept ``ttl`` seconds after its last write (a day by default: long after the API forgot the request_ids,
+    long enough to resume). See :mod:`engagelab_sms_async._journal` for what a journal promises.
+    """
+
+    def __init__(
+        self, redis: redis_asyncio.Redis, *, key_prefix: str = "engagelab:sms:journal", ttl: int = 86_400
+    ) -> None:
+        self.redis = redis
+        self.key_prefix = key_prefix
+        self.ttl = ttl
+
+    def _key(self, job_id: str) -> str:
+        return f"{self.key_prefix}:{job_id}"
+
+    async def load(self, job_id: str) -> dict[int, ChunkRecord]:
+        entries = await self.redis.hgetall(self._key(job_id))
+        return {int(index): ChunkRecord.from_json(entry) for index, entry in entries.items()}
+
+    async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(job_id), str(index), entry.to_json())
+            pipe.expire(self._key(job_id), self.ttl)
+            await pipe.execute()
+
+    def __repr__(self) -> str:
+        return f"<RedisJournal key_prefix={self.key_prefix!r}>"

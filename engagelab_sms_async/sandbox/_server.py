@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping
@@ -39,6 +40,10 @@ class SandboxTransport(httpx.AsyncBaseTransport):
         try:
             if timeout is None:
                 return await self._inner.handle_async_request(request)
+            if sys.version_info >= (3, 11):
+                # Not wait_for: on 3.11 it swallows a cancellation that arrives as the call completes.
+                async with asyncio.timeout(timeout):
+                    return await self._inner.handle_async_request(request)
             return await asyncio.wait_for(self._inner.handle_async_request(request), timeout)
         except ConnectionCut as cut:
             if cut.kind is Fault.RESET:

@@ -1,0 +1,132 @@
+"""A journaled bulk job that crashes resumes without sending anyone the template twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis_asyncio
+from pytest_redis import factories
+
+from engagelab_sms_async import (
+    AsyncClient,
+    Journal,
+    MemoryJournal,
+    RedisJournal,
+    SQLiteJournal,
+    ValidationError,
+)
+from engagelab_sms_async._journal import ChunkRecord
+from engagelab_sms_async.sandbox import Sandbox
+
+journal_redis_proc = factories.redis_proc(port=None)  # type: ignore[arg-type]
+
+
+class Crash(Exception):
+    """Stands for the process dying mid-job."""
+
+
+def phones(count: int = 12_000) -> Iterator[str]:
+    return (f"+1444{i:07d}" for i in range(count))
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
+    if request.param == "memory":
+        yield MemoryJournal()
+    elif request.param == "sqlite":
+        first = SQLiteJournal(tmp_path / "job.db")
+        first.close()  # the job reopens the file, as a restarted process would
+        reopened = SQLiteJournal(tmp_path / "job.db")
+        yield reopened
+        reopened.close()
+    else:
+        proc = request.getfixturevalue("journal_redis_proc")
+        store = redis_asyncio.Redis(host=proc.host, port=proc.port)
+        await store.flushdb()
+        yield RedisJournal(store)
+        await store.aclose()
+
+
+async def test_a_crashed_job_resumes_without_sending_twice(journal: Journal) -> None:
+    sandbox = Sandbox()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+
+        def crash_after_five_chunks(done: int, total: int | None) -> None:
+            if done >= 5000:
+                raise Crash
+
+        with pytest.raises(Crash):
+            await client.send_bulk(
+                phones(),
+                4,
+                job_id="campaign-7",
+                journal=journal,
+                concurrency=3,
+                on_progress=crash_after_five_chunks,
+            )
+        sent_before = sandbox.count_calls("send")
+        assert 5 <= sent_before < 12
+
+        report = await client.send_bulk(phones(), 4, job_id="campaign-7", journal=journal, concurrency=3)
+
+    assert sandbox.deliveries.keys() == set(phones())
+    assert set(sandbox.deliveries.values()) == {1}
+    assert report.recipients == report.succeeded == 12_000
+    assert sorted(report.sms_ids) == sorted(message.sms_id for message in sandbox.messages)
+    # Chunks recorded as sent were not called again; only the rest (and those cut off mid-call) were.
+    assert sandbox.count_calls("send") - sent_before <= 12 - 5 + 3
+
+
+async def test_a_finished_job_run_again_sends_nothing_and_reports_everything() -> None:
+    sandbox = Sandbox()
+    journal = MemoryJournal()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        first = await client.send_bulk(phones(3000), 4, job_id="j", journal=journal)
+        again = await client.send_bulk(phones(3000), 4, job_id="j", journal=journal)
+    assert sandbox.count_calls("send") == 3
+    assert again.results == first.results
+
+
+async def test_a_pending_chunk_older_than_55_minutes_is_refused_before_anything_is_sent() -> None:
+    sandbox = Sandbox()
+    journal = MemoryJournal()
+    chunk = [f"+1444{i:07d}" for i in range(1000)]
+    from engagelab_sms_async._journal import digest
+
+    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=56)
+    await journal.record("old", 0, ChunkRecord("old:0", digest(chunk), 1000, long_ago))
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        with pytest.raises(ValidationError) as info:
+            await client.send_bulk(chunk, 4, job_id="old", journal=journal)
+        assert info.value.field == "resend_expired"
+        assert sandbox.count_calls() == 0
+
+        report = await client.send_bulk(chunk, 4, job_id="old", journal=journal, resend_expired=True)
+    assert report.succeeded == 1000
+
+
+async def test_resuming_with_other_recipients_is_refused() -> None:
+    sandbox = Sandbox()
+    journal = MemoryJournal()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        await client.send_bulk(phones(2000), 4, job_id="j", journal=journal)
+        with pytest.raises(ValidationError, match="differs from the journal"):
+            await client.send_bulk(reversed(list(phones(2000))), 4, job_id="j", journal=journal)
+    assert len(sandbox.messages) == 2000
+
+
+async def test_a_rejected_chunk_is_sent_again_on_resume_since_nothing_of_it_was_sent() -> None:
+    sandbox = Sandbox(accounts={"demo": "demo-key"})
+    journal = MemoryJournal()
+    async with AsyncClient("demo", "old-key", transport=sandbox.transport()) as wrong:
+        first = await wrong.send_bulk(phones(1000), 4, job_id="j", journal=journal)
+    assert len(first.rejected) == 1
+    state: Any = (await journal.load("j"))[0].state
+    assert state == "rejected"
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as right:
+        second = await right.send_bulk(phones(1000), 4, job_id="j", journal=journal)
+    assert second.succeeded == 1000 and set(sandbox.deliveries.values()) == {1}
