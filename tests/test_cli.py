@@ -162,6 +162,51 @@ def test_send_json_lists_failed_items_and_job_id(
     assert report["results"][0]["request_id"] == "job-7:0"
 
 
+def test_send_with_a_journal_finishes_a_failed_job_without_sending_twice(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("".join(f"+1555{i:07d}\n" for i in range(10)))
+    # The third /send call and every retry of it fail: a chunk stays unresolved in the first run.
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {2: "drop", 3: "503", 4: "503"}}))
+    monkeypatch.setattr(
+        _app,
+        "_make_client",
+        lambda user, key, base_url: AsyncClient(
+            user, key, transport=sandbox.transport(), retry=RetryPolicy(attempts=3, sleep=_no_sleep)
+        ),
+    )
+    runner = CliRunner(env={"COLUMNS": "200", **CREDENTIALS})
+    args = [
+        "send",
+        "--template-id",
+        "1",
+        "--to-file",
+        str(numbers),
+        "--chunk-size",
+        "2",
+        "--concurrency",
+        "1",
+    ]
+    args += ["--job-id", "weekly", "--journal", str(tmp_path / "weekly.db")]
+
+    first = invoke(runner, *args)
+    assert first.exit_code == 1, first.output
+    assert "weekly:2" in first.stdout
+    calls_after_first = sandbox.count_calls("send")
+
+    second = invoke(runner, *args, "--json")
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["succeeded"] == 10
+    assert sandbox.count_calls("send") - calls_after_first == 1  # only the unresolved chunk was called again
+    assert set(sandbox.deliveries.values()) == {1} and len(sandbox.deliveries) == 10
+
+
+def test_send_with_a_journal_needs_a_job_id(runner: CliRunner, numbers_file: Path, tmp_path: Path) -> None:
+    result = invoke(runner, "send", "--template-id", "1", "--to-file", str(numbers_file), "--journal", "j.db")
+    assert "--job-id" in assert_one_line_error(result, 2)
+
+
 def test_send_with_faults_outlasting_retries_exits_1_and_lists_unresolved_chunks(
     monkeypatch: pytest.MonkeyPatch, numbers_file: Path
 ) -> None:

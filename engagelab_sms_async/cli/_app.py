@@ -31,6 +31,7 @@ from .. import (
     ProcessFailedStats,
     SendFailedStats,
     SendReport,
+    SQLiteJournal,
     ValidationError,
     converter,
 )
@@ -312,6 +313,23 @@ def send(
             show_default=False,
         ),
     ] = None,
+    journal: Annotated[
+        str | None,
+        typer.Option(
+            "--journal",
+            metavar="PATH",
+            help="SQLite file recording each chunk before and after its call. Re-run with the same --job-id "
+            "and --journal after a crash: sent chunks are skipped, the rest resent without sending twice.",
+            show_default=False,
+        ),
+    ] = None,
+    resend_expired: Annotated[
+        bool,
+        typer.Option(
+            "--resend-expired",
+            help="With --journal: resend chunks first tried over 55 minutes ago (may send them twice).",
+        ),
+    ] = False,
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, max=1000, help="Numbers per /send call.")
     ] = 1000,
@@ -332,23 +350,29 @@ def send(
     --json prints the report as one JSON object instead. Exit code 1 when a chunk is unresolved or rejected.
     """
     sms_user, sms_key = _credentials(user, key)
+    if journal is not None and job_id is None:
+        raise ValidationError("--journal", "needs --job-id: a resumed job is found by its id")
     variables = parse_vars(var or ())
     total = count_numbers(to_file, column)  # also reports a missing file or column before anything is sent
     source = NumberSource(open_numbers(to_file), column)
+    book = SQLiteJournal(journal) if journal is not None else None
     try:
         report = _run_send(
             lambda: _make_client(sms_user, sms_key, base_url),
             source,
             total,
             template_id,
-            {"vars": variables, "sender": sender, "label_id": label_id},
+            {"vars": variables, "sender": sender, "label_id": label_id, "resend_expired": resend_expired},
             chunk_size=chunk_size,
             concurrency=concurrency,
             job_id=job_id,
+            journal=book,
             show_progress=not as_json,
         )
     finally:
         source.close()
+        if book is not None:
+            book.close()
     # A wrong key rejects every chunk for the same reason: say it once, as an error.
     for chunk in report.rejected:
         if isinstance(chunk.error, AuthenticationError):
@@ -375,6 +399,7 @@ def _run_send(
     chunk_size: int,
     concurrency: int | None,
     job_id: str | None,
+    journal: SQLiteJournal | None,
     show_progress: bool,
 ) -> SendReport:
     async def work() -> SendReport:
@@ -390,6 +415,7 @@ def _run_send(
                         chunk_size=chunk_size,
                         concurrency=concurrency,
                         job_id=job_id,
+                        journal=journal,
                         on_progress=lambda done, _total: bar.update(task, completed=done),
                         **options,
                     )
