@@ -165,7 +165,7 @@ async def test_a_waiter_cancelled_after_being_granted_hands_its_slot_back() -> N
 async def test_wait_for_timeout_leaves_the_limiter_usable() -> None:
     limiter = SlidingWindowLimiter(1, 10.0, margin=0.0)
     await limiter.acquire()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(limiter.acquire(), timeout=2)
     await limiter.acquire()
     assert now() == 10
