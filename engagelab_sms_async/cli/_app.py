@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import logging
 import socket
@@ -64,12 +65,6 @@ app = typer.Typer(
     # Markdown joins the lines of a docstring paragraph, so the help text rewraps to the terminal.
     rich_markup_mode="markdown",
 )
-stats_app = typer.Typer(
-    help="Statistics (/v1/stats_day, /v1/stats/process_failed, /v1/stats/send_failed).",
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-)
-app.add_typer(stats_app, name="stats")
 
 _CONNECTION = "Connection"
 
@@ -535,7 +530,7 @@ TemplateIds = Annotated[
 
 
 def _stats(
-    kind: str,
+    kind: StatsKind,
     start: str,
     end: str,
     *,
@@ -550,7 +545,7 @@ def _stats(
     first = parse_date("--from", start, time_zone)
     last = parse_date("--to", end, time_zone)
     sms_user, sms_key = _credentials(user, key)
-    row_type, daily, aggregated = _STATS[kind]
+    row_type, endpoint, daily, aggregated = _STATS[kind]
 
     async def work() -> int:
         async with _make_client(sms_user, sms_key, base_url) as client:
@@ -559,23 +554,46 @@ def _stats(
         if as_json:
             render.print_lines([render.to_json(converter.unstructure(rows))])
         else:
-            title = f"{kind}{' total' if total else ''}, {first} to {last}"
+            title = f"{endpoint}{' total' if total else ''}, {first} to {last}"
             render.console().print(render.stats_table(row_type, rows, title, total=total))
         return 0
 
     return _run(work)
 
 
-_STATS: dict[str, tuple[type[Any], str, str]] = {
-    "stats_day": (DayStats, "stats_day", "stats_day_total"),
-    "process_failed": (ProcessFailedStats, "process_failed_stats", "process_failed_total"),
-    "send_failed": (SendFailedStats, "send_failed_stats", "send_failed_total"),
+class StatsKind(str, enum.Enum):
+    """Which statistics: the CLI's names for the three endpoints."""
+
+    DAY = "day"
+    PROCESS_FAILED = "process-failed"
+    SEND_FAILED = "send-failed"
+
+
+#: Per kind: the row model, the endpoint's name (for titles), and the client's daily and total methods.
+_STATS: dict[StatsKind, tuple[type[Any], str, str, str]] = {
+    StatsKind.DAY: (DayStats, "stats_day", "stats_day", "stats_day_total"),
+    StatsKind.PROCESS_FAILED: (
+        ProcessFailedStats,
+        "process_failed",
+        "process_failed_stats",
+        "process_failed_total",
+    ),
+    StatsKind.SEND_FAILED: (SendFailedStats, "send_failed", "send_failed_stats", "send_failed_total"),
 }
 
 
-@stats_app.command("day")
+@app.command("stats")
 @_command
-def stats_day(
+def stats(
+    kind: Annotated[
+        StatsKind,
+        typer.Argument(
+            help="day: sent, delivered and failed counts per day, sms_user, template and label; "
+            "process-failed: processing failures by cause (410-480); send-failed: sending failures by "
+            "cause (500-590).",
+            show_default=False,
+        ),
+    ],
     start: From,
     end: To,
     total: Total = False,
@@ -587,67 +605,9 @@ def stats_day(
     base_url: BaseUrl = None,
     verbose: Verbose = False,
 ) -> int:
-    """Sent, delivered and failed counts per day, sms_user, template and label (--json: a JSON array)."""
+    """Statistics over any span (split into 90-day calls) as a table, or --json as one JSON array."""
     return _stats(
-        "stats_day",
-        start,
-        end,
-        total=total,
-        template_ids=template_id,
-        time_zone=time_zone,
-        as_json=as_json,
-        user=user,
-        key=key,
-        base_url=base_url,
-    )
-
-
-@stats_app.command("process-failed")
-@_command
-def stats_process_failed(
-    start: From,
-    end: To,
-    total: Total = False,
-    template_id: TemplateIds = None,
-    time_zone: TimeZone = None,
-    as_json: Json = False,
-    user: User = None,
-    key: Key = None,
-    base_url: BaseUrl = None,
-    verbose: Verbose = False,
-) -> int:
-    """Processing failures by cause (sub-status 410-480) per day (--json: a JSON array)."""
-    return _stats(
-        "process_failed",
-        start,
-        end,
-        total=total,
-        template_ids=template_id,
-        time_zone=time_zone,
-        as_json=as_json,
-        user=user,
-        key=key,
-        base_url=base_url,
-    )
-
-
-@stats_app.command("send-failed")
-@_command
-def stats_send_failed(
-    start: From,
-    end: To,
-    total: Total = False,
-    template_id: TemplateIds = None,
-    time_zone: TimeZone = None,
-    as_json: Json = False,
-    user: User = None,
-    key: Key = None,
-    base_url: BaseUrl = None,
-    verbose: Verbose = False,
-) -> int:
-    """Sending failures by cause (sub-status 500-590) per day (--json: a JSON array)."""
-    return _stats(
-        "send_failed",
+        kind,
         start,
         end,
         total=total,
