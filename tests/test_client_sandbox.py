@@ -143,3 +143,14 @@ async def test_one_real_loopback_round_trip() -> None:
     assert {record.sms_id for record in page.records} == set(sent.sms_ids)
     assert sum(row.targets for row in rows) == 3
     assert sandbox.deliveries == dict.fromkeys(PHONES, 1)
+
+
+async def test_a_passed_in_http_client_is_used_with_our_auth_and_left_open(sandbox: Sandbox) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(transport=sandbox.transport()) as http:
+        async with AsyncClient("demo", "demo-key", http_client=http) as client:
+            result = await client.send(PHONES, 1)
+        assert not http.is_closed
+        assert "authorization" not in http.headers  # the key went with each request, not into their client
+    assert len(result.sms_ids) == 3
