@@ -5,16 +5,13 @@ call goes through the limiter and the retry policy to httpx, and the answer to `
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import os
-import sys
 import uuid
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Callable,
     Iterable,
     Mapping,
@@ -30,6 +27,7 @@ from . import _bulk as bulk
 from . import _chunking as chunking
 from . import _endpoints as api
 from . import _validation as check
+from ._compat import deadline
 from ._errors import BulkSendError, RateLimitedError, TransportError, ValidationError
 from ._journal import Journal
 from ._limiter import StatusLimiter, status_limiter_for
@@ -630,7 +628,7 @@ class AsyncClient:
             json=call.json,
         )
         try:
-            async with _deadline(self._deadline):
+            async with deadline(self._deadline):
                 response = await self._http.send(request, auth=self._auth)
         except asyncio.TimeoutError:
             raise TransportError(
@@ -648,35 +646,6 @@ class AsyncClient:
         )
         headers = {name.lower(): value for name, value in response.headers.items()}
         return api.Answer(response.status_code, headers, response.content)
-
-
-if sys.version_info >= (3, 11):
-    _deadline = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
-
-    @contextlib.asynccontextmanager
-    async def _deadline(seconds: float | None) -> AsyncIterator[None]:
-        # asyncio.timeout arrived in 3.11; on 3.10 cancel the task ourselves and report a timeout.
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        fired = False
-
-        def expire() -> None:
-            nonlocal fired
-            fired = True
-            task.cancel()
-
-        handle = loop.call_later(seconds, expire) if seconds is not None else None
-        try:
-            yield
-        except asyncio.CancelledError:
-            if fired:
-                raise asyncio.TimeoutError from None
-            raise
-        finally:
-            if handle is not None:
-                handle.cancel()
 
 
 def _send_options(

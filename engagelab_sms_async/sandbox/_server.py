@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping
@@ -14,6 +13,7 @@ from collections.abc import AsyncIterator, Collection, Mapping
 import httpx
 from starlette.applications import Starlette
 
+from .._compat import deadline
 from ._app import ConnectionCut, create_app
 from ._faults import Fault, FaultPlan
 from ._world import Clock, SentMessage, World
@@ -40,11 +40,8 @@ class SandboxTransport(httpx.AsyncBaseTransport):
         try:
             if timeout is None:
                 return await self._inner.handle_async_request(request)
-            if sys.version_info >= (3, 11):
-                # Not wait_for: on 3.11 it swallows a cancellation that arrives as the call completes.
-                async with asyncio.timeout(timeout):
-                    return await self._inner.handle_async_request(request)
-            return await asyncio.wait_for(self._inner.handle_async_request(request), timeout)
+            async with deadline(timeout):
+                return await self._inner.handle_async_request(request)
         except ConnectionCut as cut:
             if cut.kind is Fault.RESET:
                 raise httpx.ConnectError("[Errno 104] Connection reset by peer", request=request) from None
