@@ -46,14 +46,34 @@ async def test_a_send_appears_in_status_and_in_daily_statistics(
     assert total.targets == 3 and total.msg_type == 2
 
 
-async def test_every_statistics_endpoint_answers(client: AsyncClient) -> None:
-    await client.send(PHONES, 5)
+@pytest.mark.looptime
+async def test_failure_statistics_count_every_cause_the_sandbox_recorded(
+    client: AsyncClient, sandbox: Sandbox
+) -> None:
+    import asyncio
+    from collections import Counter
+
+    await client.send([f"+1555{i:07d}" for i in range(1000)], 5)
+    await asyncio.sleep(300)  # every status is final
     day = today_plus8()
-    assert await client.process_failed_stats(day, day) == await client.process_failed_stats(day, day)
+    causes = Counter(message.final_sub_status for message in sandbox.messages)
+
     (processed,) = await client.process_failed_total(day, day)
     (failed,) = await client.send_failed_total(day, day)
-    assert processed.msg_type == 2 and failed.msg_type == 2
-    assert isinstance(await client.send_failed_stats(day, day), list)
+    daily = await client.send_failed_stats(day, day)
+    assert (processed.global_block, processed.frequency_overrun, processed.other) == (
+        causes[410],
+        causes[470],
+        causes[480],
+    )
+    assert (failed.empty, failed.busy, failed.power_off, failed.other) == (
+        causes[500],
+        causes[530],
+        causes[580],
+        causes[590],
+    )
+    assert sum(row.busy for row in daily) == causes[530] > 0
+    assert await client.process_failed_stats(day, day) != []
 
 
 async def test_the_same_request_id_twice_returns_the_same_ids_and_sends_once(
