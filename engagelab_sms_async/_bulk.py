@@ -28,9 +28,7 @@ logger = logging.getLogger("engagelab_sms_async")
 Outcome = SendResult | UnresolvedChunk | RejectedChunk
 
 
-def classify(
-    request_id: str, recipients: list[str], error: EngageLabError, started: dt.datetime | None = None
-) -> Outcome:
+def classify(request_id: str, recipients: list[str], error: EngageLabError, started: dt.datetime) -> Outcome:
     """What a chunk's final error means for its recipients.
 
     A retryable error after the last attempt leaves the outcome unknown (the API may have sent it before
@@ -44,7 +42,7 @@ def classify(
 
 def check_resumable(job_id: str, known: dict[int, ChunkRecord], *, resend_expired: bool) -> None:
     """Refuse, before anything is sent, to resume a job whose pending chunks the API may have forgotten."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = _now()
     stale = sorted(
         index
         for index, entry in known.items()

@@ -97,8 +97,7 @@ class AsyncClient:
             raise ValidationError("sms_user", "must be a non-empty string")
         if not isinstance(sms_key, str) or not sms_key:
             raise ValidationError("sms_key", "must be a non-empty string")
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ValidationError("max_concurrency", f"must be an integer >= 1, got {max_concurrency!r}")
+        check.integer("max_concurrency", max_concurrency, low=1)
         if http_client is not None and transport is not None:
             raise ValidationError("transport", "pass either http_client or transport, not both")
         self.sms_user = sms_user
@@ -464,11 +463,10 @@ class AsyncClient:
         on_progress: Progress | None,
         fail_fast: bool,
     ) -> AsyncGenerator[tuple[int, bulk.Outcome], None]:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 1000:
-            raise ValidationError("chunk_size", f"must be an integer from 1 to 1000, got {chunk_size!r}")
-        width = self.max_concurrency if concurrency is None else concurrency
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValidationError("concurrency", f"must be an integer >= 1, got {concurrency!r}")
+        check.integer("chunk_size", chunk_size, low=1, high=check.MAX_RECIPIENTS)
+        width = check.integer(
+            "concurrency", self.max_concurrency if concurrency is None else concurrency, low=1
+        )
         if not isinstance(job_id, str) or not job_id or len(job_id) > check.MAX_REQUEST_ID - 11:
             raise ValidationError(
                 "job_id", f"must be a string of 1 to {check.MAX_REQUEST_ID - 11} characters"

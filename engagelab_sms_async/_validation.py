@@ -45,10 +45,18 @@ def _json_size(value: object) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
-def positive_int(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValidationError(field, f"must be a positive integer, got {value!r}")
+def integer(field: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    """An ``int`` (not a ``bool``) within ``low``..``high`` inclusive, where given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, f"must be an integer, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"<= {high}" if low is None else f"from {low} to {high}"
+        raise ValidationError(field, f"must be an integer {bounds}, got {value!r}")
     return value
+
+
+def positive_int(field: str, value: object) -> int:
+    return integer(field, value, low=1)
 
 
 def optional_positive_int(field: str, value: object) -> int | None:
@@ -191,11 +199,7 @@ def status_date(value: object, zone: str | None, *, today: dt.date | None = None
 
 
 def page(offset: object, limit: object) -> tuple[int, int]:
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValidationError("offset", f"must be an integer >= 0, got {offset!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PAGE_SIZE:
-        raise ValidationError("limit", f"must be an integer from 0 to {MAX_PAGE_SIZE}, got {limit!r}")
-    return offset, limit
+    return integer("offset", offset, low=0), integer("limit", limit, low=0, high=MAX_PAGE_SIZE)
 
 
 def id_list(field: str, value: object, *, limit: int | None = MAX_IDS_PER_LIST) -> list[str] | None:
@@ -228,11 +232,9 @@ def _one_id(field: str, item: object) -> str:
 def status_code(field: str, value: object, allowed: range | None = None) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(field, f"must be an integer, got {value!r}")
-    if allowed is not None and value not in allowed:
-        raise ValidationError(field, f"must be from {allowed.start} to {allowed.stop - 1}, got {value}")
-    return value
+    if allowed is None:
+        return integer(field, value)
+    return integer(field, value, low=allowed.start, high=allowed.stop - 1)
 
 
 def date_span(start: object, end: object, *, limit: int | None = MAX_STATS_DAYS) -> tuple[dt.date, dt.date]:
