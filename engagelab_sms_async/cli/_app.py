@@ -41,7 +41,6 @@ from . import _render as render
 from ._input import (
     InputError,
     NumberSource,
-    closing,
     count_numbers,
     in_thread,
     open_numbers,
@@ -498,7 +497,7 @@ def status(
         seen = 0
         async with (
             _make_client(sms_user, sms_key, base_url) as client,
-            closing(client.iter_status(day, **filters)) as stream,
+            contextlib.aclosing(client.iter_status(day, **filters)) as stream,
         ):
             async for record in stream:
                 seen += 1

@@ -18,6 +18,7 @@ How the statuses are read back without sleeping and without tripping the 60-call
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import time
@@ -37,7 +38,6 @@ from .. import (
     StatusRecord,
 )
 from . import _render as render
-from ._input import closing
 from ._render import StatsRow
 
 __all__ = ["DEMO_KEY", "DEMO_USER", "ShiftedClock", "demo_numbers", "run_demo"]
@@ -128,7 +128,7 @@ async def run_demo(out: Console, *, recipients: int, seed: int, sample: int) -> 
             if wanted:
                 stream = client.iter_status(first_day, time_zone=DEMO_ZONE)
                 # Stopping early must close the page iterator now, not leave it to the GC.
-                async with closing(stream) as pages:
+                async with contextlib.aclosing(stream) as pages:
                     async for record in pages:
                         records.append(record)
                         bar.update(task, completed=len(records))

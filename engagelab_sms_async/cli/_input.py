@@ -8,7 +8,6 @@ wrong ``--column`` is reported before the first SMS leaves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import datetime as dt
 import itertools
@@ -16,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TextIO, TypeVar
+from typing import TextIO
 
 from .. import _validation as check
 from .._models import MessageStatus
@@ -24,7 +23,6 @@ from .._models import MessageStatus
 __all__ = [
     "KNOWN_COLUMNS",
     "InputError",
-    "closing",
     "NumberSource",
     "count_numbers",
     "in_thread",
@@ -37,7 +35,6 @@ __all__ = [
 
 #: Column names taken as the phone column of a CSV when ``--column`` is not given (first match wins).
 KNOWN_COLUMNS = ("phone", "to", "number", "mobile")
-T = TypeVar("T")
 _DELIMITERS = (",", ";", "\t")
 # Looks like a phone number rather than a header cell: lets a header-less CSV keep its first row.
 _NUMBER_LIKE = re.compile(r"\+?[\d\s().-]{3,}")
@@ -156,18 +153,6 @@ async def in_thread(numbers: Iterator[str], batch: int = 1000) -> AsyncIterator[
             yield item
 
 
-@contextlib.asynccontextmanager
-async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """``contextlib.aclosing`` for the client's ``iter_*`` methods (typed as ``AsyncIterator``, which has no
-    ``aclose`` for the type checker): leaving a loop early closes the generator and its pending page."""
-    try:
-        yield stream
-    finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
-
-
 def resolve_zone(value: str | None) -> dt.timezone:
     """The fixed offset of a ``--time-zone`` (default ``+8``, the API's)."""
     try:
@@ -184,11 +169,11 @@ def parse_date(option: str, value: str, zone: str | None = None) -> dt.date:
         today = dt.datetime.now(resolve_zone(zone)).date()
         return today if word == "today" else today - dt.timedelta(days=1)
     try:
-        if len(word) == 10:
-            return dt.date.fromisoformat(word)
+        return check.to_date(option, word)
     except ValueError:
-        pass
-    raise InputError(f"{option}: expected a date as yyyy-mm-dd, 'today' or 'yesterday', got {value!r}")
+        raise InputError(
+            f"{option}: expected a date as yyyy-mm-dd, 'today' or 'yesterday', got {value!r}"
+        ) from None
 
 
 def parse_status(value: str | None) -> int | None:
