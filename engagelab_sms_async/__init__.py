@@ -10,11 +10,13 @@ from ._converter import converter
 from ._errors import (
     APIError,
     AuthenticationError,
+    BulkAbortedError,
     BulkSendError,
     EngageLabError,
     InvalidRequestError,
     LimiterUnavailableError,
     RateLimitedError,
+    RequestIdReusedError,
     ServerError,
     TransportError,
     ValidationError,
@@ -34,6 +36,7 @@ from ._models import (
     StatusRecord,
     SubStatus,
     UnresolvedChunk,
+    UnsentChunk,
 )
 from ._retry import RetryPolicy, is_retryable
 from ._version import __version__
@@ -43,6 +46,7 @@ __all__ = [
     "APIError",
     "AsyncClient",
     "AuthenticationError",
+    "BulkAbortedError",
     "BulkSendError",
     "DayStats",
     "EngageLabError",
@@ -57,6 +61,7 @@ __all__ = [
     "RedisJournal",
     "RedisSlidingWindowLimiter",
     "RejectedChunk",
+    "RequestIdReusedError",
     "RetryPolicy",
     "SQLiteJournal",
     "SendFailedStats",
@@ -70,6 +75,7 @@ __all__ = [
     "SubStatus",
     "TransportError",
     "UnresolvedChunk",
+    "UnsentChunk",
     "ValidationError",
     "__version__",
     "converter",

@@ -10,8 +10,14 @@
     │   └── ServerError            5xx, or a response that is not the JSON it should be
     ├── TransportError             no usable answer: connect error, timeout, reset (wraps the httpx error)
     ├── LimiterUnavailableError    the shared status limiter (Redis) cannot be reached: we refuse to call
-    ├── BulkSendError              iter_send finished with chunks refused or unresolved (lists them)
+    ├── RequestIdReusedError       the answer names numbers not asked: the request_id was used within the hour
+    ├── BulkSendError              iter_send finished with chunks refused, unresolved or unsent (lists them)
+    ├── BulkAbortedError           send_bulk stopped by its source, on_progress or journal (has the report)
     └── ValidationError            bad input caught before any request is sent (also a ValueError)
+
+``outcome_unknown`` is True on an error raised by a send any attempt of which may have reached the API (no
+answer, a 5xx, or a refusal after such an attempt): its numbers may have been sent, so it must be resent only
+with the same request_id, within the hour, and never be treated as "nothing was sent".
 
 No message ever contains the sms_key or the Authorization header: messages are built from the error code,
 the server's message, the HTTP status and the request_id only.
@@ -19,15 +25,22 @@ the server's message, the HTTP status and the request_id only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import RejectedChunk, SendReport, UnresolvedChunk, UnsentChunk
+
 __all__ = [
     "KNOWN_CODES",
     "APIError",
-    "BulkSendError",
     "AuthenticationError",
+    "BulkAbortedError",
+    "BulkSendError",
     "EngageLabError",
     "InvalidRequestError",
     "LimiterUnavailableError",
     "RateLimitedError",
+    "RequestIdReusedError",
     "ServerError",
     "TransportError",
     "ValidationError",
@@ -46,7 +59,14 @@ CODE_PARTIAL_SUCCESS = 41031
 
 
 class EngageLabError(Exception):
-    """Base class of every error this library raises."""
+    """Base class of every error this library raises.
+
+    ``outcome_unknown`` is True when the failed call may nevertheless have been carried out by the API (a
+    send whose answer was lost, or refused only after an earlier attempt got no answer): resend it with the
+    same request_id within the hour, never with a new one.
+    """
+
+    outcome_unknown: bool = False
 
 
 class APIError(EngageLabError):
@@ -153,19 +173,63 @@ class LimiterUnavailableError(EngageLabError, RuntimeError):
     """
 
 
-class BulkSendError(EngageLabError):
-    """``iter_send`` yielded every result it could, but some chunks were refused or are unresolved.
+class RequestIdReusedError(EngageLabError):
+    """The answer to a send names numbers that were not asked: its request_id was used within the hour
+    for other numbers, and the API returned that first call's answer. Nothing of this call was sent.
 
-    ``rejected`` and ``unresolved`` hold those chunks (``RejectedChunk``/``UnresolvedChunk``) with their
-    request_ids, recipients and errors: nothing handed to the job is unaccounted for.
+    ``request_id`` is the reused id, ``recipients`` the numbers asked, ``answered`` the numbers the answer
+    names. Send again with a request_id never used before (in a bulk job: another ``job_id``).
     """
 
-    def __init__(self, rejected: tuple[object, ...], unresolved: tuple[object, ...]) -> None:
+    def __init__(self, request_id: str, recipients: tuple[str, ...], answered: tuple[str, ...]) -> None:
+        self.request_id = request_id
+        self.recipients = recipients
+        self.answered = answered
+        super().__init__(
+            f"request_id {request_id!r} was already used within the hour for other numbers: the answer names "
+            f"{len(answered)} number(s), not all of the {len(recipients)} asked; nothing was sent. Use a "
+            "request_id (or job_id) never used before"
+        )
+
+
+class BulkSendError(EngageLabError):
+    """``iter_send`` yielded every result it could, but some chunks were refused, unresolved or unsent.
+
+    ``rejected``, ``unresolved`` and ``unsent`` hold those chunks with their request_ids, recipients and (for
+    the first two) errors: nothing handed to the job is unaccounted for.
+    """
+
+    def __init__(
+        self,
+        rejected: tuple[RejectedChunk, ...],
+        unresolved: tuple[UnresolvedChunk, ...],
+        unsent: tuple[UnsentChunk, ...] = (),
+    ) -> None:
         self.rejected = rejected
         self.unresolved = unresolved
+        self.unsent = unsent
         super().__init__(
-            f"{len(rejected)} chunk(s) rejected and {len(unresolved)} unresolved; "
+            f"{len(rejected)} chunk(s) rejected, {len(unresolved)} unresolved and {len(unsent)} unsent; "
             "resend unresolved chunks with their request_id within the hour"
+        )
+
+
+class BulkAbortedError(EngageLabError):
+    """``send_bulk`` stopped because its recipients source, ``on_progress`` or its journal raised.
+
+    ``report`` accounts for every number read so far (``complete`` is False): results obtained, chunks
+    unresolved, chunks read but never sent. ``job_id`` is the job's id (resume it with the same id and
+    journal). The original exception is ``__cause__``.
+    """
+
+    def __init__(self, report: SendReport, reason: str) -> None:
+        self.report = report
+        self.job_id = report.job_id
+        self.reason = reason
+        super().__init__(
+            f"bulk job {report.job_id!r} aborted: {reason}; {report.recipients} number(s) read, "
+            f"{report.succeeded} accepted, {report.unresolved_recipients} unresolved, "
+            f"{report.unsent_recipients} never sent"
         )
 
 

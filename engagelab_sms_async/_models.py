@@ -22,6 +22,7 @@ __all__ = [
     "StatusRecord",
     "SubStatus",
     "UnresolvedChunk",
+    "UnsentChunk",
 ]
 
 
@@ -75,7 +76,12 @@ class SendResult:
 
     ``sms_ids`` has one id per accepted number (each ends with ``$`` and the phone); ``failed_items`` the
     numbers the API refused; ``recipients`` the numbers this call sent to, in order. ``code``/``message``
-    are set on partial success (41031).
+    are set on partial success (41031). ``unanswered`` lists the numbers asked that the answer names
+    neither as accepted nor as refused: the API may or may not have sent them, so they are unresolved
+    (and never resent automatically: the same request_id would only return the same answer).
+
+    Every number asked is in exactly one of: ``sms_ids`` (by its ``$phone`` suffix), ``failed_items``,
+    ``unanswered``.
     """
 
     request_id: str
@@ -84,6 +90,7 @@ class SendResult:
     recipients: tuple[str, ...] = ()
     code: int | None = None
     message: str | None = None
+    unanswered: tuple[str, ...] = ()
 
     @property
     def succeeded(self) -> int:
@@ -132,7 +139,9 @@ class UnresolvedChunk:
 
 @attrs.frozen(eq=False)
 class RejectedChunk:
-    """A chunk the API refused as a whole (401, 4xx): nothing of it was sent."""
+    """A chunk the API refused as a whole (401, 4xx, a reused request_id) on every attempt it made: nothing
+    of it was sent. A chunk any attempt of which may have reached the API is never rejected: it is
+    unresolved."""
 
     request_id: str
     recipients: tuple[str, ...]
@@ -140,11 +149,29 @@ class RejectedChunk:
 
 
 @attrs.frozen
-class SendReport:
-    """Everything a bulk send did: every result, every refused or unresolved chunk, and exact totals.
+class UnsentChunk:
+    """A chunk read from the source but never sent, because the job stopped (401, ``fail_fast``, abort).
 
-    ``recipients == succeeded + failed + unresolved_recipients`` always holds: nothing that was handed to
-    the job is missing. ``failed`` counts refused numbers (partial success) and numbers of rejected chunks.
+    Nothing of it reached the API: send it again (a resumed job with the same ``job_id`` and journal does).
+    """
+
+    request_id: str
+    recipients: tuple[str, ...]
+
+
+@attrs.frozen
+class SendReport:
+    """Everything a bulk send did: every result, every refused, unresolved or unsent chunk, exact totals.
+
+    On every path (success, 401 mid-job, ``fail_fast``, a failing source or journal)::
+
+        recipients == succeeded + failed + unresolved_recipients + unsent_recipients
+
+    ``recipients`` counts every number read from the source, except the ``duplicates`` skipped as repeats
+    of a number already in the job. ``failed`` counts the numbers the API refused (partial success) and the
+    numbers of rejected chunks; ``unresolved_recipients`` the numbers whose outcome is unknown (unresolved
+    chunks, and numbers an answer left unnamed); ``unsent_recipients`` the numbers never sent because the
+    job stopped. ``complete`` is True when the source was read to its end and every chunk got an outcome.
     """
 
     recipients: int = 0
@@ -154,11 +181,21 @@ class SendReport:
     unresolved: tuple[UnresolvedChunk, ...] = ()
     rejected: tuple[RejectedChunk, ...] = ()
     job_id: str | None = None
+    unsent: tuple[UnsentChunk, ...] = ()
+    duplicates: int = 0
+    complete: bool = True
+    unanswered: int = 0
 
     @property
     def unresolved_recipients(self) -> int:
-        """How many numbers are in unresolved chunks."""
-        return sum(len(chunk.recipients) for chunk in self.unresolved)
+        """How many numbers have an unknown outcome: those of unresolved chunks, and those an answer did not
+        name (``SendResult.unanswered``)."""
+        return sum(len(chunk.recipients) for chunk in self.unresolved) + self.unanswered
+
+    @property
+    def unsent_recipients(self) -> int:
+        """How many numbers were read from the source but never sent, because the job stopped."""
+        return sum(len(chunk.recipients) for chunk in self.unsent)
 
     @property
     def sms_ids(self) -> tuple[str, ...]:
@@ -172,8 +209,15 @@ class SendReport:
 
     @property
     def ok(self) -> bool:
-        """True when nothing is unresolved and no chunk was rejected."""
-        return not self.unresolved and not self.rejected
+        """True when the job is complete and every number has a final answer: nothing unresolved, rejected
+        or unsent."""
+        return (
+            self.complete
+            and not self.unresolved
+            and not self.rejected
+            and not self.unsent
+            and not self.unanswered
+        )
 
 
 @attrs.frozen
