@@ -1,43 +1,118 @@
-"""The bulk-send pipeline: chunks pulled lazily, at most ``concurrency`` calls in flight, outcomes in the
-order they complete, and a report that accounts for every recipient.
+"""The bulk-send job: numbers read lazily and sent once each, at most ``concurrency`` calls in flight, and an
+outcome for every number read, whatever stops the job.
 
-Memory stays flat whatever the input size: a chunk is pulled from the source only when a worker is free,
-so at most ``concurrency`` chunks exist at once besides the one being assembled.
+Memory stays flat whatever the input size: a chunk is read from the source only when a worker is free, so
+at most ``concurrency`` chunks exist at once besides the one being assembled (plus, with ``dedupe``, one
+compact key per distinct number: see ``_numbers``).
+
+Every number read from the source ends in exactly one place: a ``SendResult`` (accepted, refused, or left
+unnamed by the answer), an ``UnresolvedChunk`` (the API may have sent it), a ``RejectedChunk`` (refused whole,
+nothing sent), an ``UnsentChunk`` (read but never sent: the job stopped), or the ``duplicates`` count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import itertools
+import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import attrs
 
+from . import _numbers as numbers
+from ._compat import cancelling
 from ._converter import converter
-from ._errors import AuthenticationError, EngageLabError, ValidationError
+from ._errors import AuthenticationError, EngageLabError, RequestIdReusedError, ValidationError
 from ._journal import ChunkRecord, Journal, digest
-from ._models import RESEND_WINDOW, RejectedChunk, SendReport, SendResult, UnresolvedChunk
+from ._models import (
+    RESEND_WINDOW,
+    RejectedChunk,
+    SendReport,
+    SendResult,
+    UnresolvedChunk,
+    UnsentChunk,
+)
 from ._retry import is_retryable
 
-__all__ = ["Outcome", "check_resumable", "classify", "pipeline", "report", "run_chunk"]
+__all__ = [
+    "SETTINGS",
+    "Aborted",
+    "Chunks",
+    "Ledger",
+    "Outcome",
+    "check_resumable",
+    "check_settings",
+    "classify",
+    "outcomes",
+    "run_chunk",
+    "settings_record",
+]
 
 logger = logging.getLogger("engagelab_sms_async")
 
-Outcome = SendResult | UnresolvedChunk | RejectedChunk
+Outcome = SendResult | UnresolvedChunk | RejectedChunk | UnsentChunk
+Progress = Callable[[int, int | None], object]
+
+
+class Aborted(Exception):
+    """The job stopped because something outside the API failed; ``reason`` says what, ``__cause__`` is it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def classify(request_id: str, recipients: list[str], error: EngageLabError, started: dt.datetime) -> Outcome:
     """What a chunk's final error means for its recipients.
 
-    A retryable error after the last attempt leaves the outcome unknown (the API may have sent it before
-    the answer was lost): unresolved, safe to resend with the same request_id. Any other error is a refusal
-    of the whole call: nothing was sent.
+    An error a retry could cure, or any error after an attempt that may have reached the API
+    (``outcome_unknown``), leaves the outcome unknown: unresolved, safe to resend with the same request_id
+    within the hour. Only an error every attempt of which was refused is a rejection: nothing was sent.
     """
-    if is_retryable(error):
+    if is_retryable(error) or error.outcome_unknown:
         return UnresolvedChunk(request_id, tuple(recipients), error, first_attempt_at=started)
     return RejectedChunk(request_id, tuple(recipients), error)
+
+
+def stops_the_job(outcome: Outcome, *, fail_fast: bool) -> bool:
+    """After a 401 no chunk can succeed, and after a reused request_id every later id of the job may be
+    reused too; ``fail_fast`` stops at any chunk that did not get an answer."""
+    if isinstance(outcome, (SendResult, UnsentChunk)):
+        return False
+    return fail_fast or isinstance(outcome.error, (AuthenticationError, RequestIdReusedError))
+
+
+#: The journal index under which a job keeps its settings (chunks count from 0).
+SETTINGS = -1
+
+
+def settings_record(
+    job_id: str, template_id: int, options: dict[str, Any], *, chunk_size: int, dedupe: bool
+) -> ChunkRecord:
+    """What a job was started with, as a journal record: a resumed job must cut and send the same chunks."""
+    described = json.dumps(
+        {"template_id": template_id, "options": options, "chunk_size": chunk_size, "dedupe": dedupe},
+        sort_keys=True,
+        default=repr,
+    )
+    fingerprint = hashlib.sha256(described.encode()).hexdigest()
+    return ChunkRecord(f"{job_id}:settings", fingerprint, chunk_size, _now(), state="sent")
+
+
+def check_settings(job_id: str, saved: ChunkRecord | None, settings: ChunkRecord) -> None:
+    """Refuse to resume a job with other settings than it was started with (a journal from before the
+    settings were recorded has none: nothing to compare)."""
+    if saved is not None and saved.digest != settings.digest:
+        raise ValidationError(
+            "job_id",
+            f"job {job_id!r} was started with another template, other options, chunk_size or dedupe: "
+            "resume it with the same ones (its chunks would otherwise differ from those the API has seen), "
+            "or choose another job_id",
+        )
 
 
 def check_resumable(job_id: str, known: dict[int, ChunkRecord], *, resend_expired: bool) -> None:
@@ -57,6 +132,111 @@ def check_resumable(job_id: str, known: dict[int, ChunkRecord], *, resend_expire
         )
 
 
+class Chunks:
+    """The job's source: reads it lazily, skips repeated numbers, cuts chunks of ``size`` numbers.
+
+    Whatever happens, nothing read is lost: a source that raises leaves the numbers it gave before the
+    error in :meth:`leftover`, and so does a job that stops before taking them. With ``dedupe`` a number
+    seen anywhere in the job is skipped (one compact key per distinct number is kept); without it only
+    repeats within one chunk are (memory stays bounded, for unbounded streams).
+    """
+
+    def __init__(self, recipients: Iterable[str] | AsyncIterable[str], size: int, *, dedupe: bool) -> None:
+        self._size = size
+        self._dedupe = dedupe
+        self._seen: set[numbers.Key] = set()
+        self._buffer: list[str] = []  # read, checked, not repeats, not yet handed out
+        self._raw: list[Any] = []  # read, not yet checked
+        self._read = 0
+        self._next_index = 0
+        self.duplicates = 0
+        self.exhausted = False
+        self._async: AsyncIterator[Any] | None = None
+        self._sync: Iterable[Any] | None = None
+        if isinstance(recipients, AsyncIterable):
+            self._async = aiter(recipients)
+        else:
+            self._sync = iter(recipients)
+
+    async def next(self) -> tuple[int, list[str]] | None:
+        """The next ``(index, chunk)``, or None when the source is exhausted."""
+        while len(self._buffer) < self._size and not self.exhausted:
+            try:
+                await self._pull(self._size - len(self._buffer))
+            finally:
+                self._absorb()
+        if not self._buffer:
+            return None
+        chunk, self._buffer = self._buffer[: self._size], self._buffer[self._size :]
+        return self._hand_out(chunk)
+
+    def leftover(self) -> tuple[int, list[str]] | None:
+        """The numbers read but not handed out (the job stopped), as one last chunk, or None."""
+        self._absorb(check=False)
+        if not self._buffer:
+            return None
+        chunk, self._buffer = self._buffer, []
+        return self._hand_out(chunk)
+
+    def _hand_out(self, chunk: list[str]) -> tuple[int, list[str]]:
+        index, self._next_index = self._next_index, self._next_index + 1
+        if not self._dedupe:
+            self._seen.clear()
+        return index, chunk
+
+    def _keep_first(self, raw: list[str]) -> None:
+        keys = numbers.keys(raw)
+        seen = self._seen
+        size = len(seen)
+        if seen.isdisjoint(keys):
+            seen.update(keys)
+            if len(seen) - size == len(keys):
+                self._buffer.extend(raw)  # the usual case: no repeat, and no Python step per number
+                return
+            seen.difference_update(keys)  # repeats within this batch: sort them out one by one
+        for phone, key in zip(raw, keys, strict=True):
+            if key in seen:
+                self.duplicates += 1
+            else:
+                seen.add(key)
+                self._buffer.append(phone)
+
+    async def _pull(self, count: int) -> None:
+        # Into ``_raw`` as they come, so that a source raising midway leaves what it gave before in it
+        # (list.extend keeps the items an iterator yielded before raising).
+        before = len(self._raw)
+        if self._sync is not None:
+            self._raw.extend(itertools.islice(self._sync, count))
+        else:
+            assert self._async is not None
+            for _ in range(count):
+                try:
+                    self._raw.append(await anext(self._async))
+                except StopAsyncIteration:
+                    break
+        if len(self._raw) - before < count:
+            self.exhausted = True
+
+    def _absorb(self, *, check: bool = True) -> None:
+        raw, self._raw = self._raw, []
+        if not raw:
+            return
+        self._read += len(raw)
+        bad = None
+        if not set(map(type, raw)) <= {str} or "" in raw:
+            # Not numbers: left out of the job (and of its count), the first one named in the error.
+            # Subclasses of str (numpy.str_, ...) are numbers, kept as plain strings.
+            fit = [isinstance(item, str) and bool(item) for item in raw]
+            if not all(fit):
+                position = fit.index(False)
+                bad = (self._read - len(raw) + position, raw[position])
+            raw = [str(item) for item, ok in zip(raw, fit, strict=True) if ok]
+        self._keep_first(raw)
+        if bad is not None and check:
+            where, item = bad
+            raise ValidationError("recipients", f"item {where} is {item!r}, not a phone number string")
+
+
 async def run_chunk(
     index: int,
     chunk: list[str],
@@ -65,10 +245,16 @@ async def run_chunk(
     send: Callable[[str, list[str]], Awaitable[SendResult]],
     journal: Journal | None = None,
     known: dict[int, ChunkRecord] | None = None,
+    resend_expired: bool = False,
 ) -> Outcome:
     """Send chunk ``index`` as ``f"{job_id}:{index}"`` and say what became of it, journaling both ends.
 
-    A chunk the journal holds as sent is not sent again: its recorded result is returned.
+    A chunk the journal holds as sent is not sent again: its recorded result is returned. One it holds as
+    pending (it may have been sent) is resent with its request_id only while the API still remembers that
+    id: reached more than 55 minutes after its first attempt (a slow source, a long queue), it is reported
+    unresolved instead, unless ``resend_expired``. A journal that fails before the call leaves the chunk
+    unsent; one that fails after it leaves the outcome known: both raise :class:`JournalFailed` carrying
+    the outcome.
     """
     request_id = f"{job_id}:{index}"
     entry = known.get(index) if known else None
@@ -77,81 +263,167 @@ async def run_chunk(
             raise ValidationError(
                 "recipients",
                 f"chunk {index} of job {job_id!r} differs from the journal: resume a job with the same "
-                "recipients, in the same order, with the same chunk_size",
+                "recipients, in the same order, with the same chunk_size and dedupe",
             )
         if entry.state == "sent" and entry.result is not None:
             return converter.structure(entry.result, SendResult)
-    else:
+        if entry.state == "rejected":
+            entry = None  # refused whole before: nothing of it was sent, this is a first attempt again
+        elif not resend_expired and _now() - entry.first_attempt_at > RESEND_WINDOW:
+            stale = ValidationError(
+                "resend_expired",
+                f"chunk {request_id} was first attempted at {entry.first_attempt_at:%Y-%m-%d %H:%M:%S} UTC, "
+                "over 55 minutes ago: the API may have forgotten its request_id, so it was not resent",
+            )
+            return UnresolvedChunk(request_id, tuple(chunk), stale, first_attempt_at=entry.first_attempt_at)
+    if entry is None:
         entry = ChunkRecord(request_id, digest(chunk) if journal else "", len(chunk), _now())
         if journal is not None:
-            await journal.record(job_id, index, entry)
+            try:
+                # Not shielded from a cancellation: nothing has been sent yet.
+                await journal.record(job_id, index, entry)
+            except Exception as exc:
+                raise JournalFailed(UnsentChunk(request_id, tuple(chunk))) from exc
     try:
-        result = await send(request_id, chunk)
+        outcome: Outcome = await send(request_id, chunk)
     except EngageLabError as exc:
         logger.warning("chunk %s failed for good: %s: %s", request_id, type(exc).__name__, exc)
         outcome = classify(request_id, chunk, exc, entry.first_attempt_at)
-        if journal is not None and isinstance(outcome, RejectedChunk):
-            # Refused whole: nothing was sent, so a resumed job may send it again.
-            refused = attrs.evolve(entry, state="rejected", error=f"{type(exc).__name__}: {exc}")
-            await journal.record(job_id, index, refused)
-        return outcome
+    except Exception as exc:
+        # Raised on the way back (an answer that broke a parser, a bug): the request may have been
+        # carried out, so the outcome is unknown, never "nothing sent".
+        logger.warning("chunk %s failed for good: %s", request_id, type(exc).__name__)
+        outcome = UnresolvedChunk(request_id, tuple(chunk), exc, first_attempt_at=entry.first_attempt_at)
     if journal is not None:
-        await journal.record(
-            job_id, index, attrs.evolve(entry, state="sent", result=converter.unstructure(result))
-        )
-    return result
+        if isinstance(outcome, SendResult):
+            done = attrs.evolve(entry, state="sent", result=converter.unstructure(outcome))
+        elif isinstance(outcome, RejectedChunk):
+            # Refused whole on every attempt: nothing was sent, so a resumed job may send it again.
+            done = attrs.evolve(entry, state="rejected", error=f"{type(outcome.error).__name__}")
+        else:
+            return outcome  # unresolved: the record stays pending, with its first attempt time
+        try:
+            await _durably(journal.record(job_id, index, done))
+        except Exception as exc:
+            raise JournalFailed(outcome) from exc
+    return outcome
+
+
+class JournalFailed(Exception):
+    """The journal raised around a chunk's call; ``outcome`` is what became of the chunk all the same."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(f"journal failed around chunk {outcome.request_id}")
+        self.outcome = outcome
+
+
+async def _durably(write: Awaitable[None]) -> None:
+    """Finish a journal write even if the job is cancelled meanwhile, then let the cancellation go on: an
+    outcome obtained is never lost from the journal to a cancellation."""
+    task = asyncio.ensure_future(write)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what goes on
+        raise
+
+
+def _reraise_cancellation() -> None:
+    """Inside ``except Exception``: a source that raises while its task is being cancelled (a cursor
+    closed under it) must not turn the cancellation into an abort."""
+    if cancelling():
+        raise asyncio.CancelledError
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-async def pipeline(
-    chunks: AsyncGenerator[list[str], None],
+async def outcomes(
+    chunks: Chunks,
     send_chunk: Callable[[int, list[str]], Awaitable[Outcome]],
     *,
+    job_id: str,
     concurrency: int,
     fail_fast: bool = False,
+    on_progress: Progress | None = None,
+    total: int | None = None,
+    read_rest: bool = True,
 ) -> AsyncGenerator[tuple[int, Outcome], None]:
     """Run ``send_chunk`` over ``chunks`` with at most ``concurrency`` in flight; yield ``(index, outcome)``
-    as each completes.
+    for every chunk read, as each completes.
 
-    ``concurrency`` workers each pull the next chunk only when they are free, and hand each outcome over
-    through a queue of one, so at most ``concurrency + 1`` chunks are out of the source and not yet seen by
-    the consumer: memory does not grow with the input, nor with a slow consumer.
-    New chunks stop being started after a failure when ``fail_fast``, and always after an authentication
-    failure (no later chunk could succeed). Closing the generator cancels the calls in flight and closes
-    the source.
+    ``concurrency`` workers each read the next chunk only when they are free and hand each outcome over
+    through a queue of one, so memory does not grow with the input, nor with a slow consumer.
+
+    When a chunk stops the job (a 401, a reused request_id, or any failure with ``fail_fast``), no chunk is
+    started any more: the calls in flight finish, and with ``read_rest`` (a source of known length, so
+    finite and already in memory) the rest of it is read and yielded as :class:`UnsentChunk`; an iterator
+    is left where the job stopped (it may be endless), and ``chunks.exhausted`` stays False.
+
+    When the source, the journal or ``on_progress`` raises, the calls in flight finish, the numbers read
+    but not sent are yielded as one :class:`UnsentChunk`, and :class:`Aborted` is raised from the error.
+    Closing the generator (or cancelling its consumer) cancels the calls in flight: what a journal was told
+    stays written.
     """
-    # Each worker hands over its outcomes, then None when the source is exhausted, or the exception of a
-    # bug so that it surfaces in the consumer instead of hanging it.
-    done: asyncio.Queue[tuple[int, Outcome] | BaseException | None] = asyncio.Queue(maxsize=1)
+    done: asyncio.Queue[tuple[int, Outcome] | None] = asyncio.Queue(maxsize=1)
     pulling = asyncio.Lock()
-    next_index = 0
     stopping = False
+    failure: list[tuple[BaseException, str]] = []
+    progress = 0
+
+    def abort(error: BaseException, reason: str) -> None:
+        nonlocal stopping
+        stopping = True
+        if not failure:
+            failure.append((error, reason))
 
     async def worker() -> None:
-        nonlocal next_index, stopping
-        try:
-            while not stopping:
-                async with pulling:
-                    chunk = None if stopping else await anext(chunks, None)
-                    index, next_index = next_index, next_index + 1
-                if chunk is None:
-                    stopping = True
+        nonlocal stopping
+        while not stopping:
+            async with pulling:
+                if stopping:
                     break
+                try:
+                    item = await chunks.next()
+                except Exception as exc:
+                    _reraise_cancellation()
+                    abort(exc, f"the recipients source raised {type(exc).__name__}")
+                    break
+            if item is None:
+                break
+            index, chunk = item
+            if stopping:
+                # The job stopped while this chunk was being read (a slow source): it is not sent.
+                await done.put((index, UnsentChunk(f"{job_id}:{index}", tuple(chunk))))
+                break
+            try:
                 outcome = await send_chunk(index, chunk)
-                if not isinstance(outcome, SendResult) and (
-                    fail_fast or isinstance(outcome.error, AuthenticationError)
-                ):
-                    stopping = True
-                await done.put((index, outcome))
-        except asyncio.CancelledError:
-            raise  # the consumer left: nobody waits for a hand-over any more
-        except Exception as exc:
-            await done.put(exc)
-            return
+            except JournalFailed as exc:
+                outcome = exc.outcome
+                abort(exc.__cause__ or exc, f"the journal raised {type(exc.__cause__).__name__}")
+            except Exception as exc:
+                # A resume refused mid-way (or a bug): the chunk did not reach the API.
+                outcome = UnsentChunk(f"{job_id}:{index}", tuple(chunk))
+                why = str(exc) if isinstance(exc, ValidationError) else type(exc).__name__
+                abort(exc, f"chunk {index} could not be sent: {why}")
+            if stops_the_job(outcome, fail_fast=fail_fast):
+                stopping = True
+            await done.put((index, outcome))
         await done.put(None)
+
+    def report_progress(outcome: Outcome) -> None:
+        nonlocal progress
+        progress += len(outcome.recipients)
+        if on_progress is None or failure:
+            return
+        try:
+            # Skipped repeats count as done: ``total`` is the length of the source, repeats included.
+            on_progress(progress + chunks.duplicates, total)
+        except Exception as exc:
+            abort(exc, f"on_progress raised {type(exc).__name__}")
 
     workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
     running = len(workers)
@@ -160,10 +432,29 @@ async def pipeline(
             item = await done.get()
             if item is None:
                 running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
+                continue
+            report_progress(item[1])
+            yield item
+        if stopping and not failure and read_rest:
+            # Stopped by an answer: the rest of the source is accounted for as never sent.
+            while True:
+                try:
+                    rest = await chunks.next()
+                except Exception as exc:
+                    _reraise_cancellation()
+                    abort(exc, f"the recipients source raised {type(exc).__name__}")
+                    break
+                if rest is None:
+                    break
+                unsent = UnsentChunk(f"{job_id}:{rest[0]}", tuple(rest[1]))
+                report_progress(unsent)
+                yield rest[0], unsent
+        if failure:
+            left = chunks.leftover()
+            if left is not None:
+                yield left[0], UnsentChunk(f"{job_id}:{left[0]}", tuple(left[1]))
+            error, reason = failure[0]
+            raise Aborted(reason) from error
     finally:
         stopping = True
         for task in workers:
@@ -176,35 +467,58 @@ async def pipeline(
             taking: asyncio.Future[Any] = asyncio.ensure_future(done.get())
             await asyncio.wait((finished, taking), return_when=asyncio.FIRST_COMPLETED)
             taking.cancel()
-        await chunks.aclose()
 
 
-def report(outcomes: Iterable[tuple[int, Outcome]], job_id: str | None = None) -> SendReport:
-    """The ``SendReport`` of a finished job, chunks in input order, totals exact."""
-    results: list[tuple[int, SendResult]] = []
-    unresolved: list[tuple[int, UnresolvedChunk]] = []
-    rejected: list[tuple[int, RejectedChunk]] = []
-    recipients = succeeded = failed = 0
-    for index, outcome in outcomes:
-        recipients += len(outcome.recipients)
+class Ledger:
+    """Everything a running job has learnt, added up as outcomes arrive; ``report()`` at any moment."""
+
+    def __init__(self, job_id: str, chunks: Chunks) -> None:
+        self.job_id = job_id
+        self._chunks = chunks
+        self._results: list[tuple[int, SendResult]] = []
+        self._unresolved: list[tuple[int, UnresolvedChunk]] = []
+        self._rejected: list[tuple[int, RejectedChunk]] = []
+        self._unsent: list[tuple[int, UnsentChunk]] = []
+        self.recipients = self.succeeded = self.failed = self.unanswered = 0
+
+    def add(self, index: int, outcome: Outcome) -> None:
+        self.recipients += len(outcome.recipients)
         if isinstance(outcome, SendResult):
-            results.append((index, outcome))
-            succeeded += outcome.succeeded
-            failed += outcome.failed
+            self._results.append((index, outcome))
+            # Counted from the numbers asked, so that an answer naming one number twice cannot make the
+            # totals add up to more than the numbers read.
+            named = len(outcome.recipients) - len(outcome.unanswered)
+            refused = min(len({item.phone for item in outcome.failed_items}), named)
+            self.succeeded += named - refused
+            self.failed += refused
+            self.unanswered += len(outcome.unanswered)
         elif isinstance(outcome, UnresolvedChunk):
-            unresolved.append((index, outcome))
+            self._unresolved.append((index, outcome))
+        elif isinstance(outcome, RejectedChunk):
+            self._rejected.append((index, outcome))
+            self.failed += len(outcome.recipients)
         else:
-            rejected.append((index, outcome))
-            failed += len(outcome.recipients)
-    return SendReport(
-        recipients=recipients,
-        succeeded=succeeded,
-        failed=failed,
-        results=tuple(result for _, result in sorted(results, key=_first)),
-        unresolved=tuple(chunk for _, chunk in sorted(unresolved, key=_first)),
-        rejected=tuple(chunk for _, chunk in sorted(rejected, key=_first)),
-        job_id=job_id,
-    )
+            self._unsent.append((index, outcome))
+
+    def report(self, *, complete: bool) -> SendReport:
+        """The ``SendReport`` so far, chunks in input order, totals exact."""
+        return SendReport(
+            recipients=self.recipients,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            results=_in_order(self._results),
+            unresolved=_in_order(self._unresolved),
+            rejected=_in_order(self._rejected),
+            unsent=_in_order(self._unsent),
+            job_id=self.job_id,
+            duplicates=self._chunks.duplicates,
+            complete=complete,
+            unanswered=self.unanswered,
+        )
+
+
+def _in_order(pairs: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    return tuple(item for _, item in sorted(pairs, key=_first))
 
 
 def _first(pair: tuple[int, object]) -> int:

@@ -18,7 +18,7 @@ from collections.abc import (
     Sequence,
     Sized,
 )
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 import httpx
@@ -26,21 +26,30 @@ import httpx
 from . import _bulk as bulk
 from . import _chunking as chunking
 from . import _endpoints as api
+from . import _numbers as numbers
 from . import _validation as check
 from ._compat import deadline
-from ._errors import BulkSendError, RateLimitedError, TransportError, ValidationError
-from ._journal import Journal
+from ._errors import (
+    APIError,
+    BulkAbortedError,
+    BulkSendError,
+    EngageLabError,
+    RateLimitedError,
+    RequestIdReusedError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from ._journal import ChunkRecord, Journal
 from ._limiter import StatusLimiter, status_limiter_for
 from ._models import (
     DayStats,
     ProcessFailedStats,
-    RejectedChunk,
     SendFailedStats,
     SendReport,
     SendResult,
     StatusPage,
     StatusRecord,
-    UnresolvedChunk,
 )
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -55,7 +64,7 @@ logger = logging.getLogger("engagelab_sms_async")
 T = TypeVar("T")
 Ids = Sequence[int | str] | int | str | None
 Recipients = Iterable[str] | AsyncIterable[str]
-Progress = Callable[[int, int | None], object]
+Progress = bulk.Progress
 
 
 class AsyncClient:
@@ -69,14 +78,22 @@ class AsyncClient:
     ``RedisSlidingWindowLimiter`` to share the limit across processes. Every call is retried by ``retry``
     (``RetryPolicy.none()`` to disable); sends are retried with the request_id of their first attempt, which
     the API deduplicates, so a retry never sends twice. ``timeout`` (seconds or ``httpx.Timeout``) also bounds
-    each attempt as a whole. ``max_concurrency`` caps the requests in flight. ``validate_vars=False`` lifts
-    the API's default rule on template variables (strings of at most 16 characters, no links) for accounts
-    where the provider lifted it.
+    each attempt as a whole. ``validate_vars=False`` lifts the API's default rule on template variables
+    (strings of at most 16 characters, no links) for accounts where the provider lifted it.
+
+    ``max_concurrency`` caps the sends and statistics calls in flight. Status calls have a lane of their
+    own, at most 4 at a time beside them: a status call waiting (up to a minute) for the status limiter
+    never holds a place a send needs, and once admitted it leaves at once, so the server sees exactly the
+    spacing the limiter grants. The connection pool the client builds has room for both lanes; an
+    ``http_client`` you pass in needs ``max_concurrency + 4`` connections for the same promise.
 
     >>> client = AsyncClient("demo", "demo-key")
     >>> client
     <AsyncClient sms_user='demo' base_url='https://sms.api.engagelab.cc/v1'>
     """
+
+    # Status calls come at most 60 a minute, so a few at a time drain a full window in a few round trips.
+    _STATUS_LANE = 4
 
     def __init__(
         self,
@@ -117,13 +134,18 @@ class AsyncClient:
         self._http = http_client or httpx.AsyncClient(
             timeout=self._timeout,
             transport=transport,
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+            # Room for both lanes: an admitted status call must never wait for a connection.
+            limits=httpx.Limits(
+                max_connections=max_concurrency + self._STATUS_LANE,
+                max_keepalive_connections=max_concurrency + self._STATUS_LANE,
+            ),
             headers={"User-Agent": f"engagelab-sms-async/{__version__}"},
         )
         bind = getattr(status_limiter, "for_sms_user", None)
         self._status_limiter = bind(sms_user) if callable(bind) else status_limiter
         self._send_limiter = send_limiter
         self._in_flight = asyncio.Semaphore(max_concurrency)
+        self._status_lane = asyncio.Semaphore(self._STATUS_LANE)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> AsyncClient:
@@ -166,10 +188,17 @@ class AsyncClient:
         custom_args: Mapping[str, Any] | None = None,
         request_id: str | None = None,
     ) -> SendResult:
-        """Send template ``template_id`` to at most 1000 numbers in one call.
+        """Send template ``template_id`` to at most 1000 distinct numbers in one call.
 
         ``request_id`` (made at random when not given) is reused by every retry, so the API sends at most
-        once per request_id within the hour. Numbers the API refuses come back in ``failed_items``.
+        once per request_id within the hour. Numbers the API refuses come back in ``failed_items``; numbers
+        its answer does not name come back in ``unanswered`` (their outcome is unknown). A number given
+        twice (compared without spaces, dashes, dots and brackets) is a ``ValidationError``: one call stays
+        one call, and the API would send it twice.
+
+        Raises ``RequestIdReusedError`` when the answer names numbers not asked (the request_id was used
+        within the hour for other numbers: nothing was sent). An error with ``outcome_unknown`` set means an
+        attempt may have reached the API: resend only with the same ``request_id``, within the hour.
         """
         call = api.build_send(
             to,
@@ -182,17 +211,50 @@ class AsyncClient:
             custom_args=custom_args,
             strict_vars=self.validate_vars,
         )
+        if (twice := numbers.first_repeat(call.recipients)) is not None:
+            raise ValidationError("to", f"{twice!r} is given twice: one call sends each number once")
         return await self._execute(call, api.parse_send)
 
     async def get_status(
-        self, send_date: Any, *, offset: int = 0, limit: int = 100, **filters: Any
+        self,
+        send_date: Any,
+        *,
+        offset: int = 0,
+        limit: int = 100,
+        sms_ids: Sequence[str] | str | None = None,
+        phone: str | None = None,
+        status: int | None = None,
+        sub_status: int | None = None,
+        msg_type: int | None = None,
+        sms_user: str | None = None,
+        template_id: int | None = None,
+        label_id: int | None = None,
+        time_zone: Any = None,
+        **unknown: NoReturn,
     ) -> StatusPage:
-        """One page of ``/v1/status`` (at most 100 records, at most 10 ``sms_ids``).
+        """One page of ``/v1/status`` (at most 100 records, at most 10 ``sms_ids``), filtered as
+        ``iter_status`` is.
 
-        ``filters``: ``sms_ids``, ``phone``, ``status``, ``sub_status``, ``msg_type``, ``sms_user``,
-        ``template_id``, ``label_id``, ``time_zone``.
+        Any other keyword raises ``ValidationError`` naming it and the closest filter (``sms_id``: did you
+        mean ``sms_ids``?) before a request is sent; a type checker reports it too.
         """
-        call = api.build_status(send_date, offset=offset, limit=limit, **filters)
+        # A typo'd filter must not become a TypeError, nor silently widen the query to every record.
+        if unknown:
+            raise check.unknown_keyword(unknown, ("offset", "limit", *api.STATUS_FILTERS))
+        call = api.build_status(
+            send_date,
+            offset=offset,
+            limit=limit,
+            sms_ids=sms_ids,
+            phone=phone,
+            status=status,
+            sub_status=sub_status,
+            msg_type=msg_type,
+            sms_user=sms_user,
+            template_id=template_id,
+            label_id=label_id,
+            time_zone=time_zone,
+        )
         return await self._execute(call, api.parse_status)
 
     async def stats_day(
@@ -358,45 +420,70 @@ class AsyncClient:
         resend_expired: bool = False,
         on_progress: Progress | None = None,
         fail_fast: bool = False,
+        dedupe: bool = True,
     ) -> SendReport:
-        """Send a template to any number of recipients and report on every one of them.
+        """Send a template to any number of recipients, each number once, and account for every one of them.
 
         ``recipients`` is any iterable or async iterable of numbers, read lazily: memory does not grow with
-        its length. It is cut into calls of ``chunk_size`` (at most 1000) numbers, at most ``concurrency``
-        (default: the client's ``max_concurrency``) in flight. Chunk ``i`` carries the request_id
-        ``f"{job_id}:{i}"`` (``job_id`` defaults to a random hex id), which every retry reuses, so nothing
-        is sent twice. ``on_progress(done, total)`` is called after each chunk (``total`` is None when the
-        input has no length).
+        its length (but for one compact key per distinct number with ``dedupe``). It is cut into calls of
+        ``chunk_size`` (at most 1000) numbers, at most ``concurrency`` (default: the client's
+        ``max_concurrency``) in flight. Chunk ``i`` carries the request_id ``f"{job_id}:{i}"`` (``job_id``
+        defaults to a random hex id), which every retry reuses, so nothing is sent twice. A number repeated
+        in the job (compared without spaces, dashes, dots and brackets) is sent once and counted in
+        ``report.duplicates``; ``dedupe=False`` forgets numbers after each chunk (for unbounded streams:
+        repeats across chunks are then sent again). ``on_progress(done, total)`` is called after each chunk
+        (``total`` is None when the input has no length).
 
-        A chunk the API refuses (4xx) lands in ``report.rejected``; one whose outcome stays unknown after
-        every retry lands in ``report.unresolved``, ready to resend with its request_id within the hour.
-        The other chunks go on, unless ``fail_fast`` (or a 401, which no chunk can survive) stops the job
-        from starting new ones.
+        The report accounts for every number read, on every path::
+
+            report.recipients == report.succeeded + report.failed
+                                 + report.unresolved_recipients + report.unsent_recipients
+
+        A chunk the API refuses on every attempt (4xx) lands in ``report.rejected``; one whose outcome is
+        unknown (no answer after every retry, or refused after an attempt that may have reached the API) in
+        ``report.unresolved``, ready to resend with its request_id within the hour. A 401 or a reused
+        request_id (``RequestIdReusedError``: choose another ``job_id``), or any failure with
+        ``fail_fast``, stops the job: calls in flight finish, and the rest of a list (any source with a
+        length) is read and reported in ``report.unsent`` (never sent); an iterator is left where the job
+        stopped (``report.complete`` is False), since it may never end. If the source, ``on_progress`` or
+        the journal raises, the job stops the same way and raises ``BulkAbortedError`` whose ``report``
+        (``complete=False``) holds every outcome obtained and whose ``__cause__`` is the error.
 
         With a ``journal`` (``SQLiteJournal("job.db")``, ``RedisJournal``, ``MemoryJournal``), each chunk is
         recorded before and after its call; running the same ``job_id`` again with the same recipients skips
         the chunks already sent (their results are in the report) and resends the others with their
-        original request_ids. A chunk first attempted over 55 minutes ago is refused with a
-        ``ValidationError`` before anything is sent (the API may have forgotten its request_id) unless
-        ``resend_expired=True``.
+        original request_ids. The journal also keeps the job's settings (template, options, chunk_size,
+        dedupe): resuming with other settings is a ``ValidationError`` before anything is sent, since other
+        chunks would carry request_ids the API has already seen. A chunk first attempted over 55 minutes
+        ago is refused with a ``ValidationError`` before anything is sent (the API may have forgotten its
+        request_id) unless ``resend_expired=True``; one the job reaches only after its 55 minutes (a slow
+        source) is not resent but reported unresolved.
+
+        Cancelling the job re-raises ``CancelledError`` at once, after every outcome obtained is in the
+        journal: give a ``job_id`` and a journal to any job that may be cancelled (a request handler, a
+        worker), or what it sent cannot be known.
         """
-        job = job_id if job_id is not None else uuid.uuid4().hex
-        outcomes = [
-            pair
-            async for pair in self._bulk(
-                recipients,
-                template_id,
-                job,
-                _send_options(vars, sender, label_id, msg_type, custom_args),
-                chunk_size=chunk_size,
-                concurrency=concurrency,
-                journal=journal,
-                resend_expired=resend_expired,
-                on_progress=on_progress,
-                fail_fast=fail_fast,
-            )
-        ]
-        return bulk.report(outcomes, job_id=job)
+        job = _job_id(job_id)
+        chunks, run = await self._bulk(
+            recipients,
+            template_id,
+            job,
+            _send_options(vars, sender, label_id, msg_type, custom_args),
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            journal=journal,
+            resend_expired=resend_expired,
+            on_progress=on_progress,
+            fail_fast=fail_fast,
+            dedupe=dedupe,
+        )
+        ledger = bulk.Ledger(job, chunks)
+        try:
+            async for index, outcome in run:
+                ledger.add(index, outcome)
+        except bulk.Aborted as abort:
+            raise BulkAbortedError(ledger.report(complete=False), abort.reason) from abort.__cause__
+        return ledger.report(complete=chunks.exhausted)
 
     async def iter_send(
         self,
@@ -414,17 +501,19 @@ class AsyncClient:
         journal: Journal | None = None,
         resend_expired: bool = False,
         on_progress: Progress | None = None,
+        dedupe: bool = True,
     ) -> AsyncGenerator[SendResult, None]:
         """Like ``send_bulk``, but yield each chunk's ``SendResult`` as soon as its call completes.
 
-        Chunks that end refused or unresolved do not stop the others; when all are done a
-        ``BulkSendError`` lists them. Leaving the loop early (``break``, or closing the generator)
-        cancels the calls in flight.
+        Chunks that end refused or unresolved do not stop the others (a 401 or a reused request_id does);
+        when all are done a ``BulkSendError`` lists the chunks rejected, unresolved and unsent. When the
+        source, ``on_progress`` or the journal raises, ``BulkAbortedError`` carries a report of the chunks
+        that were not yielded. Closing the generator early cancels the calls in flight; a ``break`` alone
+        does not close it (Python closes an abandoned async generator only when it is garbage-collected), so
+        iterate inside ``contextlib.aclosing(client.iter_send(...))`` when the loop may end early.
         """
-        job = job_id if job_id is not None else uuid.uuid4().hex
-        rejected: list[RejectedChunk] = []
-        unresolved: list[UnresolvedChunk] = []
-        pairs = self._bulk(
+        job = _job_id(job_id)
+        chunks, run = await self._bulk(
             recipients,
             template_id,
             job,
@@ -435,19 +524,23 @@ class AsyncClient:
             resend_expired=resend_expired,
             on_progress=on_progress,
             fail_fast=False,
+            dedupe=dedupe,
         )
+        # Results go to the caller as they come; the ledger keeps only what was not yielded.
+        ledger = bulk.Ledger(job, chunks)
         try:
-            async for _, outcome in pairs:
+            async for index, outcome in run:
                 if isinstance(outcome, SendResult):
                     yield outcome
-                elif isinstance(outcome, UnresolvedChunk):
-                    unresolved.append(outcome)
                 else:
-                    rejected.append(outcome)
+                    ledger.add(index, outcome)
+        except bulk.Aborted as abort:
+            raise BulkAbortedError(ledger.report(complete=False), abort.reason) from abort.__cause__
         finally:
-            await pairs.aclose()
-        if rejected or unresolved:
-            raise BulkSendError(tuple(rejected), tuple(unresolved))
+            await run.aclose()
+        report = ledger.report(complete=chunks.exhausted)
+        if report.rejected or report.unresolved or report.unsent:
+            raise BulkSendError(report.rejected, report.unresolved, report.unsent)
 
     async def _bulk(
         self,
@@ -462,7 +555,15 @@ class AsyncClient:
         resend_expired: bool,
         on_progress: Progress | None,
         fail_fast: bool,
-    ) -> AsyncGenerator[tuple[int, bulk.Outcome], None]:
+        dedupe: bool,
+    ) -> tuple[bulk.Chunks, AsyncGenerator[tuple[int, bulk.Outcome], None]]:
+        """Check everything that can be checked before the first call, then the job, ready to run."""
+        if isinstance(recipients, (str, bytes)) or not isinstance(recipients, (Iterable, AsyncIterable)):
+            raise ValidationError(
+                "recipients",
+                f"must be an iterable of phone numbers (a list, a generator, an async iterable), "
+                f"got {type(recipients).__name__}",
+            )
         check.integer("chunk_size", chunk_size, low=1, high=check.MAX_RECIPIENTS)
         width = check.integer(
             "concurrency", self.max_concurrency if concurrency is None else concurrency, low=1
@@ -473,28 +574,53 @@ class AsyncClient:
             )
         # Everything but the numbers is checked once, before the first call leaves.
         api.build_send(["+0"], template_id, request_id=job_id, strict_vars=self.validate_vars, **options)
-        known = await journal.load(job_id) if journal is not None else {}
-        bulk.check_resumable(job_id, known, resend_expired=resend_expired)
+        known: dict[int, ChunkRecord] = {}
+        if journal is not None:
+            settings = bulk.settings_record(
+                job_id, template_id, options, chunk_size=chunk_size, dedupe=dedupe
+            )
+            try:
+                known = await journal.load(job_id)
+            except Exception as exc:
+                raise _aborted_at_start(job_id, exc) from exc
+            bulk.check_settings(job_id, known.pop(bulk.SETTINGS, None), settings)
+            bulk.check_resumable(job_id, known, resend_expired=resend_expired)
+            try:
+                await journal.record(job_id, bulk.SETTINGS, settings)
+            except Exception as exc:
+                raise _aborted_at_start(job_id, exc) from exc
+        sized = isinstance(recipients, Sized)
         total = len(recipients) if isinstance(recipients, Sized) else None
-        done = 0
 
         async def send(request_id: str, chunk: list[str]) -> SendResult:
-            return await self.send(chunk, template_id, request_id=request_id, **options)
+            call = api.build_send(
+                chunk, template_id, request_id=request_id, strict_vars=self.validate_vars, **options
+            )
+            return await self._execute(call, api.parse_send)
 
         async def send_chunk(index: int, chunk: list[str]) -> bulk.Outcome:
-            return await bulk.run_chunk(index, chunk, job_id=job_id, send=send, journal=journal, known=known)
+            return await bulk.run_chunk(
+                index,
+                chunk,
+                job_id=job_id,
+                send=send,
+                journal=journal,
+                known=known,
+                resend_expired=resend_expired,
+            )
 
-        pairs = bulk.pipeline(
-            chunking.batches(recipients, chunk_size), send_chunk, concurrency=width, fail_fast=fail_fast
+        chunks = bulk.Chunks(recipients, chunk_size, dedupe=dedupe)
+        run = bulk.outcomes(
+            chunks,
+            send_chunk,
+            job_id=job_id,
+            concurrency=width,
+            fail_fast=fail_fast,
+            on_progress=on_progress,
+            total=total,
+            read_rest=sized,
         )
-        try:
-            async for index, outcome in pairs:
-                done += len(outcome.recipients)
-                if on_progress is not None:
-                    on_progress(done, total)
-                yield index, outcome
-        finally:
-            await pairs.aclose()
+        return chunks, run
 
     async def iter_status(
         self,
@@ -594,19 +720,39 @@ class AsyncClient:
         return status_limiter_for(self.base_url, self.sms_user)
 
     async def _execute(self, call: api.Call, parse: Callable[[api.Call, api.Answer], T]) -> T:
-        async for attempt in self.retry.retrying(call.endpoint):
-            with attempt:
-                return await self._attempt(call, parse)
+        reached = False
+        try:
+            async for attempt in self.retry.retrying(call.endpoint):
+                with attempt:
+                    try:
+                        return await self._attempt(call, parse)
+                    except EngageLabError as exc:
+                        reached = reached or _may_have_reached(exc)
+                        raise
+        except EngageLabError as exc:
+            # A send any attempt of which may have been carried out must never read as "nothing sent".
+            if reached and call.endpoint == "send" and not isinstance(exc, RequestIdReusedError):
+                exc.outcome_unknown = True
+            raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _attempt(self, call: api.Call, parse: Callable[[api.Call, api.Answer], T]) -> T:
-        async with self._in_flight:
-            # The limiter is passed inside the concurrency slot, right before the request leaves, so that
-            # the spacing it grants is the spacing the server sees.
-            limiter = self._limiter() if call.endpoint == "status" else self._send_limiter
-            if limiter is not None:
+        # Each limiter is passed inside its lane, right before the request leaves (the pool has a connection
+        # for every place of both lanes), so that the spacing it grants is the spacing the server sees.
+        limiter: StatusLimiter | None
+        if call.endpoint == "status":
+            limiter = self._limiter()
+            # A lane of its own: a status call may wait a minute for the limiter, and must not hold a
+            # place a send needs meanwhile.
+            async with self._status_lane:
                 await limiter.acquire()
-            answer = await self._transmit(call)
+                answer = await self._transmit(call)
+        else:
+            limiter = self._send_limiter
+            async with self._in_flight:
+                if limiter is not None:
+                    await limiter.acquire()
+                answer = await self._transmit(call)
         try:
             return parse(call, answer)
         except RateLimitedError as exc:
@@ -623,7 +769,8 @@ class AsyncClient:
             call.method,
             f"{self.base_url}/{call.path}",
             params=call.params or None,
-            json=call.json,
+            content=call.content,
+            headers=call.headers,
         )
         try:
             async with deadline(self._deadline):
@@ -632,9 +779,13 @@ class AsyncClient:
             raise TransportError(
                 f"no answer from /{call.path} within {self._deadline:g}s",
                 error=httpx.ReadTimeout("attempt deadline exceeded", request=request),
+                request_id=call.request_id,
             ) from None
-        except httpx.TransportError as exc:
-            raise TransportError(f"{type(exc).__name__} on /{call.path}: {exc}", error=exc) from exc
+        except httpx.RequestError as exc:
+            # Transport faults, and an answer that cannot be decoded (the request was carried out).
+            raise TransportError(
+                f"{type(exc).__name__} on /{call.path}: {exc}", error=exc, request_id=call.request_id
+            ) from exc
         logger.debug(
             "%s /%s -> HTTP %d%s",
             call.method,
@@ -644,6 +795,28 @@ class AsyncClient:
         )
         headers = {name.lower(): value for name, value in response.headers.items()}
         return api.Answer(response.status_code, headers, response.content)
+
+
+def _job_id(job_id: str | None) -> str:
+    return job_id if job_id is not None else uuid.uuid4().hex
+
+
+def _aborted_at_start(job_id: str, error: Exception) -> BulkAbortedError:
+    return BulkAbortedError(
+        SendReport(job_id=job_id, complete=False), f"the journal raised {type(error).__name__}"
+    )
+
+
+def _may_have_reached(error: EngageLabError) -> bool:
+    """Whether the API may have carried out an attempt that ended in ``error``."""
+    if isinstance(error, TransportError):
+        # Only a connection never made proves the request never left.
+        return not isinstance(error.error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    # A 5xx may come from a proxy after the service acted; 408 means the server never read the request; a
+    # 2xx that carries an error code was answered by a service that read the request.
+    if isinstance(error, ServerError):
+        return error.status_code != 408
+    return isinstance(error, APIError) and error.status_code is not None and 200 <= error.status_code < 300
 
 
 def _send_options(

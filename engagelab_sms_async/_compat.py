@@ -7,7 +7,16 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 
-__all__ = ["deadline"]
+__all__ = ["cancelling", "deadline"]
+
+
+def cancelling() -> bool:
+    """Whether the current task is being cancelled (always False on 3.10, which cannot tell)."""
+    task = asyncio.current_task()
+    if task is None or sys.version_info < (3, 11):
+        return False
+    return task.cancelling() > 0
+
 
 if sys.version_info >= (3, 11):
     # Not asyncio.wait_for: before 3.12 it swallows a cancellation that arrives as the awaited call finishes.

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import cattrs
 
+from . import _numbers as numbers
 from . import _validation as check
 from ._converter import converter
 from ._errors import (
@@ -27,6 +28,7 @@ from ._errors import (
     AuthenticationError,
     InvalidRequestError,
     RateLimitedError,
+    RequestIdReusedError,
     ServerError,
     ValidationError,
 )
@@ -41,7 +43,9 @@ from ._models import (
 )
 
 __all__ = [
+    "JSON_CONTENT_TYPE",
     "STATS_PATHS",
+    "STATUS_FILTERS",
     "Answer",
     "Call",
     "StatsKind",
@@ -70,6 +74,20 @@ _STATS_MODELS: dict[StatsKind, type[Any]] = {
     "send_failed": SendFailedStats,
 }
 _STATUS_RANGE = range(1, 6)
+#: The filters of ``/v1/status`` (keywords of ``build_status`` besides the date, the page and ``today``).
+STATUS_FILTERS = (
+    "sms_ids",
+    "phone",
+    "status",
+    "sub_status",
+    "msg_type",
+    "sms_user",
+    "template_id",
+    "label_id",
+    "time_zone",
+)
+#: Seed 002 gives this Content-Type for /v1/send, character for character (no space, lower-case charset).
+JSON_CONTENT_TYPE = "application/json;charset=utf-8"
 
 T = TypeVar("T")
 
@@ -86,6 +104,16 @@ class Call:
     request_id: str | None = None
     recipients: tuple[str, ...] = ()
     offset: int = 0
+
+    @property
+    def content(self) -> bytes | None:
+        """The body to send: ``json`` as compact UTF-8 JSON (no ``\\u`` escapes), or None."""
+        return None if self.json is None else check.json_bytes(self.json)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers this call needs besides the client's own (auth, user agent)."""
+        return {} if self.json is None else {"Content-Type": JSON_CONTENT_TYPE}
 
 
 @attrs.frozen
@@ -136,7 +164,12 @@ def build_send(
 
 
 def parse_send(call: Call, answer: Answer) -> SendResult:
-    """A ``SendResult`` from a success or a partial success (41031); an error otherwise."""
+    """A ``SendResult`` from a success or a partial success (41031); an error otherwise.
+
+    The answer is checked against the numbers asked (each sms_id ends in ``$`` and its phone): one that
+    names a number not asked is the answer to another call with the same request_id
+    (``RequestIdReusedError``); numbers it does not name are ``unanswered``.
+    """
     data = _json_object(call, answer)
     sms_ids = data.get("sms_ids") or []
     failed = data.get("failed_items") or []
@@ -148,14 +181,37 @@ def parse_send(call: Call, answer: Answer) -> SendResult:
             # Ours, not the echo: it is the id the server deduplicates and the one a resend must reuse.
             request_id=call.request_id or str(data.get("request_id") or ""),
             sms_ids=tuple(sms_ids),
-            failed_items=tuple(converter.structure(failed, list[FailedItem])),
+            failed_items=tuple(converter.structure(failed, list[FailedItem])) if failed else (),
             recipients=call.recipients,
             code=CODE_PARTIAL_SUCCESS if data.get("code") == CODE_PARTIAL_SUCCESS else None,
             message=data.get("message") if data.get("code") == CODE_PARTIAL_SUCCESS else None,
         )
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
         raise _bad_shape(call, answer, exc) from exc
-    return result
+    return _paired(call, result)
+
+
+def _paired(call: Call, result: SendResult) -> SendResult:
+    refused = {str(item.phone) for item in result.failed_items}
+    named = numbers.named_by(result.sms_ids)
+    if named is None:
+        # Ids that name no phone (not the documented shape) cannot be paired with numbers: trust the
+        # counts when they cover every number, else the outcome of the numbers not refused is unknown.
+        if len(result.sms_ids) + len(refused) >= len(call.recipients):
+            return result
+        return attrs.evolve(result, unanswered=tuple(p for p in call.recipients if p not in refused))
+    answered = named | refused
+    if answered == set(call.recipients):
+        return result  # the usual answer: every number named, in the form it was sent
+    if not answered:
+        return attrs.evolve(result, unanswered=call.recipients)
+    # The API may write a number in another form than ours ("1555..." for "+1 555..."): compare digits.
+    answered_forms = set(map(numbers.loose, answered))
+    if answered_forms and answered_forms.isdisjoint(map(numbers.loose, call.recipients)):
+        # Numbers, and not one of ours: the answer of the first call that used this request_id.
+        raise RequestIdReusedError(result.request_id, call.recipients, tuple(sorted(answered)))
+    unanswered = tuple(phone for phone in call.recipients if numbers.loose(phone) not in answered_forms)
+    return attrs.evolve(result, unanswered=unanswered)
 
 
 # --- /v1/status -------------------------------------------------------------------------------------
@@ -306,7 +362,7 @@ def error_for(call: Call, answer: Answer, *, now: dt.datetime | None = None) -> 
 def _code_and_message(answer: Answer) -> tuple[int | None, str | None]:
     try:
         data = json.loads(answer.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, None
     if not isinstance(data, dict):
         return None, None
@@ -314,7 +370,7 @@ def _code_and_message(answer: Answer) -> tuple[int | None, str | None]:
     message = data.get("message")
     try:
         code = None if code is None else int(code)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         code = None
     return code, (str(message) if message is not None else None)
 
@@ -324,7 +380,7 @@ def _json_object(call: Call, answer: Answer) -> dict[str, Any]:
         raise error_for(call, answer)
     try:
         data = json.loads(answer.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ServerError(
             f"/{call.path} answered HTTP {answer.status_code} with a body that is not JSON",
             status_code=answer.status_code,

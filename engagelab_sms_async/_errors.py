@@ -20,12 +20,15 @@ answer, a 5xx, or a refusal after such an attempt): its numbers may have been se
 with the same request_id, within the hour, and never be treated as "nothing was sent".
 
 No message ever contains the sms_key or the Authorization header: messages are built from the error code,
-the server's message, the HTTP status and the request_id only.
+the server's message, the HTTP status and the request_id only. Every error pickles (job queues, process pools)
+with its message and fields, and no pickle contains them either: see ``EngageLabError``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
 
 if TYPE_CHECKING:
     from ._models import RejectedChunk, SendReport, UnresolvedChunk, UnsentChunk
@@ -68,6 +71,35 @@ class EngageLabError(Exception):
 
     outcome_unknown: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the message and every field (``outcome_unknown`` too, when set on the error).
+
+        Unpickling rebuilds the error without calling ``__init__``, so every subclass round-trips whatever
+        its constructor's arguments. An httpx exception held in a field (``TransportError.error``) is pickled
+        as one of the same class and message without its request: that request's headers hold the
+        Authorization. ``__cause__``, ``__context__`` and the traceback are never pickled (Python's rule for
+        every exception), so the httpx exception behind ``__cause__`` stays in this process.
+        """
+        state = {name: _detached(value) for name, value in vars(self).items()}
+        return (_restore, (type(self), self.args), state)
+
+
+_E = TypeVar("_E", bound=EngageLabError)
+
+
+def _restore(cls: type[_E], args: tuple[Any, ...]) -> _E:
+    # Pickle then applies the state with BaseException.__setstate__: the fields come back as they were.
+    return cls.__new__(cls, *args)
+
+
+def _detached(value: object) -> object:
+    if not isinstance(value, httpx.HTTPError):
+        return value
+    try:
+        return type(value)(str(value))
+    except TypeError:  # HTTPStatusError cannot be built without its request and response
+        return httpx.HTTPError(str(value))
+
 
 class APIError(EngageLabError):
     """The API answered with an error.
@@ -102,16 +134,6 @@ class APIError(EngageLabError):
         where = f" ({', '.join(parts)})" if parts else ""
         return f"{self.message}{where}"
 
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only arguments need help to survive pickling (multiprocessing workers).
-        return (_rebuild, (type(self), self.message, self.code, self.status_code, self.request_id))
-
-
-def _rebuild(
-    cls: type[APIError], message: str, code: int | None, status_code: int | None, request_id: str | None
-) -> APIError:
-    return cls(message, code=code, status_code=status_code, request_id=request_id)
-
 
 class AuthenticationError(APIError):
     """HTTP 401 (code 30000): the sms_user or sms_key is wrong. Never retried."""
@@ -136,20 +158,6 @@ class RateLimitedError(APIError):
         self.retry_after = retry_after
         super().__init__(message, code=code, status_code=status_code, request_id=request_id)
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (
-            _rebuild_rate_limited,
-            (self.message, self.code, self.status_code, self.request_id, self.retry_after),
-        )
-
-
-def _rebuild_rate_limited(
-    message: str, code: int | None, status_code: int | None, request_id: str | None, retry_after: float | None
-) -> RateLimitedError:
-    return RateLimitedError(
-        message, code=code, status_code=status_code, request_id=request_id, retry_after=retry_after
-    )
-
 
 class ServerError(APIError):
     """A 5xx answer, or an answer whose body is not the JSON the API promises. Retried."""
@@ -158,12 +166,18 @@ class ServerError(APIError):
 class TransportError(EngageLabError):
     """The request got no usable answer: connect error, timeout, connection reset. Retried.
 
-    The httpx exception is available as ``__cause__`` and as ``error``.
+    ``request_id`` is the request_id of the call (``/send`` only; the message names it too): the API may
+    have sent the SMS before the answer was lost, so resend with this id, within the hour, never with a new
+    one. The httpx exception is ``error`` (and ``__cause__``); a pickled copy holds one of the same class
+    and message without its request.
     """
 
-    def __init__(self, message: str, *, error: BaseException | None = None) -> None:
+    def __init__(
+        self, message: str, *, error: BaseException | None = None, request_id: str | None = None
+    ) -> None:
         self.error = error
-        super().__init__(message)
+        self.request_id = request_id
+        super().__init__(message if request_id is None else f"{message} (request_id {request_id!r})")
 
 
 class LimiterUnavailableError(EngageLabError, RuntimeError):

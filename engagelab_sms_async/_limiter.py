@@ -11,7 +11,8 @@ calls-per-second cap on ``/send``, where a burst is harmless). It is *not* safe 
 a leaky bucket, so ``AsyncLimiter(60, 60)`` admits 60 calls at once and then one per second, which puts up
 to 119 calls into one 60 s window (aiolimiter issues #240 and #298).
 
-:func:`status_limiter_for` is the per-process registry, the only global mutable state of this package.
+:func:`status_limiter_for` is the per-process registry, the only global mutable state of this package: one
+limiter per ``(base_url, sms_user)`` for the whole process, across event loops and threads.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
@@ -34,6 +35,8 @@ __all__ = [
     "StatusLimiter",
     "status_limiter_for",
 ]
+
+_MIN_SLEEP = 1e-6  # seconds: the shortest sleep of a waiter, see SlidingWindowLimiter.acquire
 
 
 @runtime_checkable
@@ -60,7 +63,7 @@ class StatusLimiter(Protocol):
 
 
 class SlidingWindowLimiter:
-    """An exact sliding-window rate limiter for asyncio.
+    """An exact sliding-window rate limiter for asyncio, safe to share between event loops and threads.
 
     Guarantee: in **any** interval of ``window`` seconds at most ``limit`` acquisitions complete. The limiter
     keeps a log of the last ``limit`` acquisition times and admits a new one only when fewer than ``limit``
@@ -72,12 +75,18 @@ class SlidingWindowLimiter:
     a burst and the refill overlap in one window, yet under saturation it still uses every slot: the
     ``k``-th of ``n`` simultaneous callers gets through at ``(k // limit) * (window + margin)``.
 
-    Waiters are served strictly first come, first served. Cancelling a waiter frees its place at once;
-    if it was already granted a slot but cancelled before it resumed, the slot is handed back. There is no
-    polling: one timer sleeps exactly until the oldest logged call leaves the window (or a hold ends).
+    Waiters are served strictly first come, first served, whichever loop or thread they run on. Only the
+    first in line watches the clock: it sleeps on its own loop until the earliest moment it could be
+    admitted and looks again; the others sleep until the one before them is admitted or leaves, so there
+    is no polling. A waiter is counted only when it resumes, so cancelling it (or ``asyncio.wait_for``
+    timing out) never uses a slot, and its place passes at once to the next in line.
 
     ``clock`` defaults to the running event loop's ``time()``, looked up at each call, so fast-forwarding
-    loops (``looptime``) fast-forward the limiter too. A limiter serves one event loop at a time.
+    loops (``looptime``) fast-forward the limiter too. Every loop and thread sharing one limiter must read
+    the same clock: ordinary asyncio loops all read ``time.monotonic()``, fast-forwarded test loops do not;
+    pass ``clock=time.monotonic`` to be explicit (the registry, :func:`status_limiter_for`, does). A loop
+    that stops for good must cancel its waiting tasks first (``asyncio.run`` does); a loop closed under a
+    waiter is noticed and its waiter dropped when the line reaches it or the next call arrives.
 
     Example::
 
@@ -90,10 +99,10 @@ class SlidingWindowLimiter:
         "__weakref__",
         "_clock",
         "_hold_until",
+        "_lock",
         "_log",
         "_span",
         "_waiters",
-        "_waker",
         "limit",
         "margin",
         "window",
@@ -122,14 +131,13 @@ class SlidingWindowLimiter:
         self.margin = float(margin)
         self._span = self.window + self.margin
         self._clock = clock
+        # Guards everything below; held for a few list operations at a time, never across an await.
+        self._lock = threading.Lock()
         # Times of the admitted acquisitions still inside the window, oldest first; never longer than limit.
         self._log: deque[float] = deque()
-        # FIFO queue; each future's result is the time its slot was recorded at (needed to hand it back).
-        self._waiters: deque[asyncio.Future[float]] = deque()
+        # FIFO queue of the callers not yet admitted; the head is the only one that watches the clock.
+        self._waiters: deque[_Waiter] = deque()
         self._hold_until = -math.inf
-        # The single timer; it exists exactly while there are waiters (so an idle limiter keeps no
-        # reference to a loop, which the registry's WeakKeyDictionary relies on).
-        self._waker: asyncio.TimerHandle | None = None
 
     def _now(self) -> float:
         if self._clock is not None:
@@ -141,7 +149,7 @@ class SlidingWindowLimiter:
             return time.monotonic()
 
     def _expire(self, now: float) -> None:
-        # Same expression as the timer's deadline below, so float rounding cannot disagree with it.
+        # Same expression as _opening() below, so float rounding cannot disagree with it.
         log, span = self._log, self._span
         while log and log[0] + span <= now:
             log.popleft()
@@ -150,93 +158,87 @@ class SlidingWindowLimiter:
         self._expire(now)
         return now >= self._hold_until and len(self._log) < self.limit
 
+    def _opening(self) -> float:
+        """The earliest time the head of the line can be admitted (after a failed ``_can_admit``)."""
+        if len(self._log) < self.limit:
+            return self._hold_until
+        return max(self._hold_until, self._log[0] + self._span)
+
     async def acquire(self) -> None:
         """Wait until a call is allowed, and count it. Returns at once when there is room and no queue."""
         loop = asyncio.get_running_loop()
-        self._check_loop(loop)
-        if not self._waiters:
-            now = self._now()
-            if self._can_admit(now):
-                self._log.append(now)
-                return
-        fut: asyncio.Future[float] = loop.create_future()
-        self._waiters.append(fut)
-        if self._waker is None:
-            self._wake()
+        waiter: _Waiter | None = None
         try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                # Granted, then cancelled before resuming: the call will never be made, so the slot is
-                # handed back and the next waiter may take it now.
-                self._refund(fut.result())
-            else:
-                self._forget(fut)
+            while True:
+                with self._lock:
+                    now = self._now()
+                    if waiter is None:
+                        self._drop_abandoned()
+                        if not self._waiters and self._can_admit(now):
+                            self._log.append(now)
+                            return
+                        waiter = _Waiter(loop)
+                        self._waiters.append(waiter)
+                    if self._waiters[0] is not waiter:
+                        delay = None
+                    elif self._can_admit(now):
+                        self._waiters.popleft()
+                        self._log.append(now)
+                        self._notify_head()
+                        return
+                    else:
+                        # A loop may fire a timer up to its clock's resolution early, and a fast-forwarded
+                        # loop moves its clock in 1 µs ticks: a shorter sleep could wake again and again
+                        # at the same instant, just before the opening, so sleep at least that long.
+                        delay = max(self._opening() - now, _MIN_SLEEP)
+                    # Armed under the lock: a notification sent after we let go of it is never lost.
+                    wake = waiter.arm()
+                # The head sleeps until its opening on its own loop's timer: no timer outlives its loop.
+                timer = None if delay is None else loop.call_later(delay, _resolve, wake)
+                try:
+                    await wake
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+        except BaseException:
+            if waiter is not None:
+                with self._lock:
+                    self._leave(waiter)
             raise
 
     def hold(self, seconds: float) -> None:
         """Admit nothing until ``seconds`` from now, queued callers included.
 
         Used when the server answers 429 with ``Retry-After``. Holds only ever extend: a shorter hold than
-        the current one changes nothing.
+        the current one changes nothing. May be called from any thread, with or without a running loop.
         """
         if not (seconds >= 0 and math.isfinite(seconds)):
             raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
-        until = self._now() + seconds
-        if until > self._hold_until:
-            self._hold_until = until
-            if self._waiters:
-                self._wake()
+        with self._lock:
+            # No one to wake: the head of the line looks again when its sleep ends, then sleeps on.
+            self._hold_until = max(self._hold_until, self._now() + seconds)
 
-    def _wake(self) -> None:
-        """Admit waiters from the head of the queue while there is room, then re-arm the timer."""
-        handle, self._waker = self._waker, None
-        if handle is not None:
-            handle.cancel()
-        waiters = self._waiters
-        if not waiters:
-            return
-        now = self._now()
-        while waiters and self._can_admit(now):
-            fut = waiters.popleft()
-            if fut.done():  # cancelled, and its task has not run its cleanup yet
-                continue
-            self._log.append(now)
-            fut.set_result(now)
-        if not waiters:
-            return
-        wake_at = self._hold_until
-        if len(self._log) >= self.limit:
-            wake_at = max(wake_at, self._log[0] + self._span)
-        # A timer that fires a hair early (float rounding, coarse loop clocks) just re-arms for the rest.
-        self._waker = waiters[0].get_loop().call_later(max(0.0, wake_at - now), self._wake)
+    def _notify_head(self) -> None:
+        """Tell the (new) head of the line to look for itself. Called with the lock held."""
+        while self._waiters:
+            if self._waiters[0].notify():
+                return
+            self._waiters.popleft()  # its loop is closed: it will never look again
 
-    def _forget(self, fut: asyncio.Future[float]) -> None:
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(fut)
-        if not self._waiters and self._waker is not None:
-            self._waker.cancel()
-            self._waker = None
+    def _leave(self, waiter: _Waiter) -> None:
+        """Take a waiter that gives up out of the line. Called with the lock held."""
+        was_head = bool(self._waiters) and self._waiters[0] is waiter
+        with contextlib.suppress(ValueError):  # already dropped as abandoned
+            self._waiters.remove(waiter)
+        if was_head:
+            self._notify_head()
 
-    def _refund(self, admitted_at: float) -> None:
-        with contextlib.suppress(ValueError):  # already expired
-            self._log.remove(admitted_at)
-        if self._waiters:
-            self._wake()
-
-    def _check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self._waiters:
-            return
-        other = self._waiters[0].get_loop()
-        if other is loop:
-            return
-        if not other.is_closed():
-            raise RuntimeError(f"{self!r} is in use by another running event loop; use one limiter per loop")
-        # The old loop is gone and so are its waiters; start afresh on this one.
-        self._waiters.clear()
-        if self._waker is not None:
-            self._waker.cancel()
-            self._waker = None
+    def _drop_abandoned(self) -> None:
+        """Drop heads whose loop was closed under them (never cancelled), so they cannot block the line."""
+        if self._waiters and self._waiters[0].loop.is_closed():
+            while self._waiters and self._waiters[0].loop.is_closed():
+                self._waiters.popleft()
+            self._notify_head()
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -251,35 +253,75 @@ class SlidingWindowLimiter:
 
     def __repr__(self) -> str:
         args = f"limit={self.limit!r}, window={self.window!r}, margin={self.margin!r}"
-        now = self._now()
-        self._expire(now)
-        state = f"in window: {len(self._log)}, waiters: {len(self._waiters)}"
-        if self._hold_until > now:
-            state += f", held for {self._hold_until - now:.3f} s"
+        with self._lock:
+            now = self._now()
+            self._expire(now)
+            state = f"in window: {len(self._log)}, waiters: {len(self._waiters)}"
+            if self._hold_until > now:
+                state += f", held for {self._hold_until - now:.3f} s"
         return f"<SlidingWindowLimiter({args}) at {id(self):#x} [{state}]>"
 
 
-# The per-process registry: the only global mutable state of the package. Keyed by the event loop first,
-# because a loop's clock means nothing in another loop (and test loops restart their fake time at 0);
-# weak, so a closed and dropped loop takes its limiters with it.
-_STATUS_LIMITERS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, str], SlidingWindowLimiter]
-] = weakref.WeakKeyDictionary()
+class _Waiter:
+    """One caller in the line: the loop it runs on and the future it sleeps on until told to look again."""
+
+    __slots__ = ("loop", "wake")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.wake: asyncio.Future[None] = loop.create_future()
+
+    def arm(self) -> asyncio.Future[None]:
+        """The future to sleep on next: a fresh one once the last has been resolved."""
+        if self.wake.done():
+            self.wake = self.loop.create_future()
+        return self.wake
+
+    def notify(self) -> bool:
+        """Wake the waiter from any thread; False when its loop is closed (it will never run again)."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            _resolve(self.wake)
+            return True
+        try:
+            self.loop.call_soon_threadsafe(_resolve, self.wake)
+        except RuntimeError:
+            return False
+        return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    # A waiter may be woken twice (its timer and a notification); the second wake-up is a no-op.
+    if not future.done():
+        future.set_result(None)
+
+
+# The per-process registry: the only global mutable state of the package. It outlives event loops (a
+# Celery or RQ worker runs asyncio.run per task; a service may run a loop per thread), so it is keyed by
+# (base_url, sms_user) alone and its limiters read time.monotonic(), the one clock every loop and thread of
+# the process agrees on. The test suite sets the clock to None (each loop's own) on fast-forwarded loops,
+# where a monotonic deadline would never draw nearer.
+_REGISTRY_CLOCK: Callable[[], float] | None = time.monotonic
+_STATUS_LIMITERS: dict[tuple[str, str], SlidingWindowLimiter] = {}
+_STATUS_LIMITERS_LOCK = threading.Lock()
 
 
 def status_limiter_for(base_url: str, sms_user: str) -> SlidingWindowLimiter:
     """Return the process-wide ``/v1/status`` limiter (60 calls per 60 s, margin 0.25 s) for one sms_user.
 
-    Every client of the same ``(base_url, sms_user)`` in the running event loop gets the same limiter, so
-    two clients of one sms_user together stay within the server's limit; different sms_users do not wait
-    for each other. Must be called from a coroutine (the running loop is part of the key).
+    Every client of the same ``(base_url, sms_user)`` in the process gets the same limiter, whichever event
+    loop or thread it runs in and however many loops come and go (``asyncio.run`` per task), so together
+    they stay within the server's limit; different sms_users do not wait for each other. Its clock is
+    ``time.monotonic()``. For several processes or machines use a ``RedisSlidingWindowLimiter``.
     """
-    loop = asyncio.get_running_loop()
-    per_loop = _STATUS_LIMITERS.get(loop)
-    if per_loop is None:
-        per_loop = _STATUS_LIMITERS[loop] = {}
     key = (base_url.rstrip("/"), sms_user)
-    limiter = per_loop.get(key)
-    if limiter is None:
-        limiter = per_loop[key] = SlidingWindowLimiter(60, 60.0, margin=0.25)
-    return limiter
+    with _STATUS_LIMITERS_LOCK:
+        limiter = _STATUS_LIMITERS.get(key)
+        if limiter is None:
+            limiter = _STATUS_LIMITERS[key] = SlidingWindowLimiter(
+                60, 60.0, margin=0.25, clock=_REGISTRY_CLOCK
+            )
+        return limiter

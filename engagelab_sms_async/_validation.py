@@ -5,6 +5,7 @@ that names the argument. Nothing here does I/O.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,14 +36,26 @@ MAX_STATS_DAYS = 90
 #: "the last 6 months": 183 days back from today in the query's time zone (assumption: the pages say
 #: months without saying how they are counted; 183 days covers every 6-month span).
 STATUS_HISTORY_DAYS = 183
+#: The UTC offsets ``time_zone`` may name (assumption: the pages show "+8", "-5" and no range): those in use
+#: on Earth, -12:00 to +14:00, in whole quarter hours (+5:30 India, +5:45 Nepal, +12:45 Chatham Islands).
+MIN_UTC_OFFSET = dt.timedelta(hours=-12)
+MAX_UTC_OFFSET = dt.timedelta(hours=14)
+UTC_OFFSET_STEP = dt.timedelta(minutes=15)
 
 _SENDER = re.compile(r"[A-Za-z0-9]{3,11}")
-_TIME_ZONE = re.compile(r"([+-])(\d{1,2})(?::?(\d{2}))?")
+# ASCII digits only: \d would also take "+٨", which int() reads as 8 but the API does not.
+_TIME_ZONE = re.compile(r"([+-])([0-9]{1,2})(?::?([0-9]{2}))?")
 _LINK = re.compile(r"https?://", re.IGNORECASE)
 
 
+def json_bytes(value: object) -> bytes:
+    """``value`` as the request body carries it: compact UTF-8 JSON. NaN and infinities raise ValueError
+    (they are not JSON), so that a size check of these bytes also refuses them."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
 def _json_size(value: object) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return len(json_bytes(value))
 
 
 def integer(field: str, value: object, low: int | None = None, high: int | None = None) -> int:
@@ -73,8 +86,10 @@ def recipients(to: object) -> tuple[str, ...]:
     # C-level passes (this runs for every chunk of a bulk job); find the culprit only on failure. Blank
     # numbers and bad formats are the server's to judge: it refuses them one by one (partial success).
     if not set(map(type, phones)) <= {str} or "" in phones:
-        bad = next(phone for phone in phones if not isinstance(phone, str) or not phone)
-        raise ValidationError("to", f"every number must be a non-empty string, got {bad!r}")
+        bad = [phone for phone in phones if not isinstance(phone, str) or not phone]
+        if bad:
+            raise ValidationError("to", f"every number must be a non-empty string, got {bad[0]!r}")
+        phones = tuple(map(str, phones))  # str subclasses (numpy.str_, ...) as plain strings
     return phones
 
 
@@ -159,30 +174,55 @@ def to_date(field: str, value: object) -> dt.date:
 
 
 def time_zone(value: object) -> str | None:
-    """``"+8"``, ``"-5"``, ``"+5:30"`` or any ``tzinfo``, as the offset string the API reads."""
+    """``"+8"``, ``"-5"``, ``"+5:30"`` (also ``"+08:00"``, ``"+0530"``) or any ``tzinfo`` (its offset now),
+    as the offset string the API reads: ``"+8"`` or ``"+5:30"``.
+
+    The offset must lie from ``MIN_UTC_OFFSET`` to ``MAX_UTC_OFFSET`` in steps of ``UTC_OFFSET_STEP``
+    (-12:00 to +14:00, quarter hours); digits are ASCII only.
+    """
     if value is None:
         return None
     if isinstance(value, dt.tzinfo):
         offset = value.utcoffset(dt.datetime.now(value))
         if offset is None:
             raise ValidationError("time_zone", f"{value!r} has no UTC offset")
-        minutes = int(offset.total_seconds() // 60)
-        sign = "-" if minutes < 0 else "+"
-        hours, rest = divmod(abs(minutes), 60)
-        return f"{sign}{hours}:{rest:02d}" if rest else f"{sign}{hours}"
+        if not _is_api_offset(offset):
+            raise ValidationError(
+                "time_zone", f"{value!r} is {offset} from UTC: not a quarter hour from -12:00 to +14:00"
+            )
+        return _offset_text(offset)
     if isinstance(value, str):
         match = _TIME_ZONE.fullmatch(value.strip())
-        if match and int(match[2]) <= 14 and int(match[3] or 0) < 60:
-            return value.strip()
-    raise ValidationError("time_zone", f"must be an offset like '+8', '-5' or '+5:30', got {value!r}")
+        if match is not None:
+            offset = _match_offset(match)
+            if int(match[3] or 0) < 60 and _is_api_offset(offset):
+                return _offset_text(offset)
+    raise ValidationError(
+        "time_zone", f"must be an offset from '-12' to '+14' like '+8', '-5' or '+5:30', got {value!r}"
+    )
+
+
+def _match_offset(match: re.Match[str]) -> dt.timedelta:
+    offset = dt.timedelta(hours=int(match[2]), minutes=int(match[3] or 0))
+    return -offset if match[1] == "-" else offset
+
+
+def _is_api_offset(offset: dt.timedelta) -> bool:
+    return MIN_UTC_OFFSET <= offset <= MAX_UTC_OFFSET and not offset % UTC_OFFSET_STEP
+
+
+def _offset_text(offset: dt.timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{sign}{hours}:{rest:02d}" if rest else f"{sign}{hours}"
 
 
 def zone_offset(value: str | None) -> dt.timezone:
     """The fixed offset of a validated time_zone string; the API's default is +8."""
     match = _TIME_ZONE.fullmatch(value or "+8")
     assert match is not None
-    minutes = int(match[2]) * 60 + int(match[3] or 0)
-    return dt.timezone(dt.timedelta(minutes=-minutes if match[1] == "-" else minutes))
+    return dt.timezone(_match_offset(match))
 
 
 def status_date(value: object, zone: str | None, *, today: dt.date | None = None) -> dt.date:
@@ -203,9 +243,14 @@ def page(offset: object, limit: object) -> tuple[int, int]:
 
 
 def id_list(field: str, value: object, *, limit: int | None = MAX_IDS_PER_LIST) -> list[str] | None:
-    """A list of ids (ints or strings); one id alone is accepted too. ``limit`` None: any length."""
+    """A list of ids (ints or strings); one id alone is accepted too. ``limit`` None: any length.
+
+    A mapping or bytes is refused, though iterable: it would send a dict's keys or the bytes' values.
+    """
     if value is None:
         return None
+    if isinstance(value, (Mapping, bytes, bytearray, memoryview)):
+        raise ValidationError(field, f"must be a list of ids, got {type(value).__name__}")
     items: Iterable[object] = (
         [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value  # type: ignore[assignment]
     )
@@ -227,6 +272,16 @@ def _one_id(field: str, item: object) -> str:
     if not text or ";" in text:
         raise ValidationError(field, f"every item must be non-empty and contain no ';', got {item!r}")
     return text
+
+
+def unknown_keyword(given: Iterable[str], known: Iterable[str]) -> ValidationError:
+    """The error for a keyword argument that is none of ``known``: it names the first such keyword and the
+    closest known one (a typo such as ``sms_id`` for ``sms_ids``), or lists them all."""
+    name = next(iter(given))
+    choices = sorted(known)
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(choices)}"
+    return ValidationError(name, f"unknown keyword argument; {hint}")
 
 
 def status_code(field: str, value: object, allowed: range | None = None) -> int | None:

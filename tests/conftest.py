@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from engagelab_sms_async import AsyncClient, RetryPolicy
+from engagelab_sms_async import AsyncClient, RetryPolicy, _limiter
 
 if TYPE_CHECKING:
     from engagelab_sms_async.sandbox import Sandbox
@@ -31,6 +31,31 @@ class RecordingTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         return httpx.Response(self.status_code, json=self.body)
+
+
+def on_fast_forwarded_loop(node: pytest.Item) -> bool:
+    """Whether looptime fakes this test's loop clock: as looptime decides (flag, then the closest marker)."""
+    flag = node.config.getoption("looptime", None)
+    markers = list(node.iter_markers("looptime"))
+    enabled = bool(markers or flag is True) and flag is not False
+    for marker in reversed(markers):
+        if marker.args:
+            enabled = bool(marker.args[0])
+    return enabled
+
+
+@pytest.fixture(autouse=True)
+def fresh_status_limiters(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with an empty status limiter registry: it is per process and outlives event loops.
+
+    On a fast-forwarded loop the registry's limiters read that loop's clock: a time.monotonic() deadline
+    would never draw nearer while the fake clock jumps ahead, and a waiter would spin.
+    """
+    if on_fast_forwarded_loop(request.node):
+        monkeypatch.setattr(_limiter, "_REGISTRY_CLOCK", None)
+    _limiter._STATUS_LIMITERS.clear()
+    yield
+    _limiter._STATUS_LIMITERS.clear()
 
 
 @pytest.fixture

@@ -110,6 +110,24 @@ def test_send_from_a_file_prints_the_report(runner: CliRunner, sandbox: Sandbox,
     assert sandbox.messages[0].template_id == 7
 
 
+def test_send_again_with_a_job_id_used_for_other_numbers_says_to_choose_another(
+    runner: CliRunner, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("".join(f"+1555{i:07d}\n" for i in range(30)))
+    second.write_text("".join(f"+1666{i:07d}\n" for i in range(30)))
+    assert (
+        invoke(runner, "send", "--template-id", "7", "--to-file", str(first), "--job-id", "week-1").exit_code
+        == 0
+    )
+
+    result = invoke(runner, "send", "--template-id", "7", "--to-file", str(second), "--job-id", "week-1")
+
+    line = assert_one_line_error(result, 2)
+    assert "--job-id" in line and "choose another" in line
+    assert not any(phone.startswith("+1666") for phone in sandbox.deliveries)
+
+
 def test_send_from_stdin_csv_picks_the_phone_column(runner: CliRunner, sandbox: Sandbox) -> None:
     csv = "name,Phone,city\nAda,+15550000011,London\n# a comment\n\nBob,+15550000012,Paris\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -74,6 +75,17 @@ async def test_connect_error_is_a_transport_error(api: Any, once: AsyncClient) -
         await once.send(["+12673800456"], 1)
     assert isinstance(info.value.error, httpx.ConnectError)
     assert isinstance(info.value.__cause__, httpx.ConnectError)
+
+
+async def test_a_send_left_unanswered_names_the_request_id_to_resend_with(
+    api: Any, once: AsyncClient
+) -> None:
+    route = api.post("/send").mock(side_effect=httpx.ReadTimeout("timed out"))
+    with pytest.raises(TransportError) as info:
+        await once.send(["+12673800456"], 1)
+    sent = json.loads(route.calls.last.request.content)["request_id"]
+    assert info.value.request_id == sent
+    assert repr(sent) in str(info.value)
 
 
 async def test_malformed_json_on_200_is_a_server_error(api: Any, once: AsyncClient) -> None:

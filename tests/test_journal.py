@@ -13,6 +13,7 @@ from pytest_redis import factories
 
 from engagelab_sms_async import (
     AsyncClient,
+    BulkAbortedError,
     Journal,
     MemoryJournal,
     RedisJournal,
@@ -59,7 +60,7 @@ async def test_a_crashed_job_resumes_without_sending_twice(journal: Journal) -> 
             if done >= 5000:
                 raise Crash
 
-        with pytest.raises(Crash):
+        with pytest.raises(BulkAbortedError) as aborted:
             await client.send_bulk(
                 phones(),
                 4,
@@ -68,8 +69,12 @@ async def test_a_crashed_job_resumes_without_sending_twice(journal: Journal) -> 
                 concurrency=3,
                 on_progress=crash_after_five_chunks,
             )
+        assert isinstance(aborted.value.__cause__, Crash)
         sent_before = sandbox.count_calls("send")
         assert 5 <= sent_before < 12
+        # The calls in flight finished: everything sent is in the report of the aborted job.
+        partial = aborted.value.report
+        assert not partial.complete and partial.succeeded == len(sandbox.messages)
 
         report = await client.send_bulk(phones(), 4, job_id="campaign-7", journal=journal, concurrency=3)
 
@@ -114,8 +119,10 @@ async def test_resuming_with_other_recipients_is_refused() -> None:
     journal = MemoryJournal()
     async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
         await client.send_bulk(phones(2000), 4, job_id="j", journal=journal)
-        with pytest.raises(ValidationError, match="differs from the journal"):
+        with pytest.raises(BulkAbortedError) as aborted:
             await client.send_bulk(reversed(list(phones(2000))), 4, job_id="j", journal=journal)
+    assert isinstance(aborted.value.__cause__, ValidationError)
+    assert "differs from the journal" in str(aborted.value.__cause__)
     assert len(sandbox.messages) == 2000
 
 

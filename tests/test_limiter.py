@@ -1,17 +1,23 @@
 """Specification of SlidingWindowLimiter and the per-process status limiter registry.
 
 Every async test runs on looptime's fast-forwarded loop: ``loop.time()`` starts at 0 and jumps straight to
-the next timer, so a 60 s window costs no real time and the asserted times are exact.
+the next timer, so a 60 s window costs no real time and the asserted times are exact. The tests of many
+loops and threads run ``asyncio.run`` in real time, on windows of a fraction of a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import itertools
 import math
+import threading
+import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiolimiter
 import looptime
@@ -25,6 +31,7 @@ from engagelab_sms_async._limiter import (
     status_limiter_for,
 )
 
+T = TypeVar("T")
 EPS = 1e-5  # looptime rounds its clock to 1 µs; windows need not sit on that grid
 
 
@@ -233,32 +240,173 @@ async def test_registry_sms_users_do_not_block_each_other() -> None:
     assert now() == 60.25
 
 
-def test_registry_is_per_event_loop() -> None:
+def test_registry_returns_one_limiter_per_sms_user_across_event_loops_and_threads() -> None:
     async def lookup() -> SlidingWindowLimiter:
         return status_limiter_for("https://x", "alice")
 
     first = asyncio.run(lookup())
     second = asyncio.run(lookup())
-    assert first is not second
+    with ThreadPoolExecutor(4) as pool:
+        from_threads = list(pool.map(lambda _: asyncio.run(lookup()), range(8)))
+    assert all(limiter is first for limiter in [second, *from_threads])
+    assert status_limiter_for("https://x", "alice") is first  # no running loop needed
 
 
-def test_limiter_refuses_a_second_running_loop_while_it_has_waiters() -> None:
-    limiter = SlidingWindowLimiter(1, 100.0, clock=lambda: 0.0)
-    loop_a = asyncio.new_event_loop()
-    try:
-        loop_a.run_until_complete(limiter.acquire())
-        waiter = loop_a.create_task(limiter.acquire())
-        loop_a.run_until_complete(asyncio.sleep(0))
+def test_registry_limit_holds_across_successive_asyncio_runs() -> None:
+    # A worker that runs a loop per task (Celery, RQ): the second task must not get a fresh minute.
+    async def burst(calls: int) -> None:
+        limiter = status_limiter_for("https://x", "alice")
+        await asyncio.gather(*(limiter.acquire() for _ in range(calls)))
 
-        async def from_other_loop() -> None:
-            await limiter.acquire()
+    asyncio.run(burst(60))
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(asyncio.wait_for(burst(1), timeout=0.2))
+    assert "in window: 60, waiters: 0" in repr(status_limiter_for("https://x", "alice"))
 
-        with pytest.raises(RuntimeError, match="another running event loop"):
-            asyncio.run(from_other_loop())
-        waiter.cancel()
-        loop_a.run_until_complete(asyncio.gather(waiter, return_exceptions=True))
-    finally:
-        loop_a.close()
+
+# --- many loops and threads -------------------------------------------------------------------------
+# Real time, short windows: these loops are ordinary asyncio loops, sharing one time.monotonic() clock.
+
+LIMIT, WINDOW, MARGIN = 4, 0.2, 0.05  # the margin absorbs the lag between an admission and its stamp
+
+
+def assert_at_most_limit_in_any_window(stamps: list[float]) -> None:
+    times = sorted(stamps)
+    for i, start in enumerate(times):
+        assert sum(1 for t in times[i:] if t < start + WINDOW) <= LIMIT, times
+
+
+async def burst_with_stamps(limiter: SlidingWindowLimiter, calls: int, stamps: list[float]) -> None:
+    async def one() -> None:
+        await limiter.acquire()
+        stamps.append(time.monotonic())
+
+    # A lost wake-up would hang the loop forever; the timeout turns it into a failure.
+    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(calls))), timeout=10)
+
+
+def test_threads_each_running_asyncio_run_never_exceed_the_limit_in_any_window() -> None:
+    limiter = SlidingWindowLimiter(LIMIT, WINDOW, margin=MARGIN, clock=time.monotonic)
+    stamps: list[float] = []
+
+    def worker() -> None:
+        for _ in range(2):
+            asyncio.run(burst_with_stamps(limiter, LIMIT, stamps))
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(worker) for _ in range(4)]:
+            future.result()
+    assert len(stamps) == 4 * 2 * LIMIT
+    assert_at_most_limit_in_any_window(stamps)
+    # Every slot used: 32 calls at 4 per 0.25 s is 7 full windows after the first burst, plus thread lag.
+    assert time.monotonic() - start < 8 * (WINDOW + MARGIN)
+
+
+def test_successive_asyncio_runs_never_exceed_the_limit_in_any_window() -> None:
+    limiter = SlidingWindowLimiter(LIMIT, WINDOW, margin=MARGIN, clock=time.monotonic)
+    stamps: list[float] = []
+    for _ in range(6):
+        asyncio.run(burst_with_stamps(limiter, 3, stamps))
+    assert len(stamps) == 18
+    assert_at_most_limit_in_any_window(stamps)
+
+
+class LoopThread:
+    """An event loop running in a thread of its own; ``submit`` runs a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> LoopThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+
+def wait_until_waiting(limiter: SlidingWindowLimiter, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while f"waiters: {count}" not in repr(limiter):
+        assert time.monotonic() < deadline, repr(limiter)
+        time.sleep(0.001)
+
+
+async def acquire_at(limiter: SlidingWindowLimiter) -> float:
+    await limiter.acquire()
+    return time.monotonic()
+
+
+def test_waiters_on_different_loops_are_served_first_come_first_served() -> None:
+    limiter = SlidingWindowLimiter(1, 0.1, margin=0.0, clock=time.monotonic)
+    with LoopThread() as a, LoopThread() as b:
+        a.submit(limiter.acquire()).result(timeout=5)
+        admitted = []
+        for i, side in enumerate([b, a, b, a]):
+            admitted.append(side.submit(acquire_at(limiter)))
+            wait_until_waiting(limiter, i + 1)
+        times = [future.result(timeout=5) for future in admitted]
+    assert times == sorted(times)
+    assert all(later - earlier >= 0.1 - 1e-3 for earlier, later in itertools.pairwise(times))
+
+
+def test_a_cancelled_waiter_on_one_loop_hands_its_place_to_a_waiter_on_another() -> None:
+    limiter = SlidingWindowLimiter(1, 0.3, margin=0.0, clock=time.monotonic)
+    with LoopThread() as a, LoopThread() as b:
+        a.submit(limiter.acquire()).result(timeout=5)
+        opening = time.monotonic() + 0.3
+        first = a.submit(limiter.acquire())  # first in line: it alone watches the clock
+        wait_until_waiting(limiter, 1)
+        second = b.submit(acquire_at(limiter))
+        wait_until_waiting(limiter, 2)
+        time.sleep(0.1)
+        first.cancel()
+        admitted = second.result(timeout=5)
+    assert first.cancelled()
+    assert opening - 0.01 <= admitted < opening + 0.1
+
+
+def test_a_waiter_left_on_a_closed_loop_does_not_block_the_line() -> None:
+    limiter = SlidingWindowLimiter(1, 0.1, margin=0.0, clock=time.monotonic)
+    gone = asyncio.new_event_loop()
+    gone.run_until_complete(limiter.acquire())
+    abandoned = gone.create_task(limiter.acquire())
+    gone.run_until_complete(asyncio.sleep(0))
+    gone.close()  # without cancelling its waiter, as a crashed thread's loop would
+    assert "waiters: 1" in repr(limiter)
+    asyncio.run(asyncio.wait_for(limiter.acquire(), timeout=1))
+    assert not abandoned.done()
+
+
+def test_a_waiting_caller_sleeps_rather_than_polls() -> None:
+    limiter = SlidingWindowLimiter(1, 0.5, margin=0.0, clock=time.monotonic)
+
+    async def twice() -> None:
+        await limiter.acquire()
+        await limiter.acquire()
+
+    wall, cpu = time.monotonic(), time.process_time()
+    asyncio.run(twice())
+    assert time.monotonic() - wall >= 0.5
+    assert time.process_time() - cpu < 0.1
+
+
+def test_hold_from_a_thread_without_a_loop_delays_callers() -> None:
+    limiter = SlidingWindowLimiter(clock=time.monotonic)
+    held_at = time.monotonic()
+    threading.Thread(target=limiter.hold, args=(0.2,)).start()
+    wait_until = held_at + 0.2
+    while "held for" not in repr(limiter):
+        assert time.monotonic() < wait_until
+    admitted = asyncio.run(acquire_at(limiter))
+    assert admitted >= held_at + 0.2
 
 
 # --- properties -----------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engagelab_sms_async.sandbox import Fault, FaultPlan, Sandbox, create_app
+from engagelab_sms_async.sandbox import ErrorCode, Fault, FaultPlan, Sandbox, create_app
+from engagelab_sms_async.sandbox._faults import ALL_FAULTS, REFUSAL_FAULTS, TRANSIENT_FAULTS
 
 BASE_URL = "https://sms.api.engagelab.cc/v1"
 AUTH = ("demo", "demo-key")
@@ -747,6 +748,64 @@ def test_fault_plan_rejects_unknown_names() -> None:
         FaultPlan(endpoints=("sned",))
     with pytest.raises(ValueError, match="explode"):
         FaultPlan(at={"send": {0: "explode"}})
+
+
+async def test_a_planned_401_answers_as_a_wrong_key_and_sends_nothing() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "401"}, "status": {0: "401"}}))
+    body = send_body(["+15550000001"], request_id="r")
+    async with client_for(sandbox) as http:
+        refused = await http.post("/send", json=body)
+        assert refused.status_code == 401
+        assert refused.json() == {"code": 30000, "message": "Unauthorized."}
+        assert sandbox.deliveries == Counter()
+        status = await http.get("/status", params={"send_date": DAY})
+        assert status.status_code == 401
+        # The refusal consumed nothing: the same request_id then sends, once.
+        again = await http.post("/send", json=body)
+    assert again.status_code == 200
+    assert sandbox.deliveries == Counter({"+15550000001": 1})
+    assert sandbox.calls == [("send", 401), ("status", 401), ("send", 200)]
+    assert sandbox.rate_limited == 0
+
+
+async def test_a_planned_400_answers_invalid_parameter_and_sends_nothing() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "400"}}))
+    body = send_body(["+15550000001"], request_id="r")
+    async with client_for(sandbox) as http:
+        refused = await http.post("/send", json=body)
+        assert refused.status_code == 400
+        assert refused.headers["content-type"].startswith("application/json")
+        assert refused.json()["code"] == ErrorCode.INVALID_PARAMETER
+        assert refused.json()["message"]
+        assert sandbox.deliveries == Counter()
+        again = await http.post("/send", json=body)
+    assert again.status_code == 200
+    assert sandbox.deliveries == Counter({"+15550000001": 1})
+    assert sandbox.calls == [("send", 400), ("send", 200)]
+
+
+async def test_drop_then_401_leaves_the_first_attempt_sent_and_the_retry_refused() -> None:
+    plan = FaultPlan(at={"send": {0: "drop", 1: "401"}})
+    sandbox = Sandbox(faults=plan)
+    body = send_body(["+15550000001", "+15550000002"], request_id="chunk-0")
+    async with client_for(sandbox) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post("/send", json=body)
+        refused = await http.post("/send", json=body)
+    assert refused.status_code == 401
+    assert sandbox.deliveries == Counter({"+15550000001": 1, "+15550000002": 1})
+    assert plan.injected == Counter({Fault.DROP: 1, Fault.UNAUTHORIZED: 1})
+    assert sandbox.calls == [("send", 0), ("send", 401)]
+
+
+def test_a_rate_based_plan_refuses_calls_only_when_refusals_are_among_its_kinds() -> None:
+    default = FaultPlan(rate=1.0, endpoints=("send",), seed=3)
+    drawn = {default.decide("send") for _ in range(1000)}
+    assert drawn == set(TRANSIENT_FAULTS)
+    assert ALL_FAULTS == TRANSIENT_FAULTS  # the default kinds are what they were before the refusals
+
+    refusing = FaultPlan(rate=1.0, kinds=REFUSAL_FAULTS, endpoints=("send",), seed=3)
+    assert {refusing.decide("send") for _ in range(1000)} == {Fault.UNAUTHORIZED, Fault.BAD_REQUEST}
 
 
 # -- real HTTP, scale ----------------------------------------------------------------------------------------

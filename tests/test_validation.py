@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 
 from engagelab_sms_async import AsyncClient, ValidationError
+from engagelab_sms_async import _validation as check
+from engagelab_sms_async.sandbox._codes import ApiError
+from engagelab_sms_async.sandbox._requests import parse_time_zone
 
 from .conftest import RecordingTransport
 
@@ -67,6 +70,49 @@ CASES: list[tuple[str, str, Case]] = [
     ("send_bulk with a bad sender", "sender", lambda c: c.send_bulk(OK_TO, 1, sender="!")),
     ("send_bulk job_id too long", "job_id", lambda c: c.send_bulk(OK_TO, 1, job_id="j" * 120)),
     ("send_bulk concurrency 0", "concurrency", lambda c: c.send_bulk(OK_TO, 1, concurrency=0)),
+    (
+        "label_ids as a mapping",
+        "label_ids",
+        lambda c: c.stats_day(TODAY, TODAY, label_ids={"a": 1}),  # type: ignore[arg-type]
+    ),
+    (
+        "template_ids as a mapping",
+        "template_ids",
+        lambda c: c.send_failed_total(TODAY, TODAY, template_ids={7: "welcome"}),  # type: ignore[arg-type]
+    ),
+    (
+        "sms_users as a mapping",
+        "sms_users",
+        lambda c: c.process_failed_stats(TODAY, TODAY, sms_users={"demo": "x"}),  # type: ignore[arg-type]
+    ),
+    (
+        "sms_ids as a mapping",
+        "sms_ids",
+        lambda c: c.get_status(TODAY, sms_ids={"id$+1": "x"}),  # type: ignore[arg-type]
+    ),
+    ("sms_ids as bytes", "sms_ids", lambda c: c.get_status(TODAY, sms_ids=b"id")),  # type: ignore[arg-type]
+    (
+        "iter_status sms_ids as a mapping",
+        "sms_ids",
+        lambda c: _drain(c.iter_status(TODAY, sms_ids={"id$+1": "x"})),  # type: ignore[arg-type]
+    ),
+    ("a time zone with a non-ASCII digit", "time_zone", lambda c: c.get_status(TODAY, time_zone="+\u0668")),
+    ("a time zone west of -12:00", "time_zone", lambda c: c.get_status(TODAY, time_zone="-14:59")),
+    ("a time zone east of +14:00", "time_zone", lambda c: c.stats_day(TODAY, TODAY, time_zone="+14:30")),
+    ("a time zone off the quarter hours", "time_zone", lambda c: c.get_status(TODAY, time_zone="+5:20")),
+    (
+        "a tzinfo with seconds",
+        "time_zone",
+        lambda c: c.get_status(TODAY, time_zone=dt.timezone(dt.timedelta(hours=5, seconds=30))),
+    ),
+    (
+        "a tzinfo west of -12:00",
+        "time_zone",
+        lambda c: c.get_status(TODAY, time_zone=dt.timezone(dt.timedelta(hours=-13))),
+    ),
+    ("NaN in custom_args", "custom_args", lambda c: c.send(OK_TO, 1, custom_args={"x": float("nan")})),
+    ("infinity in custom_args", "custom_args", lambda c: c.send(OK_TO, 1, custom_args={"x": [float("inf")]})),
+    ("a misspelt status filter", "sms_id", lambda c: c.get_status(TODAY, sms_id="x")),  # type: ignore[arg-type]
 ]
 
 
@@ -88,6 +134,64 @@ async def test_the_vars_rule_can_be_switched_off_for_accounts_that_lifted_it(
     async with AsyncClient("demo", "demo-key", transport=recorder, validate_vars=False) as client:
         await client.send(OK_TO, 1, vars={"url": "https://example.com/a-very-long-link"})
     assert len(recorder.requests) == 1
+
+
+async def test_nan_in_unchecked_vars_is_refused_before_any_request(recorder: RecordingTransport) -> None:
+    async with AsyncClient("demo", "demo-key", transport=recorder, validate_vars=False) as client:
+        with pytest.raises(ValidationError) as info:
+            await client.send(OK_TO, 1, vars={"amount": float("nan")})
+    assert info.value.field == "vars"
+    assert recorder.requests == []
+
+
+async def test_a_misspelt_status_filter_is_refused_with_the_filter_meant(
+    offline_client: AsyncClient, recorder: RecordingTransport
+) -> None:
+    with pytest.raises(ValidationError, match="did you mean 'sms_ids'"):
+        await offline_client.get_status(TODAY, sms_id="x")  # type: ignore[arg-type]
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("+14", "+14"),
+        ("-12", "-12"),
+        ("+5:45", "+5:45"),
+        ("+12:45", "+12:45"),
+        ("-9:30", "-9:30"),
+        ("-0", "+0"),
+        ("+08:00", "+8"),
+        ("+0530", "+5:30"),
+        (dt.timezone(dt.timedelta(hours=-3, minutes=-30)), "-3:30"),
+        (dt.timezone.utc, "+0"),
+    ],
+)
+async def test_offsets_in_use_are_accepted_and_sent_as_the_api_writes_them(
+    offline_client: AsyncClient, recorder: RecordingTransport, given: str | dt.tzinfo, sent: str
+) -> None:
+    await offline_client.get_status(TODAY, time_zone=given)
+    assert recorder.requests[0].url.params["time_zone"] == sent
+
+
+#: Signed offsets (the client always writes the sign; the sandbox also reads "8" as "+8", since a "+" left
+#: unescaped in a query string arrives as a space).
+OFFSETS = ["+8", "-5", "+5:30", "+05:30", "+0545", "+14", "+14:00", "-12", "-12:00", "+0", "-0", "+12:45"]
+NOT_OFFSETS = ["+14:15", "-12:15", "-14:59", "+15", "+5:20", "+8:60", "+8:99", "+\u0668", "-\u0661\u0662"]
+
+
+@pytest.mark.parametrize("text", [*OFFSETS, *NOT_OFFSETS, "Asia/Tokyo"])
+def test_the_sandbox_reads_time_zones_as_the_client_checks_them(text: str) -> None:
+    try:
+        client_offset: dt.timezone | None = check.zone_offset(check.time_zone(text))
+    except ValidationError:
+        client_offset = None
+    try:
+        sandbox_offset: dt.timezone | None = parse_time_zone(text)
+    except ApiError:
+        sandbox_offset = None
+    assert client_offset == sandbox_offset
+    assert (client_offset is not None) == (text in OFFSETS)
 
 
 async def test_values_at_the_limits_are_accepted(

@@ -30,6 +30,7 @@ from .. import (
     DayStats,
     EngageLabError,
     ProcessFailedStats,
+    RequestIdReusedError,
     SendFailedStats,
     SendReport,
     SQLiteJournal,
@@ -367,10 +368,16 @@ def send(
         source.close()
         if book is not None:
             book.close()
-    # A wrong key rejects every chunk for the same reason: say it once, as an error.
+    # A wrong key, or a job id used within the hour, refuses every chunk for one reason: say it once.
     for chunk in report.rejected:
         if isinstance(chunk.error, AuthenticationError):
             raise chunk.error
+        if isinstance(chunk.error, RequestIdReusedError):
+            raise ValidationError(
+                "--job-id",
+                f"{report.job_id!r} was used within the hour for other numbers, so the API sent nothing "
+                "for it; choose another --job-id",
+            )
     if as_json:
         render.print_lines([render.to_json(render.report_json(report))])
     else:
@@ -417,7 +424,10 @@ def _run_send(
                     # The command ends with one error line: no half-drawn bar above it.
                     bar.live.transient = True
                     raise
-                if any(isinstance(chunk.error, AuthenticationError) for chunk in report.rejected):
+                if any(
+                    isinstance(chunk.error, (AuthenticationError, RequestIdReusedError))
+                    for chunk in report.rejected
+                ):
                     bar.live.transient = True
                 # Read from a stream, the total was unknown: now it is, so the bar ends finished, with a rate.
                 bar.update(task, total=report.recipients, completed=report.recipients)

@@ -101,6 +101,8 @@ def report_tables(report: SendReport, *, max_listed: int = MAX_LISTED) -> list[T
     summary.add_row("unresolved", f"{report.unresolved_recipients:,} in {len(report.unresolved)} chunk(s)")
     rejected = sum(len(chunk.recipients) for chunk in report.rejected)
     summary.add_row("rejected", f"{rejected:,} in {len(report.rejected)} chunk(s)")
+    summary.add_row("never sent", f"{report.unsent_recipients:,} in {len(report.unsent)} chunk(s)")
+    summary.add_row("duplicates skipped", f"{report.duplicates:,}")
     summary.add_row("job_id", report.job_id or "")
     tables = [summary]
     failed = report.failed_items
@@ -126,6 +128,13 @@ def report_tables(report: SendReport, *, max_listed: int = MAX_LISTED) -> list[T
         for chunk in chunks:
             table.add_row(chunk.request_id, f"{len(chunk.recipients):,}", error_text(chunk.error))
         tables.append(table)
+    if report.unsent:
+        table = Table(title="Chunks never sent (the job stopped)", title_justify="left")
+        table.add_column("request_id")
+        table.add_column("recipients", justify="right")
+        for unsent in report.unsent:
+            table.add_row(unsent.request_id, f"{len(unsent.recipients):,}")
+        tables.append(table)
     return tables
 
 
@@ -145,6 +154,7 @@ def report_json(report: SendReport) -> dict[str, Any]:
     """The report as JSON data (``converter.unstructure``), with totals and errors as one-line strings."""
     data: dict[str, Any] = converter.unstructure(report)
     data["unresolved_recipients"] = report.unresolved_recipients
+    data["unsent_recipients"] = report.unsent_recipients
     data["ok"] = report.ok
     for key, chunks in (("unresolved", report.unresolved), ("rejected", report.rejected)):
         data[key] = [

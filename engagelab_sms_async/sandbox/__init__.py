@@ -2,18 +2,21 @@
 
 ``Sandbox().transport()`` plugs it into ``httpx.AsyncClient`` in process;
 ``async with Sandbox().serve() as url`` serves it over loopback HTTP. ``FaultPlan`` injects 5xx, 429,
-slow answers, resets and commit-then-drop.
+slow answers, resets and commit-then-drop (``TRANSIENT_FAULTS``), and the refusals 401 and 400
+(``REFUSAL_FAULTS``).
 """
 
 from __future__ import annotations
 
 from ._app import create_app
 from ._codes import ErrorCode
-from ._faults import Fault, FaultPlan
+from ._faults import REFUSAL_FAULTS, TRANSIENT_FAULTS, Fault, FaultPlan
 from ._server import Sandbox, SandboxTransport
 from ._world import SentMessage, World
 
 __all__ = [
+    "REFUSAL_FAULTS",
+    "TRANSIENT_FAULTS",
     "ErrorCode",
     "Fault",
     "FaultPlan",

@@ -175,4 +175,7 @@ _CANNED: dict[Fault, Callable[[FaultPlan], tuple[int, bytes, dict[str, str]]]] =
     Fault.BAD_GATEWAY: _bad_gateway,
     Fault.UNAVAILABLE: _json_error(503, ErrorCode.SERVICE_UNAVAILABLE, "Service unavailable (injected)."),
     Fault.RATE_LIMITED: _json_error(429, ErrorCode.RATE_LIMITED, "Too many requests (injected)."),
+    # The very answer to a wrong key: a client cannot tell an injected refusal from a real one.
+    Fault.UNAUTHORIZED: _json_error(401, ErrorCode.UNAUTHORIZED, "Unauthorized."),
+    Fault.BAD_REQUEST: _json_error(400, ErrorCode.INVALID_PARAMETER, "Invalid parameter (injected)."),
 }

@@ -11,14 +11,19 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-__all__ = ["ENDPOINTS", "Fault", "FaultPlan"]
+__all__ = ["ALL_FAULTS", "ENDPOINTS", "REFUSAL_FAULTS", "TRANSIENT_FAULTS", "Fault", "FaultPlan"]
 
 #: Endpoint names, as used by ``FaultPlan`` and in ``Sandbox.calls``.
 ENDPOINTS: tuple[str, ...] = ("send", "status", "stats_day", "process_failed", "send_failed")
 
 
 class Fault(str, enum.Enum):
-    """What goes wrong with one request."""
+    """What goes wrong with one request.
+
+    Two families: the transient faults (5xx, 429, slow, reset, drop), which a retrying client rides out, and
+    the refusals (401, 400), which it must not retry. None of them but ``drop`` and ``slow`` processes the
+    request.
+    """
 
     SERVER_ERROR = "500"
     """HTTP 500 with a JSON error body; the request is not processed."""
@@ -34,9 +39,27 @@ class Fault(str, enum.Enum):
     """The connection is cut before the request is processed: nothing is recorded."""
     DROP = "drop"
     """Commit then drop: the request is processed and recorded, then the connection is cut unanswered."""
+    UNAUTHORIZED = "401"
+    """HTTP 401 with ``{"code": 30000, "message": "Unauthorized."}`` (as for a wrong key); not processed."""
+    BAD_REQUEST = "400"
+    """HTTP 400 with a JSON error body, code 31001 (invalid parameter); not processed."""
 
 
-ALL_FAULTS: tuple[Fault, ...] = tuple(Fault)
+#: The faults a retrying client rides out: 5xx, 429, slow, reset, drop. The default ``kinds`` of a plan.
+TRANSIENT_FAULTS: tuple[Fault, ...] = (
+    Fault.SERVER_ERROR,
+    Fault.BAD_GATEWAY,
+    Fault.UNAVAILABLE,
+    Fault.RATE_LIMITED,
+    Fault.SLOW,
+    Fault.RESET,
+    Fault.DROP,
+)
+#: The refusals (401, 400), never retried by a client: drawn at a rate only when named in ``kinds``.
+REFUSAL_FAULTS: tuple[Fault, ...] = (Fault.UNAUTHORIZED, Fault.BAD_REQUEST)
+#: Kept for compatibility: the default ``kinds`` from before the refusals (``TRANSIENT_FAULTS``), not every
+#: ``Fault``.
+ALL_FAULTS: tuple[Fault, ...] = TRANSIENT_FAULTS
 
 
 class FaultPlan:
@@ -48,6 +71,12 @@ class FaultPlan:
     the calls it names). The same plan with the same seed and the same sequence of calls injects the same
     faults. ``injected`` counts the faults injected so far, by kind.
 
+    ``kinds`` defaults to ``TRANSIENT_FAULTS`` (500, 502, 503, 429, slow, reset, drop): a rate-based plan
+    never refuses a call unless told to. The refusals, ``"401"`` (unauthorized, code 30000) and ``"400"``
+    (invalid parameter, code 31001), are placed with ``at`` or added to ``kinds`` (``REFUSAL_FAULTS``), e.g.
+    ``FaultPlan(at={"send": {0: "drop", 1: "401"}})``: the first call is sent and its answer lost, the retry
+    is refused. Neither refusal processes the request.
+
     A plan keeps state (the per-endpoint counters and the random generator): give each sandbox its own.
     """
 
@@ -55,7 +84,7 @@ class FaultPlan:
         self,
         *,
         rate: float = 0.0,
-        kinds: Iterable[Fault | str] = ALL_FAULTS,
+        kinds: Iterable[Fault | str] = TRANSIENT_FAULTS,
         endpoints: Iterable[str] | None = None,
         at: Mapping[str, Mapping[int, Fault | str]] | None = None,
         seed: int | None = 0,

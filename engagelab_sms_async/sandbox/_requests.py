@@ -37,6 +37,11 @@ MAX_STATUS_LIMIT = 100
 MAX_STATS_DAYS = 90
 DEFAULT_TIME_ZONE = dt.timezone(dt.timedelta(hours=8))
 DEFAULT_MSG_TYPE = 2
+#: The offsets ``time_zone`` may name (assumption: the pages show "+8", "-5" and no range; the client checks
+#: the same rule): those in use on Earth, -12:00 to +14:00, in whole quarter hours.
+MIN_UTC_OFFSET = dt.timedelta(hours=-12)
+MAX_UTC_OFFSET = dt.timedelta(hours=14)
+UTC_OFFSET_STEP = dt.timedelta(minutes=15)
 
 _SENDER = re.compile(r"[A-Za-z0-9]{3,11}")
 _TIME_ZONE = re.compile(r"([+-]?)([0-9]{1,2})(?::?([0-9]{2}))?")
@@ -197,7 +202,8 @@ def _check_vars(variables: object) -> None:
 
 
 def parse_time_zone(text: str, field: str = "time_zone") -> dt.timezone:
-    """``"+8"``, ``"-5"``, ``"+5:30"``, ``"+08:00"``, ``"+0530"`` -> a fixed offset (at most +-14:00).
+    """``"+8"``, ``"-5"``, ``"+5:30"``, ``"+08:00"``, ``"+0530"`` -> a fixed offset from -12:00 to +14:00, in
+    quarter hours (``MIN_UTC_OFFSET``, ``MAX_UTC_OFFSET``, ``UTC_OFFSET_STEP``); ASCII digits only.
 
     A missing sign means ``+``: an unencoded ``+`` in a query string arrives as a space, which is stripped.
     """
@@ -206,9 +212,11 @@ def parse_time_zone(text: str, field: str = "time_zone") -> dt.timezone:
         raise _bad(field, f"not a UTC offset such as +8 or -5:30: {text!r}")
     sign, hours, minutes = match.groups()
     offset = dt.timedelta(hours=int(hours), minutes=int(minutes or 0))
-    if int(minutes or 0) >= 60 or offset > dt.timedelta(hours=14):
+    if sign == "-":
+        offset = -offset
+    if int(minutes or 0) >= 60 or not MIN_UTC_OFFSET <= offset <= MAX_UTC_OFFSET or offset % UTC_OFFSET_STEP:
         raise _bad(field, f"offset out of range: {text!r}", ErrorCode.OUT_OF_RANGE)
-    return dt.timezone(-offset if sign == "-" else offset)
+    return dt.timezone(offset)
 
 
 def _param(params: Mapping[str, str], name: str) -> str | None:

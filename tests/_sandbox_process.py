@@ -1,0 +1,115 @@
+"""The sandbox in its own OS process, over loopback HTTP, for tests that kill the client (test_crash_resume).
+
+Usage: python tests/_sandbox_process.py [--send-delay SECONDS] [--fault-rate RATE] [--seed N]
+
+Binds a free port on 127.0.0.1, prints ONE line to stdout, the base URL (``http://127.0.0.1:PORT/v1``), and
+serves until SIGTERM/SIGINT or until its parent process is gone (so a killed test run leaves no server
+behind). Accounts: sms_user ``demo``, sms_key ``demo-key``.
+
+- ``--send-delay``: every ``/send`` is answered that many seconds late, after it was processed (real time:
+  a client killed meanwhile has sent the SMS without hearing so). A job then lasts long enough to be killed
+  in the middle.
+- ``--fault-rate``: that share of ``/send`` calls gets a 500 (not processed) or a drop (processed, the answer
+  lost), so kills also land while a chunk waits for its retry.
+
+Test-only routes, outside the API's ``/v1`` (no credentials):
+
+- ``GET /_admin/deliveries[?prefix=+1234]``: ``{phone: number of SMS created for it}`` (numbers starting
+  with ``prefix``);
+- ``GET /_admin/calls``: ``{"send": /send calls received, "injected": {fault kind: count}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engagelab_sms_async.sandbox import FaultPlan, Sandbox
+from engagelab_sms_async.sandbox._server import _QuietCuts
+
+
+class _SlowAnswers:
+    """Holds back the answer to every ``/send`` for ``delay`` seconds, after the request was processed.
+
+    As from a distant service: the SMS exist before the client hears of them, so a client killed meanwhile
+    has sent a chunk without knowing it, the case the request_id deduplication is for.
+    """
+
+    def __init__(self, app: ASGIApp, delay: float) -> None:
+        self.app = app
+        self.delay = delay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/send" or self.delay <= 0:
+            await self.app(scope, receive, send)
+            return
+
+        async def late(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await asyncio.sleep(self.delay)
+            await send(message)
+
+        await self.app(scope, receive, late)
+
+
+def build(send_delay: float, fault_rate: float, seed: int) -> Sandbox:
+    """The sandbox with the slow /send and the admin routes."""
+    plan = FaultPlan(rate=fault_rate, kinds=("500", "drop"), endpoints=("send",), seed=seed)
+    sandbox = Sandbox(faults=plan)
+
+    async def deliveries(request: Request) -> JSONResponse:
+        prefix = request.query_params.get("prefix", "")
+        return JSONResponse({phone: n for phone, n in sandbox.deliveries.items() if phone.startswith(prefix)})
+
+    async def calls(request: Request) -> JSONResponse:
+        return JSONResponse({"send": sandbox.count_calls("send"), "injected": dict(plan.injected)})
+
+    sandbox.app.add_route("/_admin/deliveries", deliveries, methods=["GET"])
+    sandbox.app.add_route("/_admin/calls", calls, methods=["GET"])
+    sandbox.app.add_middleware(_SlowAnswers, delay=send_delay)
+    return sandbox
+
+
+async def serve(sandbox: Sandbox) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(sandbox.app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
+    parent = os.getppid()
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn stopped before it started")
+        await asyncio.sleep(0.01)
+    print(f"http://127.0.0.1:{port}/v1", flush=True)
+    while not task.done():
+        if os.getppid() != parent:  # orphaned: whoever started us is gone
+            server.should_exit = True
+        await asyncio.wait({task}, timeout=0.5)
+    task.result()
+    listener.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--send-delay", type=float, default=0.0)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(serve(build(args.send_delay, args.fault_rate, args.seed)))
+
+
+if __name__ == "__main__":
+    main()
