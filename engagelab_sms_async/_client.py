@@ -748,7 +748,7 @@ class AsyncClient:
                 await limiter.acquire()
                 answer = await self._transmit(call)
         else:
-            limiter = self._send_limiter
+            limiter = self._send_limiter if call.endpoint == "send" else None  # it paces /send only
             async with self._in_flight:
                 if limiter is not None:
                     await limiter.acquire()

@@ -132,7 +132,9 @@ class SlidingWindowLimiter:
         self._span = self.window + self.margin
         self._clock = clock
         # Guards everything below; held for a few list operations at a time, never across an await.
-        self._lock = threading.Lock()
+        # Reentrant because the garbage collector may finalize a waiter abandoned on a closed loop (its
+        # cleanup takes the lock) at any allocation, including one made while this thread holds it.
+        self._lock = threading.RLock()
         # Times of the admitted acquisitions still inside the window, oldest first; never longer than limit.
         self._log: deque[float] = deque()
         # FIFO queue of the callers not yet admitted; the head is the only one that watches the clock.

@@ -128,3 +128,22 @@ async def test_aiolimiter_fits_as_a_steady_cap_on_sends() -> None:
         await asyncio.gather(*(one(i) for i in range(10)))
     assert len(sandbox.messages) == 10
     assert max(sent_at) >= 3.5  # ten sends at two a second after the first burst take about four seconds
+
+
+async def test_the_send_limiter_paces_sends_only() -> None:
+    class Counting(SlidingWindowLimiter):
+        acquired = 0
+
+        async def acquire(self) -> None:
+            Counting.acquired += 1
+            await super().acquire()
+
+    sandbox = Sandbox()
+    today = dt.date.today()
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), send_limiter=Counting()
+    ) as client:
+        await client.stats_day(today, today)
+        assert Counting.acquired == 0
+        await client.send(["+15550000001"], 1)
+    assert Counting.acquired == 1
