@@ -380,18 +380,22 @@ async def outcomes(
         if not failure:
             failure.append((error, reason))
 
+    async def read() -> tuple[int, list[str]] | None:
+        """The next chunk; None at the end of the source, or when it raised (the job is then aborted)."""
+        try:
+            return await chunks.next()
+        except Exception as exc:
+            _reraise_cancellation()
+            abort(exc, f"the recipients source raised {type(exc).__name__}")
+            return None
+
     async def worker() -> None:
         nonlocal stopping
         while not stopping:
             async with pulling:
                 if stopping:
                     break
-                try:
-                    item = await chunks.next()
-                except Exception as exc:
-                    _reraise_cancellation()
-                    abort(exc, f"the recipients source raised {type(exc).__name__}")
-                    break
+                item = await read()
             if item is None:
                 break
             index, chunk = item
@@ -437,15 +441,7 @@ async def outcomes(
             yield item
         if stopping and not failure and read_rest:
             # Stopped by an answer: the rest of the source is accounted for as never sent.
-            while True:
-                try:
-                    rest = await chunks.next()
-                except Exception as exc:
-                    _reraise_cancellation()
-                    abort(exc, f"the recipients source raised {type(exc).__name__}")
-                    break
-                if rest is None:
-                    break
+            while (rest := await read()) is not None:
                 unsent = UnsentChunk(f"{job_id}:{rest[0]}", tuple(rest[1]))
                 report_progress(unsent)
                 yield rest[0], unsent
