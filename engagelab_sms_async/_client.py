@@ -483,6 +483,20 @@ class AsyncClient:
                 ledger.add(index, outcome)
         except bulk.Aborted as abort:
             raise BulkAbortedError(ledger.report(complete=False), abort.reason) from abort.__cause__
+        except asyncio.CancelledError:
+            # The report dies with the cancellation: leave at least a trace of what was done, and how.
+            logger.warning(
+                "bulk job %r cancelled: %d number(s) read, %d accepted, %d refused; the calls in flight have "
+                "an unknown outcome: %s",
+                job,
+                ledger.recipients,
+                ledger.succeeded,
+                ledger.failed,
+                "they are pending in the journal, resume the job with the same job_id and journal"
+                if journal is not None
+                else "without a journal they cannot be resumed safely",
+            )
+            raise
         return ledger.report(complete=chunks.exhausted)
 
     async def iter_send(

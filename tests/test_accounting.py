@@ -241,6 +241,21 @@ async def test_a_cancelled_job_resumed_with_its_journal_sends_no_number_twice() 
     assert set(sandbox.deliveries.values()) == {1} and len(sandbox.deliveries) == 6000
 
 
+@pytest.mark.looptime
+async def test_a_cancelled_job_without_a_journal_leaves_its_id_and_counts_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sandbox = Sandbox(clock=Sandbox.loop_clock())
+    async with AsyncClient("demo", "demo-key", transport=Slow(sandbox.transport())) as client:
+        job = asyncio.create_task(client.send_bulk(phones(20_000), 3, job_id="campaign-9", concurrency=2))
+        await asyncio.sleep(3.5)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+    (line,) = [record.getMessage() for record in caplog.records if "cancelled" in record.getMessage()]
+    assert "'campaign-9'" in line and "6000 accepted" in line and "without a journal" in line
+
+
 # --- defect 4: a request_id reused for other numbers -----------------------------------------------------
 
 
