@@ -77,7 +77,7 @@ class Job:
     chunk_size: int
     concurrency: int
     fail_fast: bool
-    async_source: bool
+    source_kind: str  # "list" (read to its end after a stop), "sync" or "async" (can fail midway)
     faults: dict[int, str]
     fault_rate: float
     fault_seed: int
@@ -106,7 +106,7 @@ def jobs(draw: st.DrawFn) -> Job:
         chunk_size=draw(st.sampled_from([1, 3, 50, 100, 250, 400, 1000])),
         concurrency=draw(st.integers(1, 8)),
         fail_fast=draw(st.booleans()),
-        async_source=draw(st.booleans()),
+        source_kind=draw(st.sampled_from(["list", "sync", "async"])),
         # Exact faults mostly on the first calls (every job makes those), plus faults at a rate.
         faults=draw(
             st.dictionaries(st.integers(0, 6) | st.integers(0, 30), st.sampled_from(FAULTS), max_size=8)
@@ -119,7 +119,7 @@ def jobs(draw: st.DrawFn) -> Job:
     )
 
 
-def source(job: Job, *, healthy: bool) -> Iterator[str] | AsyncIterator[str]:
+def source(job: Job, *, healthy: bool) -> list[str] | Iterator[str] | AsyncIterator[str]:
     def numbers() -> Iterator[str]:
         for i, number in enumerate(job.numbers):
             if not healthy and i == job.source_fails_at:
@@ -130,7 +130,9 @@ def source(job: Job, *, healthy: bool) -> Iterator[str] | AsyncIterator[str]:
         for number in numbers():
             yield number
 
-    return numbers_async() if job.async_source else numbers()
+    if job.source_kind == "list":
+        return list(job.numbers)
+    return numbers_async() if job.source_kind == "async" else numbers()
 
 
 def check_report(report: SendReport, sandbox: Sandbox, *, delivered_before: set[str]) -> None:
@@ -191,7 +193,12 @@ async def run(job: Job) -> None:
         report: SendReport | None = None
         try:
             report = await task
-            event("first run: finished" if not report.unsent else "first run: stopped by an answer")
+            if not report.complete:
+                event("first run: stopped by an answer, the iterator left where it stopped")
+            elif report.unsent:
+                event("first run: stopped by an answer, the rest of the list reported unsent")
+            else:
+                event("first run: finished")
         except BulkAbortedError as aborted:
             report = aborted.report
             event(f"first run: aborted by {type(aborted.__cause__).__name__}")
