@@ -26,7 +26,13 @@ import attrs
 from . import _numbers as numbers
 from ._compat import cancelling
 from ._converter import converter
-from ._errors import AuthenticationError, EngageLabError, RequestIdReusedError, ValidationError
+from ._errors import (
+    AuthenticationError,
+    EngageLabError,
+    RequestIdReusedError,
+    TransportError,
+    ValidationError,
+)
 from ._journal import ChunkRecord, Journal, digest
 from ._models import (
     RESEND_WINDOW,
@@ -290,10 +296,15 @@ async def run_chunk(
         logger.warning("chunk %s failed for good: %s: %s", request_id, type(exc).__name__, exc)
         outcome = classify(request_id, chunk, exc, entry.first_attempt_at)
     except Exception as exc:
-        # Raised on the way back (an answer that broke a parser, a bug): the request may have been
-        # carried out, so the outcome is unknown, never "nothing sent".
+        # Raised on the way back (an answer that broke a parser, a hook of the caller's http_client, a bug):
+        # the request may have been carried out, so the outcome is unknown, never "nothing sent". The report
+        # holds a library error, not the foreign exception: that one may hold the request (and its
+        # Authorization header) or fail to unpickle; it stays in this process, as the __cause__.
         logger.warning("chunk %s failed for good: %s", request_id, type(exc).__name__)
-        outcome = UnresolvedChunk(request_id, tuple(chunk), exc, first_attempt_at=entry.first_attempt_at)
+        error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=request_id)
+        error.__cause__ = exc
+        error.outcome_unknown = True
+        outcome = UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=entry.first_attempt_at)
     if journal is not None:
         if isinstance(outcome, SendResult):
             done = attrs.evolve(entry, state="sent", result=converter.unstructure(outcome))

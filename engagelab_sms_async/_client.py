@@ -34,6 +34,7 @@ from ._errors import (
     BulkAbortedError,
     BulkSendError,
     EngageLabError,
+    InvalidRequestError,
     RateLimitedError,
     RequestIdReusedError,
     ServerError,
@@ -118,7 +119,7 @@ class AsyncClient:
         if http_client is not None and transport is not None:
             raise ValidationError("transport", "pass either http_client or transport, not both")
         self.sms_user = sms_user
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check.base_url(base_url)
         self.max_concurrency = max_concurrency
         self.retry = retry if retry is not None else RetryPolicy()
         self.validate_vars = validate_vars
@@ -757,9 +758,10 @@ class AsyncClient:
         if call.endpoint == "status":
             limiter = self._limiter()
             # A lane of its own: a status call may wait a minute for the limiter, and must not hold a
-            # place a send needs meanwhile.
-            async with self._status_lane:
-                await limiter.acquire()
+            # place a send needs meanwhile. The limiter's slot is held for the whole request and logged
+            # when it ends, by when the server has seen it: however uneven the network, the server never
+            # counts more than the limit in a window.
+            async with self._status_lane, limiter:
                 answer = await self._transmit(call)
         else:
             limiter = self._send_limiter if call.endpoint == "send" else None  # it paces /send only
@@ -779,23 +781,40 @@ class AsyncClient:
             raise
 
     async def _transmit(self, call: api.Call) -> api.Answer:
-        request = self._http.build_request(
-            call.method,
-            f"{self.base_url}/{call.path}",
-            params=call.params or None,
-            content=call.content,
-            headers=call.headers,
-        )
+        """Make one HTTP request and return its answer, whatever its status; raise only a library error.
+
+        One request reaches the server per call: redirects are never followed (a 3xx is an
+        ``InvalidRequestError``), even by an ``http_client`` built with ``follow_redirects=True``. An answer a
+        response hook of that client raised on (``raise_for_status``) is returned all the same, so that it
+        maps to its typed error; any other httpx failure is a ``TransportError`` carrying the request_id.
+        """
+        try:
+            request = self._http.build_request(
+                call.method,
+                f"{self.base_url}/{call.path}",
+                params=call.params or None,
+                content=call.content,
+                headers=call.headers,
+            )
+        except httpx.InvalidURL as exc:
+            # A query too long for a URL (a huge filter): nothing can leave, and a repeat fails the same way.
+            raise ValidationError("query", f"/{call.path} cannot be requested: {exc}") from None
         try:
             async with deadline(self._deadline):
-                response = await self._http.send(request, auth=self._auth)
+                # Not followed: the server would see two calls for one admission of the status limiter, and
+                # a redirected /send could be carried out where it was never meant to go.
+                response = await self._http.send(request, auth=self._auth, follow_redirects=False)
         except asyncio.TimeoutError:
             raise TransportError(
                 f"no answer from /{call.path} within {self._deadline:g}s",
                 error=httpx.ReadTimeout("attempt deadline exceeded", request=request),
                 request_id=call.request_id,
             ) from None
-        except httpx.RequestError as exc:
+        except httpx.HTTPStatusError as exc:
+            # A hook of the caller's http_client judged the answer; judging it is the parser's job (retry,
+            # outcome_unknown), and the raw exception would carry the request with its Authorization.
+            response = exc.response
+        except httpx.HTTPError as exc:
             # Transport faults, and an answer that cannot be decoded (the request was carried out).
             raise TransportError(
                 f"{type(exc).__name__} on /{call.path}: {exc}", error=exc, request_id=call.request_id
@@ -807,8 +826,14 @@ class AsyncClient:
             response.status_code,
             f" (request_id {call.request_id})" if call.request_id else "",
         )
+        if 300 <= response.status_code < 400:
+            raise _redirect_error(call, response)
+        try:
+            content = response.content
+        except httpx.ResponseNotRead:
+            content = b""  # closed unread by httpx when a hook raised: the status is all there is
         headers = {name.lower(): value for name, value in response.headers.items()}
-        return api.Answer(response.status_code, headers, response.content)
+        return api.Answer(response.status_code, headers, content)
 
 
 def _job_id(job_id: str | None) -> str:
@@ -824,13 +849,34 @@ def _aborted_at_start(job_id: str, error: Exception) -> BulkAbortedError:
 def _may_have_reached(error: EngageLabError) -> bool:
     """Whether the API may have carried out an attempt that ended in ``error``."""
     if isinstance(error, TransportError):
-        # Only a connection never made proves the request never left.
-        return not isinstance(error.error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        # Only a connection never made, or a URL no connection can be made for, proves it never left.
+        return not isinstance(
+            error.error,
+            (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol),
+        )
     # A 5xx may come from a proxy after the service acted; 408 means the server never read the request; a
-    # 2xx that carries an error code was answered by a service that read the request.
+    # 2xx that carries an error code was answered by a service that read the request. A redirect (3xx)
+    # points elsewhere instead of acting, and was not followed.
     if isinstance(error, ServerError):
         return error.status_code != 408
     return isinstance(error, APIError) and error.status_code is not None and 200 <= error.status_code < 300
+
+
+def _redirect_error(call: api.Call, response: httpx.Response) -> InvalidRequestError:
+    """The error for a redirect: it names the status and the target (without its query, which may hold
+    filters, nor credentials); never retried, since every repeat would be redirected the same way."""
+    target = ""
+    if location := response.headers.get("location"):
+        try:
+            url = response.request.url.join(location)
+            target = f" to {url.copy_with(userinfo=b'', query=None, fragment=None)}"
+        except (httpx.InvalidURL, RuntimeError):  # RuntimeError: a response without its request
+            target = " to an invalid location"
+    return InvalidRequestError(
+        f"/{call.path} answered with a redirect{target}; not followed (check base_url)",
+        status_code=response.status_code,
+        request_id=call.request_id,
+    )
 
 
 def _send_options(

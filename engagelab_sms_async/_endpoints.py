@@ -233,7 +233,11 @@ def build_status(
     label_id: int | None = None,
     today: dt.date | None = None,
 ) -> Call:
-    """Validate and describe one ``GET /v1/status`` (at most 10 sms_ids, at most 100 records)."""
+    """Validate and describe one ``GET /v1/status`` (at most 10 sms_ids, at most 100 records).
+
+    Every filter is checked before it can reach a URL: ``sms_user`` is one non-empty string without ``;``,
+    ``sub_status`` a positive integer (the API's codes are 410 to 590, but unknown ones must still work).
+    """
     zone = check.time_zone(time_zone)
     day = check.status_date(send_date, zone, today=today)
     first, size = check.page(offset, limit)
@@ -252,11 +256,11 @@ def build_status(
         params.append(("sms_ids", ";".join(ids)))
     optional = {
         "msg_type": check.optional_positive_int("msg_type", msg_type),
-        "sms_user": sms_user,
+        "sms_user": check.text_filter("sms_user", sms_user),
         "template_id": check.optional_positive_int("template_id", template_id),
         "label_id": check.optional_positive_int("label_id", label_id),
         "status": check.status_code("status", status, _STATUS_RANGE),
-        "sub_status": check.status_code("sub_status", sub_status),
+        "sub_status": check.optional_positive_int("sub_status", sub_status),
     }
     params.extend((name, str(value)) for name, value in optional.items() if value is not None)
     return Call("status", "GET", "status", params=tuple(params), offset=first)

@@ -5,7 +5,8 @@
     EngageLabError
     ├── APIError(code, message, status_code, request_id)   the server answered with an error
     │   ├── AuthenticationError    HTTP 401, code 30000: wrong sms_user or sms_key
-    │   ├── InvalidRequestError    any other 4xx (400/32002 invalid phone number format, ...)
+    │   ├── InvalidRequestError    any other 4xx (400/32002 invalid phone number format, ...), or a redirect
+    │   │                          (3xx: never followed, so one call is one request to the server)
     │   ├── RateLimitedError       HTTP 429 (retry_after: seconds the server asked us to wait)
     │   └── ServerError            5xx, or a response that is not the JSON it should be
     ├── TransportError             no usable answer: connect error, timeout, reset (wraps the httpx error)

@@ -20,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
+import posixpath
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, runtime_checkable
+
+import httpx
 
 from ._errors import LimiterUnavailableError
 
@@ -37,6 +41,9 @@ __all__ = [
 ]
 
 _MIN_SLEEP = 1e-6  # seconds: the shortest sleep of a waiter, see SlidingWindowLimiter.acquire
+#: How long past the opening the second in line waits for the head before looking whether the head's loop
+#: has stopped running (then the head is passed over). Never reached while the head's loop runs.
+_STALL_GRACE = 1.0
 
 
 @runtime_checkable
@@ -59,7 +66,8 @@ class StatusLimiter(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        """Release nothing: an acquired call stays counted for the whole window."""
+        """End the block. Nothing is released: the call stays counted for a whole window, from its
+        admission (``aiolimiter``, Redis) or, for :class:`SlidingWindowLimiter`, from the block's end."""
 
 
 class SlidingWindowLimiter:
@@ -69,6 +77,12 @@ class SlidingWindowLimiter:
     keeps a log of the last ``limit`` acquisition times and admits a new one only when fewer than ``limit``
     of them are younger than ``window + margin`` seconds. ``margin`` absorbs the jitter between our clock
     and the time the server sees the request arrive (network latency varies from call to call).
+
+    ``async with limiter:`` gives a stronger guarantee, the one the client relies on: the slot is held for
+    the whole block and logged at the moment the block ends. A request made inside the block reaches the
+    server after the admission and before the block ends, so in any ``window`` seconds of *server* time at
+    most ``limit`` such requests arrive, however unevenly slow the network is (a cold connection that takes
+    a second, then fast ones, cannot bunch them up). ``acquire()`` alone logs the admission time.
 
     Unlike a token or leaky bucket (``aiolimiter.AsyncLimiter(60, 60)`` admits a burst of 60 and then one
     per second, so up to 119 calls can land in one 60 s window: aiolimiter issues #240, #298), it never lets
@@ -85,8 +99,10 @@ class SlidingWindowLimiter:
     loops (``looptime``) fast-forward the limiter too. Every loop and thread sharing one limiter must read
     the same clock: ordinary asyncio loops all read ``time.monotonic()``, fast-forwarded test loops do not;
     pass ``clock=time.monotonic`` to be explicit (the registry, :func:`status_limiter_for`, does). A loop
-    that stops for good must cancel its waiting tasks first (``asyncio.run`` does); a loop closed under a
-    waiter is noticed and its waiter dropped when the line reaches it or the next call arrives.
+    that stops for good should cancel its waiting tasks first (``asyncio.run`` does); a waiter whose loop
+    is closed, or not running (a loop stopped between two ``run_until_complete`` calls), is passed over so
+    that it never holds up the line, and it takes a place at the end of the line again if its loop runs
+    again. A forked child process starts with fresh registry limiters.
 
     Example::
 
@@ -99,6 +115,7 @@ class SlidingWindowLimiter:
         "__weakref__",
         "_clock",
         "_hold_until",
+        "_in_flight",
         "_lock",
         "_log",
         "_span",
@@ -139,6 +156,8 @@ class SlidingWindowLimiter:
         self._log: deque[float] = deque()
         # FIFO queue of the callers not yet admitted; the head is the only one that watches the clock.
         self._waiters: deque[_Waiter] = deque()
+        # Admitted by ``async with`` and not yet logged: they count against the limit until they end.
+        self._in_flight = 0
         self._hold_until = -math.inf
 
     def _now(self) -> float:
@@ -158,35 +177,60 @@ class SlidingWindowLimiter:
 
     def _can_admit(self, now: float) -> bool:
         self._expire(now)
-        return now >= self._hold_until and len(self._log) < self.limit
+        return now >= self._hold_until and len(self._log) + self._in_flight < self.limit
 
     def _opening(self) -> float:
-        """The earliest time the head of the line can be admitted (after a failed ``_can_admit``)."""
-        if len(self._log) < self.limit:
+        """The earliest time the head of the line can be admitted (after a failed ``_can_admit``); infinite
+        while every slot is held by a block still running (its end wakes the head)."""
+        if len(self._log) + self._in_flight < self.limit:
             return self._hold_until
+        if not self._log:
+            return math.inf
         return max(self._hold_until, self._log[0] + self._span)
+
+    def _admit(self, now: float, *, held: bool) -> None:
+        if held:
+            self._in_flight += 1
+        else:
+            self._log.append(now)
 
     async def acquire(self) -> None:
         """Wait until a call is allowed, and count it. Returns at once when there is room and no queue."""
+        await self._take(held=False)
+
+    async def _take(self, *, held: bool) -> None:
         loop = asyncio.get_running_loop()
         waiter: _Waiter | None = None
         try:
             while True:
                 with self._lock:
                     now = self._now()
+                    self._pass_over_stalled()
                     if waiter is None:
-                        self._drop_abandoned()
                         if not self._waiters and self._can_admit(now):
-                            self._log.append(now)
+                            self._admit(now, held=held)
                             return
                         waiter = _Waiter(loop)
                         self._waiters.append(waiter)
+                    elif waiter.passed_over:
+                        # Our loop stalled and the line went on without us: back to its end.
+                        waiter.passed_over = False
+                        self._waiters.append(waiter)
                     if self._waiters[0] is not waiter:
-                        delay = None
+                        # Woken when the one before us is admitted or leaves. The second in line also
+                        # looks once the head is overdue, to pass over a head whose loop stopped running.
+                        second = len(self._waiters) > 1 and self._waiters[1] is waiter
+                        opening = self._opening()
+                        overdue = (opening if math.isfinite(opening) else now) + _STALL_GRACE - now
+                        delay = max(overdue, _MIN_SLEEP) if second else math.inf
                     elif self._can_admit(now):
-                        self._waiters.popleft()
-                        self._log.append(now)
-                        self._notify_head()
+                        # Counted before leaving the line: whatever interrupts us, the slot is never lost
+                        # and the next in line is told.
+                        self._admit(now, held=held)
+                        try:
+                            self._waiters.popleft()
+                        finally:
+                            self._notify_head()
                         return
                     else:
                         # A loop may fire a timer up to its clock's resolution early, and a fast-forwarded
@@ -196,7 +240,7 @@ class SlidingWindowLimiter:
                     # Armed under the lock: a notification sent after we let go of it is never lost.
                     wake = waiter.arm()
                 # The head sleeps until its opening on its own loop's timer: no timer outlives its loop.
-                timer = None if delay is None else loop.call_later(delay, _resolve, wake)
+                timer = None if math.isinf(delay) else loop.call_later(delay, _resolve, wake)
                 try:
                     await wake
                 finally:
@@ -221,29 +265,35 @@ class SlidingWindowLimiter:
             self._hold_until = max(self._hold_until, self._now() + seconds)
 
     def _notify_head(self) -> None:
-        """Tell the (new) head of the line to look for itself. Called with the lock held."""
+        """Tell the (new) head of the line to look for itself, and the second in line to watch it. Called
+        with the lock held."""
         while self._waiters:
             if self._waiters[0].notify():
-                return
+                break
             self._waiters.popleft()  # its loop is closed: it will never look again
+        if len(self._waiters) > 1:
+            self._waiters[1].notify()
 
     def _leave(self, waiter: _Waiter) -> None:
         """Take a waiter that gives up out of the line. Called with the lock held."""
-        was_head = bool(self._waiters) and self._waiters[0] is waiter
-        with contextlib.suppress(ValueError):  # already dropped as abandoned
+        with contextlib.suppress(ValueError):  # already passed over, or admitted and then interrupted
             self._waiters.remove(waiter)
-        if was_head:
-            self._notify_head()
+        # Told even when it was not the head (it may have been admitted and then interrupted): a spare
+        # wake-up costs a look, a missed one would leave the line asleep.
+        self._notify_head()
 
-    def _drop_abandoned(self) -> None:
-        """Drop heads whose loop was closed under them (never cancelled), so they cannot block the line."""
-        if self._waiters and self._waiters[0].loop.is_closed():
-            while self._waiters and self._waiters[0].loop.is_closed():
-                self._waiters.popleft()
+    def _pass_over_stalled(self) -> None:
+        """Put aside heads whose loop is closed or not running, so they cannot hold up the line. Called
+        with the lock held."""
+        passed = False
+        while self._waiters and not self._waiters[0].can_run():
+            self._waiters.popleft().passed_over = True
+            passed = True
+        if passed:
             self._notify_head()
 
     async def __aenter__(self) -> None:
-        await self.acquire()
+        await self._take(held=True)
 
     async def __aexit__(
         self,
@@ -251,6 +301,11 @@ class SlidingWindowLimiter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # The block's request reached the server by now: log the slot from now, not from its admission.
+        with self._lock:
+            self._in_flight -= 1
+            self._log.append(self._now())
+            self._notify_head()
         return None
 
     def __repr__(self) -> str:
@@ -258,7 +313,8 @@ class SlidingWindowLimiter:
         with self._lock:
             now = self._now()
             self._expire(now)
-            state = f"in window: {len(self._log)}, waiters: {len(self._waiters)}"
+            state = f"in window: {len(self._log)}, in flight: {self._in_flight}"
+            state += f", waiters: {len(self._waiters)}"
             if self._hold_until > now:
                 state += f", held for {self._hold_until - now:.3f} s"
         return f"<SlidingWindowLimiter({args}) at {id(self):#x} [{state}]>"
@@ -267,11 +323,18 @@ class SlidingWindowLimiter:
 class _Waiter:
     """One caller in the line: the loop it runs on and the future it sleeps on until told to look again."""
 
-    __slots__ = ("loop", "wake")
+    __slots__ = ("loop", "passed_over", "pid", "wake")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.wake: asyncio.Future[None] = loop.create_future()
+        self.passed_over = False
+        self.pid = os.getpid()
+
+    def can_run(self) -> bool:
+        """Whether its loop can resume it: running now, in this process (a forked child inherits the line
+        but none of the parent's running loops)."""
+        return self.pid == os.getpid() and not self.loop.is_closed() and self.loop.is_running()
 
     def arm(self) -> asyncio.Future[None]:
         """The future to sleep on next: a fresh one once the last has been resolved."""
@@ -311,6 +374,29 @@ _STATUS_LIMITERS: dict[tuple[str, str], SlidingWindowLimiter] = {}
 _STATUS_LIMITERS_LOCK = threading.Lock()
 
 
+def _same_server(base_url: str) -> str:
+    """One spelling per server: scheme and host in lower case, no default port, no trailing slash."""
+    try:
+        url = httpx.URL(base_url.strip())
+    except (httpx.InvalidURL, TypeError):
+        return base_url.rstrip("/")
+    port = "" if url.port is None else f":{url.port}"
+    path = posixpath.normpath(url.path) if url.path not in ("", "/") else ""
+    return f"{url.scheme}://{url.host}{port}{path}".rstrip("/")
+
+
+def _forget_in_child() -> None:
+    # A forked child is another process: its own limit, and no lock or waiter inherited from threads of
+    # the parent that do not exist in it.
+    global _STATUS_LIMITERS_LOCK
+    _STATUS_LIMITERS.clear()
+    _STATUS_LIMITERS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def status_limiter_for(base_url: str, sms_user: str) -> SlidingWindowLimiter:
     """Return the process-wide ``/v1/status`` limiter (60 calls per 60 s, margin 0.25 s) for one sms_user.
 
@@ -319,7 +405,7 @@ def status_limiter_for(base_url: str, sms_user: str) -> SlidingWindowLimiter:
     they stay within the server's limit; different sms_users do not wait for each other. Its clock is
     ``time.monotonic()``. For several processes or machines use a ``RedisSlidingWindowLimiter``.
     """
-    key = (base_url.rstrip("/"), sms_user)
+    key = (_same_server(base_url), sms_user)
     with _STATUS_LIMITERS_LOCK:
         limiter = _STATUS_LIMITERS.get(key)
         if limiter is None:

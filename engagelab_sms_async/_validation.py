@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import httpx
+
 from ._errors import ValidationError
 
 __all__ = [
@@ -46,6 +48,8 @@ _SENDER = re.compile(r"[A-Za-z0-9]{3,11}")
 # ASCII digits only: \d would also take "+٨", which int() reads as 8 but the API does not.
 _TIME_ZONE = re.compile(r"([+-])([0-9]{1,2})(?::?([0-9]{2}))?")
 _LINK = re.compile(r"https?://", re.IGNORECASE)
+#: Parts of a keyword's name that mark it as a credential (``sms_key``, ``api_token``, ``Authorization``).
+_SECRET_WORDS = ("key", "secret", "password", "passwd", "token", "auth", "credential")
 
 
 def json_bytes(value: object) -> bytes:
@@ -276,12 +280,79 @@ def _one_id(field: str, item: object) -> str:
 
 def unknown_keyword(given: Iterable[str], known: Iterable[str]) -> ValidationError:
     """The error for a keyword argument that is none of ``known``: it names the first such keyword and the
-    closest known one (a typo such as ``sms_id`` for ``sms_ids``), or lists them all."""
+    closest known one (a typo such as ``sms_id`` for ``sms_ids``), or lists them all.
+
+    A name that looks like a credential (``sms_key``, ``password``, ``token``, ``authorization``, ...) gets
+    no suggestion: "did you mean 'sms_user'?" would lead the caller to put a secret into a query string.
+    The message never contains the value given.
+    """
     name = next(iter(given))
+    if _looks_secret(name):
+        return ValidationError(
+            name,
+            "unknown keyword argument, and not a filter: credentials are given to AsyncClient only and sent "
+            "in the Authorization header, never with a call",
+        )
     choices = sorted(known)
     close = difflib.get_close_matches(name, choices, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(choices)}"
     return ValidationError(name, f"unknown keyword argument; {hint}")
+
+
+def _looks_secret(name: str) -> bool:
+    folded = name.lower()
+    return any(word in folded for word in _SECRET_WORDS)
+
+
+def text_filter(field: str, value: object) -> str | None:
+    """A one-value text filter of a query (``sms_user``): None, or a non-empty string without ``;`` (the
+    API's list separator, which would turn one value into two)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, f"must be a non-empty string, got {value!r}")
+    if ";" in value:
+        raise ValidationError(field, f"must be one value, without ';', got {value!r}")
+    return str(value)  # a str subclass (numpy.str_, ...) as a plain string
+
+
+def base_url(value: object) -> str:
+    """The client's ``base_url``, without its trailing ``/``: an absolute ``http://`` or ``https://`` URL with
+    a host, and no spaces, credentials, query or fragment (each call appends its path to it).
+
+    Checked when the client is made: a malformed one would otherwise fail only at call time, as a network
+    fault that is retried (each status attempt taking a place in the status limiter) and that marks a send
+    ``outcome_unknown`` although nothing left.
+    """
+    if not isinstance(value, str):
+        raise ValidationError("base_url", f"must be a string, got {type(value).__name__}")
+    # Never echoed when it may hold a password ("https://user:secret@host/v1").
+    shown = "(not shown: it contains '@')" if "@" in value else repr(value)
+    # httpx percent-encodes a space inside the host and reads a leading space as a relative path, instead
+    # of refusing them.
+    if not value or any(char.isspace() or not char.isprintable() for char in value):
+        raise ValidationError("base_url", f"must be a URL without spaces or control characters, got {shown}")
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValidationError("base_url", f"is not a valid URL ({exc}), got {shown}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValidationError(
+            "base_url",
+            f"must be an absolute URL starting with http:// or https:// and naming a host, got {shown}",
+        )
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ValidationError("base_url", f"port must be from 1 to 65535, got {url.port}")
+    if url.userinfo:
+        raise ValidationError(
+            "base_url",
+            "must not contain a user or password: the client authenticates with sms_user and sms_key",
+        )
+    if url.query or url.fragment:
+        raise ValidationError(
+            "base_url", f"must not contain a query or fragment: each call appends its path to it, got {shown}"
+        )
+    return value.rstrip("/")
 
 
 def status_code(field: str, value: object, allowed: range | None = None) -> int | None:

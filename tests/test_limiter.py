@@ -8,23 +8,29 @@ loops and threads run ``asyncio.run`` in real time, on windows of a fraction of 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
 import contextlib
+import datetime as dt
 import itertools
 import math
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiolimiter
+import httpx
 import looptime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engagelab_sms_async import AsyncClient, RetryPolicy
 from engagelab_sms_async._limiter import (
     SlidingWindowLimiter,
     StatusLimiter,
@@ -69,7 +75,7 @@ def test_invalid_arguments_raise_value_error(args: tuple[object, ...], kwargs: d
 def test_repr_shows_configuration_and_state() -> None:
     limiter = SlidingWindowLimiter(5, 10.0, margin=0.5, clock=lambda: 0.0)
     assert repr(limiter).startswith("<SlidingWindowLimiter(limit=5, window=10.0, margin=0.5) at 0x")
-    assert "in window: 0, waiters: 0" in repr(limiter)
+    assert "in window: 0, in flight: 0, waiters: 0" in repr(limiter)
 
 
 def test_limiters_fit_the_status_limiter_protocol() -> None:
@@ -261,7 +267,7 @@ def test_registry_limit_holds_across_successive_asyncio_runs() -> None:
     asyncio.run(burst(60))
     with pytest.raises(asyncio.TimeoutError):
         asyncio.run(asyncio.wait_for(burst(1), timeout=0.2))
-    assert "in window: 60, waiters: 0" in repr(status_limiter_for("https://x", "alice"))
+    assert "in window: 60, in flight: 0, waiters: 0" in repr(status_limiter_for("https://x", "alice"))
 
 
 # --- many loops and threads -------------------------------------------------------------------------
@@ -540,3 +546,151 @@ def test_property_saturation_uses_every_slot(limit: int, window: float, margin: 
     run_in_looptime(main)
     expected = [(k // limit) * (window + margin) for k in range(n)]
     assert stamps == expected
+
+
+# --- found by an adversarial read: each failed before its fix -------------------------------------------
+
+
+class FarServer(httpx.AsyncBaseTransport):
+    """The first calls open cold connections (a second each); later ones reuse warm ones (50 ms). Records
+    when each request reaches the server, which is what the server's own limit counts."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        cold = len(self.arrivals) < 4
+        await asyncio.sleep(1.0 if cold else 0.05)
+        self.arrivals.append(asyncio.get_running_loop().time())
+        return httpx.Response(200, json={"result": [], "total": 0})
+
+
+@pytest.mark.looptime
+async def test_the_server_never_counts_more_than_the_limit_when_the_first_calls_are_slow() -> None:
+    server = FarServer()
+    limiter = SlidingWindowLimiter(60, 60.0, margin=0.25)
+    async with AsyncClient(
+        "demo", "demo-key", transport=server, status_limiter=limiter, retry=RetryPolicy.none()
+    ) as client:
+        await asyncio.gather(*(client.get_status(dt.date.today()) for _ in range(130)))
+    arrivals = sorted(server.arrivals)
+    worst = max(bisect.bisect_left(arrivals, start + 60.0) - i for i, start in enumerate(arrivals))
+    assert worst <= 60
+
+
+@pytest.mark.looptime
+async def test_async_with_holds_the_slot_until_the_block_ends() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = SlidingWindowLimiter(1, 10.0, margin=0.0)
+    async with limiter:
+        await asyncio.sleep(5.0)  # a slow request: the server may see it as late as its end
+    await limiter.acquire()
+    assert loop.time() == pytest.approx(15.0, abs=EPS)
+
+
+def test_a_head_whose_loop_stopped_running_does_not_hold_up_other_threads() -> None:
+    limiter = SlidingWindowLimiter(1, 0.2, margin=0.0, clock=time.monotonic)
+    idle = asyncio.new_event_loop()
+
+    async def job() -> None:
+        await limiter.acquire()
+        pending = asyncio.ensure_future(limiter.acquire())  # left waiting when the job returns
+        await asyncio.wait({pending}, timeout=0.01)
+
+    try:
+        idle.run_until_complete(job())  # the loop is now idle: not closed, not running
+
+        async def other() -> float:
+            start = time.monotonic()
+            await asyncio.wait_for(limiter.acquire(), timeout=2.0)
+            return time.monotonic() - start
+
+        assert asyncio.run(other()) < 1.0
+    finally:
+        for task in asyncio.all_tasks(idle):
+            task.cancel()
+        idle.run_until_complete(asyncio.sleep(0))
+        idle.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_a_fresh_status_limiter() -> None:
+    async def fill() -> None:
+        limiter = status_limiter_for("https://x", "alice")
+        await asyncio.gather(*(limiter.acquire() for _ in range(60)))
+
+    asyncio.run(fill())
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, repr(status_limiter_for("https://x", "alice")).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    seen = os.read(read, 4096).decode()
+    os.waitpid(pid, 0)
+    assert "in window: 0," in seen
+    assert "in window: 60," in repr(status_limiter_for("https://x", "alice"))
+
+
+def test_every_spelling_of_one_base_url_shares_one_registry_limiter() -> None:
+    spellings = [
+        "https://sms.api.engagelab.cc/v1",
+        "https://SMS.API.ENGAGELAB.CC/v1",
+        "HTTPS://sms.api.engagelab.cc/v1",
+        "https://sms.api.engagelab.cc:443/v1",
+        "https://sms.api.engagelab.cc/v1/",
+        "https://sms.api.engagelab.cc/v1/.",
+    ]
+    assert len({id(status_limiter_for(url, "alice")) for url in spellings}) == 1
+    assert status_limiter_for("https://sms.api.engagelab.cc/v2", "alice") is not status_limiter_for(
+        spellings[0], "alice"
+    )
+
+
+def test_an_interruption_right_after_admission_still_wakes_the_next_in_line() -> None:
+    limiter = SlidingWindowLimiter(1, 0.1, margin=0.0, clock=time.monotonic)
+
+    class Log(deque[float]):
+        armed = False
+
+        def append(self, value: float) -> None:
+            if Log.armed:
+                Log.armed = False
+                raise KeyboardInterrupt  # as a signal delivered between two steps of the admission
+            super().append(value)
+
+    limiter._log = Log()  # type: ignore[misc]
+    asyncio.run(limiter.acquire())
+    results: dict[str, str] = {}
+
+    def head() -> None:
+        try:
+            asyncio.run(limiter.acquire())
+        except KeyboardInterrupt:
+            results["head"] = "interrupted"
+
+    def follower() -> None:
+        async def wait() -> str:
+            try:
+                await asyncio.wait_for(limiter.acquire(), 1.5)
+            except asyncio.TimeoutError:
+                return "stuck"
+            return "admitted"
+
+        results["follower"] = asyncio.run(wait())
+
+    first = threading.Thread(target=head)
+    first.start()
+    deadline = time.monotonic() + 5
+    while "waiters: 1" not in repr(limiter) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    second = threading.Thread(target=follower)
+    second.start()
+    while "waiters: 2" not in repr(limiter) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    Log.armed = True
+    first.join(5)
+    second.join(5)
+    assert results == {"head": "interrupted", "follower": "admitted"}
