@@ -88,6 +88,9 @@ class AsyncClient:
     spacing the limiter grants. The connection pool the client builds has room for both lanes; an
     ``http_client`` you pass in needs ``max_concurrency + 4`` connections for the same promise.
 
+    ``base_url`` must be an http(s) URL with a host (checked here, ``ValidationError``). Redirects are never
+    followed, even by an ``http_client`` set to follow them: a 3xx is an ``InvalidRequestError``.
+
     >>> client = AsyncClient("demo", "demo-key")
     >>> client
     <AsyncClient sms_user='demo' base_url='https://sms.api.engagelab.cc/v1'>
