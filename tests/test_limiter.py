@@ -694,3 +694,43 @@ def test_an_interruption_right_after_admission_still_wakes_the_next_in_line() ->
     first.join(5)
     second.join(5)
     assert results == {"head": "interrupted", "follower": "admitted"}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    limit=st.integers(1, 5),
+    window=dyadic_seconds(0.5, 4.0),
+    calls=st.lists(
+        st.tuples(dyadic_seconds(0.0, 3.0), dyadic_seconds(0.0, 5.0), st.booleans()), min_size=1, max_size=30
+    ),
+)
+def test_property_no_window_can_meet_more_than_limit_held_blocks(
+    limit: int, window: float, calls: list[tuple[float, float, bool]]
+) -> None:
+    # Each caller holds ``async with limiter:`` for a random time (its request may reach the server at any
+    # moment of it); some callers are cancelled while they wait. Whatever moments the server saw, at most
+    # ``limit`` of them fit in any window: no window of length ``window`` meets more than ``limit`` blocks.
+    limiter = SlidingWindowLimiter(limit, window, margin=0.0)
+    blocks: list[tuple[float, float]] = []
+
+    async def one(start: float, duration: float, give_up: bool) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(start)
+        try:
+            async with asyncio.timeout(0.5 if give_up else None), limiter:
+                admitted = loop.time()
+                try:
+                    await asyncio.sleep(duration)
+                finally:  # cut short or not, the request may have reached the server until now
+                    blocks.append((admitted, loop.time()))
+        except TimeoutError:
+            return
+
+    async def main() -> None:
+        await asyncio.gather(*(one(*call) for call in calls))
+
+    run_in_looptime(main)
+    for start, _ in blocks:
+        # The windows worth checking start where some block starts.
+        met = sum(1 for admitted, ended in blocks if ended >= start and admitted < start + window)
+        assert met <= limit, (start, blocks)
