@@ -1,43 +1,24 @@
 """Pure helpers that cut big requests into calls the API accepts and put the answers back together.
 
-Nothing here does I/O or knows about HTTP: batching pulls lazily from any iterable, the splitters return
-plain lists, and the merge re-sums aggregated statistics.
+Nothing here does I/O or knows about HTTP: the splitters return plain lists, and the merge re-sums
+aggregated statistics. (Cutting a bulk job's numbers into chunks is the job's own: ``_bulk.Chunks``.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 
 from ._models import DayStats
 
-__all__ = ["batches", "id_groups", "resum", "split_ids", "split_span"]
+__all__ = ["id_groups", "resum", "split_ids", "split_span"]
 
 T = TypeVar("T")
 Row = TypeVar("Row")
-
-
-async def batches(items: Iterable[T] | AsyncIterable[T], size: int) -> AsyncGenerator[list[T], None]:
-    """Lists of at most ``size`` items, pulled from ``items`` only when the next list is asked for."""
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    if isinstance(items, AsyncIterable):
-        batch: list[T] = []
-        async for item in items:
-            batch.append(item)
-            if len(batch) == size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-        return
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
 
 
 def split_span(start: dt.date, end: dt.date, days: int = 90) -> list[tuple[dt.date, dt.date]]:

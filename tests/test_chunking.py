@@ -10,10 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engagelab_sms_async import DayStats, SendFailedStats
-from engagelab_sms_async._chunking import batches, id_groups, resum, split_ids, split_span
+from engagelab_sms_async._bulk import Chunks
+from engagelab_sms_async._chunking import id_groups, resum, split_ids, split_span
 
 
-async def test_batches_pull_lazily_from_a_sync_iterable() -> None:
+async def drain(chunks: Chunks) -> list[tuple[int, list[str]]]:
+    out = []
+    while (item := await chunks.next()) is not None:
+        out.append(item)
+    return out
+
+
+async def test_a_job_reads_its_source_lazily() -> None:
     pulled = 0
 
     def numbers() -> Iterator[str]:
@@ -22,26 +30,37 @@ async def test_batches_pull_lazily_from_a_sync_iterable() -> None:
             pulled += 1
             yield f"+1{i:010d}"
 
-    source = batches(numbers(), 1000)
-    first = await anext(source)
-    await source.aclose()
-    assert len(first) == 1000
+    chunks = Chunks(numbers(), 1000, dedupe=True)
+    index, first = await chunks.next() or (None, [])
+    assert (index, len(first)) == (0, 1000)
     assert pulled <= 1001
 
 
-async def test_batches_of_an_async_iterable_keep_order_and_the_remainder() -> None:
+async def test_chunks_of_an_async_source_keep_order_and_the_remainder() -> None:
     async def numbers() -> AsyncIterator[str]:
         for i in range(2501):
-            yield str(i)
+            yield f"+1{i:07d}"
 
-    sizes = [len(batch) async for batch in batches(numbers(), 1000)]
-    assert sizes == [1000, 1000, 501]
-    flat = [item async for batch in batches(numbers(), 7) for item in batch]
-    assert flat == [str(i) for i in range(2501)]
+    cut = await drain(Chunks(numbers(), 1000, dedupe=True))
+    assert [(index, len(chunk)) for index, chunk in cut] == [(0, 1000), (1, 1000), (2, 501)]
+    flat = [phone for _, chunk in await drain(Chunks(numbers(), 7, dedupe=True)) for phone in chunk]
+    assert flat == [f"+1{i:07d}" for i in range(2501)]
 
 
-async def test_batches_of_nothing_is_nothing() -> None:
-    assert [batch async for batch in batches([], 10)] == []
+async def test_chunks_of_nothing_is_nothing() -> None:
+    chunks = Chunks([], 10, dedupe=True)
+    assert await drain(chunks) == [] and chunks.exhausted
+
+
+@given(st.lists(st.integers(0, 30), max_size=200), st.integers(1, 40))
+async def test_repeats_are_dropped_before_cutting_so_chunks_stay_full(picks: list[int], size: int) -> None:
+    numbers = [f"+1555{pick:07d}" for pick in picks]
+    chunks = Chunks(numbers, size, dedupe=True)
+    cut = await drain(chunks)
+    first_seen = list(dict.fromkeys(numbers))
+    assert [phone for _, chunk in cut for phone in chunk] == first_seen
+    assert all(len(chunk) == size for _, chunk in cut[:-1])
+    assert chunks.duplicates == len(numbers) - len(first_seen)
 
 
 @given(st.dates(dt.date(2020, 1, 1), dt.date(2030, 1, 1)), st.integers(0, 1000))
