@@ -494,8 +494,9 @@ class Ledger:
             self._results.append((index, outcome))
             # Counted from the numbers asked, so that an answer naming one number twice cannot make the
             # totals add up to more than the numbers read.
+            # parse_send leaves each refused number of ours once in failed_items.
             named = len(outcome.recipients) - len(outcome.unanswered)
-            refused = min(len({item.phone for item in outcome.failed_items}), named)
+            refused = min(len(outcome.failed_items), named)
             self.succeeded += named - refused
             self.failed += refused
             self.unanswered += len(outcome.unanswered)

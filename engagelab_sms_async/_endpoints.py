@@ -12,6 +12,7 @@ import datetime as dt
 import email.utils
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -192,26 +193,50 @@ def parse_send(call: Call, answer: Answer) -> SendResult:
 
 
 def _paired(call: Call, result: SendResult) -> SendResult:
-    refused = {str(item.phone) for item in result.failed_items}
-    named = numbers.named_by(result.sms_ids)
-    if named is None:
-        # Ids that name no phone (not the documented shape) cannot be paired with numbers: trust the
-        # counts when they cover every number, else the outcome of the numbers not refused is unknown.
-        if len(result.sms_ids) + len(refused) >= len(call.recipients):
+    """Each number asked, in exactly one place: named by an sms_id (accepted), in ``failed_items``
+    (refused: rewritten to the numbers asked, each once), or ``unanswered``."""
+    asked = call.recipients
+    refused_names = {str(item.phone) for item in result.failed_items}
+    named, anonymous = numbers.named_by(result.sms_ids)
+    if anonymous == len(result.sms_ids) and anonymous:
+        # Ids that name no phone (not the documented shape) cannot be paired with numbers: trust them only
+        # when they are exactly as many as the numbers not refused, else those numbers are unanswered.
+        mine = [phone for phone in asked if phone in refused_names]
+        if len(result.sms_ids) + len(mine) == len(asked) and len(mine) == len(result.failed_items):
             return result
-        return attrs.evolve(result, unanswered=tuple(p for p in call.recipients if p not in refused))
-    answered = named | refused
-    if answered == set(call.recipients):
-        return result  # the usual answer: every number named, in the form it was sent
-    if not answered:
-        return attrs.evolve(result, unanswered=call.recipients)
-    # The API may write a number in another form than ours ("1555..." for "+1 555..."): compare digits.
-    answered_forms = set(map(numbers.loose, answered))
-    if answered_forms and answered_forms.isdisjoint(map(numbers.loose, call.recipients)):
+        unanswered = tuple(phone for phone in asked if phone not in refused_names)
+        return attrs.evolve(result, failed_items=_refusals(result, mine), unanswered=unanswered)
+    if (
+        not anonymous
+        and len(result.sms_ids) + len(result.failed_items) == len(asked)
+        and named | refused_names == set(asked)
+    ):
+        return result  # the usual answer: every number named once, in the form it was sent
+    # The API may write a number in another form than ours ("1555..." for "+1 555..."): a number is also
+    # matched by its digits, when no other number asked has the same digits.
+    digits_of = Counter(map(numbers.loose, asked))
+
+    def matched(phone: str, names: set[str], loose_names: set[str]) -> bool:
+        if phone in names:
+            return True
+        digits = numbers.loose(phone)
+        return digits_of[digits] == 1 and digits in loose_names
+
+    accepted = {p for p in asked if matched(p, named, set(map(numbers.loose, named)))}
+    loose_refused = set(map(numbers.loose, refused_names))
+    refused = [p for p in asked if p not in accepted and matched(p, refused_names, loose_refused)]
+    if (named or refused_names) and not accepted and not refused:
         # Numbers, and not one of ours: the answer of the first call that used this request_id.
-        raise RequestIdReusedError(result.request_id, call.recipients, tuple(sorted(answered)))
-    unanswered = tuple(phone for phone in call.recipients if numbers.loose(phone) not in answered_forms)
-    return attrs.evolve(result, unanswered=unanswered)
+        raise RequestIdReusedError(result.request_id, asked, tuple(sorted(named | refused_names)))
+    answered = accepted.union(refused)
+    unanswered = tuple(phone for phone in asked if phone not in answered)
+    return attrs.evolve(result, failed_items=_refusals(result, refused), unanswered=unanswered)
+
+
+def _refusals(result: SendResult, refused: list[str]) -> tuple[FailedItem, ...]:
+    """The API's refusals of our numbers, once each, in the form we sent them, with the API's reason."""
+    reasons = {numbers.loose(str(item.phone)): item.message for item in result.failed_items}
+    return tuple(FailedItem(phone, reasons.get(numbers.loose(phone), "refused")) for phone in refused)
 
 
 # --- /v1/status -------------------------------------------------------------------------------------

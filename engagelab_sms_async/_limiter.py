@@ -41,9 +41,11 @@ __all__ = [
 ]
 
 _MIN_SLEEP = 1e-6  # seconds: the shortest sleep of a waiter, see SlidingWindowLimiter.acquire
-#: How long past the opening the second in line waits for the head before looking whether the head's loop
-#: has stopped running (then the head is passed over). Never reached while the head's loop runs.
+#: How long past the opening a waiter behind the head waits before looking whether the waiters ahead of it
+#: can still run (a stopped loop is passed over). Doubled after each look that finds nothing, up to
+#: _STALL_GRACE_MAX: a line behind a slow head or long requests wakes rarely, and never spins.
 _STALL_GRACE = 1.0
+_STALL_GRACE_MAX = 64.0
 
 
 @runtime_checkable
@@ -217,12 +219,13 @@ class SlidingWindowLimiter:
                         waiter.passed_over = False
                         self._waiters.append(waiter)
                     if self._waiters[0] is not waiter:
-                        # Woken when the one before us is admitted or leaves. The second in line also
-                        # looks once the head is overdue, to pass over a head whose loop stopped running.
-                        second = len(self._waiters) > 1 and self._waiters[1] is waiter
+                        # Woken when the one before us is admitted or leaves. Each waiter also looks on
+                        # its own once the head is overdue (its own timer: any waiter's loop may stop),
+                        # to pass over waiters ahead whose loop stopped running.
                         opening = self._opening()
-                        overdue = (opening if math.isfinite(opening) else now) + _STALL_GRACE - now
-                        delay = max(overdue, _MIN_SLEEP) if second else math.inf
+                        overdue = max(opening - now, 0.0) if math.isfinite(opening) else 0.0
+                        delay = overdue + waiter.grace
+                        waiter.grace = min(2 * waiter.grace, _STALL_GRACE_MAX)
                     elif self._can_admit(now):
                         # Counted before leaving the line: whatever interrupts us, the slot is never lost
                         # and the next in line is told.
@@ -265,14 +268,14 @@ class SlidingWindowLimiter:
             self._hold_until = max(self._hold_until, self._now() + seconds)
 
     def _notify_head(self) -> None:
-        """Tell the (new) head of the line to look for itself, and the second in line to watch it. Called
-        with the lock held."""
+        """Tell the (new) head of the line to look for itself, passing over heads whose loop cannot run.
+        Called with the lock held."""
         while self._waiters:
-            if self._waiters[0].notify():
-                break
-            self._waiters.popleft()  # its loop is closed: it will never look again
-        if len(self._waiters) > 1:
-            self._waiters[1].notify()
+            head = self._waiters[0]
+            if head.can_run() and head.notify():
+                head.grace = _STALL_GRACE  # the line moved: overdue looks start short again
+                return
+            self._waiters.popleft().passed_over = True  # it rejoins the line if its loop runs again
 
     def _leave(self, waiter: _Waiter) -> None:
         """Take a waiter that gives up out of the line. Called with the lock held."""
@@ -285,11 +288,7 @@ class SlidingWindowLimiter:
     def _pass_over_stalled(self) -> None:
         """Put aside heads whose loop is closed or not running, so they cannot hold up the line. Called
         with the lock held."""
-        passed = False
-        while self._waiters and not self._waiters[0].can_run():
-            self._waiters.popleft().passed_over = True
-            passed = True
-        if passed:
+        if self._waiters and not self._waiters[0].can_run():
             self._notify_head()
 
     async def __aenter__(self) -> None:
@@ -323,13 +322,14 @@ class SlidingWindowLimiter:
 class _Waiter:
     """One caller in the line: the loop it runs on and the future it sleeps on until told to look again."""
 
-    __slots__ = ("loop", "passed_over", "pid", "wake")
+    __slots__ = ("grace", "loop", "passed_over", "pid", "wake")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.wake: asyncio.Future[None] = loop.create_future()
         self.passed_over = False
         self.pid = os.getpid()
+        self.grace = _STALL_GRACE
 
     def can_run(self) -> bool:
         """Whether its loop can resume it: running now, in this process (a forked child inherits the line

@@ -59,9 +59,9 @@ def _key(phone: str) -> Key:
 
 
 def loose(phone: str) -> str:
-    """The normal form without its ``+``: how an answer is matched to the numbers asked, in case the API
-    writes ``"+1 555..."`` as ``"1555..."``."""
-    return normal(phone).translate(_NOT_DIGITS)
+    """The normal form without its ``+`` and leading zeros: how an answer is matched to the numbers asked,
+    in case the API writes ``"+1 555..."`` as ``"1555..."`` or ``"001555..."``."""
+    return normal(phone).translate(_NOT_DIGITS).lstrip("0")
 
 
 def first_repeat(phones: Sequence[str]) -> str | None:
@@ -83,12 +83,13 @@ def named(sms_id: str) -> str | None:
     return sms_id[dollar + 1 :] if dollar >= 0 else None
 
 
-def named_by(sms_ids: Sequence[str]) -> set[str] | None:
-    """The phones a list of sms_ids names, or None if one of them names none (C-level: one per number)."""
+def named_by(sms_ids: Sequence[str]) -> tuple[set[str], int]:
+    """The phones a list of sms_ids names, and how many of the ids name none (C-level: one step per id)."""
     parts = list(map(str.rpartition, sms_ids, repeat("$")))
-    if "" in set(map(_SEPARATOR, parts)):
-        return None
-    return set(map(_PHONE, parts))
+    anonymous = list(map(_SEPARATOR, parts)).count("")
+    if not anonymous:
+        return set(map(_PHONE, parts)), 0
+    return {phone for _, dollar, phone in parts if dollar}, anonymous
 
 
 _SEPARATOR, _PHONE = itemgetter(1), itemgetter(2)

@@ -567,3 +567,46 @@ async def test_cancelling_while_the_first_journal_write_hangs_is_prompt() -> Non
             await job
         assert asyncio.get_running_loop().time() < 2
     assert sandbox.count_calls() == 0
+
+
+def answering(body: dict[str, Any]) -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+
+
+A, B, C = "+15550100", "+15550101", "+15550102"
+
+
+@pytest.mark.parametrize(
+    ("asked", "body", "expected"),
+    [
+        # A refusal of a number we did not ask does not turn one of ours into a failure.
+        (
+            [A, B],
+            {"sms_ids": [f"x${A}"], "failed_items": [{"phone": "+19990000", "message": "m"}]},
+            (1, 0, 1),
+        ),
+        # One refused number written two ways is one refusal.
+        (
+            [A, B],
+            {
+                "sms_ids": [f"x${A}"],
+                "failed_items": [{"phone": B, "message": "m"}, {"phone": B[1:], "message": "m"}],
+            },
+            (1, 1, 0),
+        ),
+        # "+44..." and "44..." are two numbers: an answer naming one does not cover the other.
+        (["+4412345678", "4412345678"], {"sms_ids": ["x$+4412345678"]}, (1, 0, 1)),
+        # An id that names no phone does not stand for the numbers that are not named.
+        ([A, B, C], {"sms_ids": [f"x${A}", f"x${A}", "bogus"]}, (1, 0, 2)),
+        # The API writing our number with its international prefix is still our number.
+        (["+8613800000000"], {"sms_ids": ["x$008613800000000"]}, (1, 0, 0)),
+    ],
+    ids=["foreign-refusal", "refusal-twice", "plus-matters", "id-without-phone", "00-prefix"],
+)
+async def test_each_number_asked_lands_in_exactly_one_column_of_an_odd_answer(
+    asked: list[str], body: dict[str, Any], expected: tuple[int, int, int]
+) -> None:
+    async with AsyncClient("demo", "demo-key", transport=answering(body)) as client:
+        report = await client.send_bulk(asked, 3)
+    assert (report.succeeded, report.failed, report.unresolved_recipients) == expected
+    assert report.recipients == len(asked) == accounted(report)

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engagelab_sms_async import AsyncClient, RetryPolicy
+from engagelab_sms_async import AsyncClient, RetryPolicy, _limiter
 from engagelab_sms_async._limiter import (
     SlidingWindowLimiter,
     StatusLimiter,
@@ -734,3 +734,78 @@ def test_property_no_window_can_meet_more_than_limit_held_blocks(
         # The windows worth checking start where some block starts.
         met = sum(1 for admitted, ended in blocks if ended >= start and admitted < start + window)
         assert met <= limit, (start, blocks)
+
+
+def test_a_waiter_behind_a_blocked_head_sleeps_rather_than_spins(monkeypatch: pytest.MonkeyPatch) -> None:
+    limiter = SlidingWindowLimiter(1, 0.3, margin=0.0, clock=time.monotonic)
+    looks = {"behind": 0}
+    arm = _limiter._Waiter.arm
+
+    def counting_arm(self: Any) -> Any:
+        if threading.current_thread().name == "behind":
+            looks["behind"] += 1
+        return arm(self)
+
+    monkeypatch.setattr(_limiter._Waiter, "arm", counting_arm)
+    head_waiting = threading.Event()
+
+    def head() -> None:
+        async def main() -> None:
+            task = asyncio.create_task(limiter.acquire())
+            await asyncio.sleep(0.05)
+            head_waiting.set()
+            await asyncio.sleep(0.1)
+            time.sleep(2.0)  # noqa: ASYNC251 - the head's loop runs, but is blocked: it is not passed over
+            await task
+
+        asyncio.run(main())
+
+    def behind() -> None:
+        head_waiting.wait(5)
+        asyncio.run(asyncio.wait_for(limiter.acquire(), 10))
+
+    asyncio.run(limiter.acquire())
+    threads = [threading.Thread(target=head), threading.Thread(target=behind, name="behind")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert looks["behind"] <= 5
+
+
+def test_waiters_whose_loops_stopped_do_not_hold_up_a_runnable_one_behind_them() -> None:
+    limiter = SlidingWindowLimiter(1, 0.5, margin=0.0, clock=time.monotonic)
+    asyncio.run(limiter.acquire())
+    release = threading.Event()
+
+    def stalls_after(delay: float) -> None:
+        loop = asyncio.new_event_loop()
+
+        async def start() -> asyncio.Task[None]:
+            await asyncio.sleep(delay)
+            return loop.create_task(limiter.acquire())
+
+        task = loop.run_until_complete(start())
+        loop.run_until_complete(asyncio.sleep(0.3 - delay))  # the loop stops with its task still waiting
+        release.wait(10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+        loop.close()
+
+    stalled = [threading.Thread(target=stalls_after, args=(delay,)) for delay in (0.0, 0.05)]
+    for thread in stalled:
+        thread.start()
+
+    async def third() -> float:
+        await asyncio.sleep(0.1)
+        start = time.monotonic()
+        await asyncio.wait_for(limiter.acquire(), 5)
+        return time.monotonic() - start
+
+    try:
+        assert asyncio.run(third()) < 3.0
+    finally:
+        release.set()
+        for thread in stalled:
+            thread.join(10)
