@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import itertools
 import json
 import logging
@@ -105,8 +104,7 @@ def settings_record(
         sort_keys=True,
         default=repr,
     )
-    fingerprint = hashlib.sha256(described.encode()).hexdigest()
-    return ChunkRecord(f"{job_id}:settings", fingerprint, chunk_size, _now(), state="sent")
+    return ChunkRecord(f"{job_id}:settings", digest([described]), chunk_size, _now(), state="sent")
 
 
 def check_settings(job_id: str, saved: ChunkRecord | None, settings: ChunkRecord) -> None:
@@ -125,9 +123,7 @@ def check_resumable(job_id: str, known: dict[int, ChunkRecord], *, resend_expire
     """Refuse, before anything is sent, to resume a job whose pending chunks the API may have forgotten."""
     now = _now()
     stale = sorted(
-        index
-        for index, entry in known.items()
-        if entry.state == "pending" and now - entry.first_attempt_at > RESEND_WINDOW
+        index for index, entry in known.items() if entry.state == "pending" and _expired(entry, now)
     )
     if stale and not resend_expired:
         raise ValidationError(
@@ -171,20 +167,18 @@ class Chunks:
                 await self._pull(self._size - len(self._buffer))
             finally:
                 self._absorb()
-        if not self._buffer:
-            return None
-        chunk, self._buffer = self._buffer[: self._size], self._buffer[self._size :]
-        return self._hand_out(chunk)
+        return self._hand_out()
 
     def leftover(self) -> tuple[int, list[str]] | None:
         """The numbers read but not handed out (the job stopped), as one last chunk, or None."""
         self._absorb(check=False)
-        if not self._buffer:
-            return None
-        chunk, self._buffer = self._buffer, []
-        return self._hand_out(chunk)
+        return self._hand_out()
 
-    def _hand_out(self, chunk: list[str]) -> tuple[int, list[str]]:
+    def _hand_out(self) -> tuple[int, list[str]] | None:
+        # The buffer never holds more than a chunk: each pull asks only for what it lacks.
+        chunk, self._buffer = self._buffer, []
+        if not chunk:
+            return None
         index, self._next_index = self._next_index, self._next_index + 1
         if not self._dedupe:
             self._seen.clear()
@@ -275,7 +269,7 @@ async def run_chunk(
             return converter.structure(entry.result, SendResult)
         if entry.state == "rejected":
             entry = None  # refused whole before: nothing of it was sent, this is a first attempt again
-        elif not resend_expired and _now() - entry.first_attempt_at > RESEND_WINDOW:
+        elif not resend_expired and _expired(entry, _now()):
             stale = ValidationError(
                 "resend_expired",
                 f"chunk {request_id} was first attempted at {entry.first_attempt_at:%Y-%m-%d %H:%M:%S} UTC, "
@@ -339,6 +333,11 @@ async def _durably(write: Awaitable[None]) -> None:
         if not task.cancelled():
             task.exception()  # retrieved: the cancellation is what goes on
         raise
+
+
+def _expired(entry: ChunkRecord, now: dt.datetime) -> bool:
+    """Whether the API may have forgotten the request_id of a chunk first attempted at ``entry``'s time."""
+    return now - entry.first_attempt_at > RESEND_WINDOW
 
 
 def _reraise_cancellation() -> None:

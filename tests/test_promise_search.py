@@ -41,7 +41,7 @@ from engagelab_sms_async import (
     SlidingWindowLimiter,
 )
 from engagelab_sms_async._journal import ChunkRecord
-from engagelab_sms_async._numbers import named, normal
+from engagelab_sms_async._numbers import named_by, normal
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 from engagelab_sms_async.sandbox._world import is_well_formed
 
@@ -142,7 +142,7 @@ def check_report(report: SendReport, sandbox: Sandbox, *, delivered_before: set[
     )
     # (c): what this run delivered was reported as accepted or unresolved, never as refused or unsent.
     delivered_now = set(sandbox.deliveries) - delivered_before
-    accepted = {named(sms_id) for result in report.results for sms_id in result.sms_ids}
+    accepted = set().union(*(named_by(result.sms_ids)[0] for result in report.results))
     unknown = {phone for chunk in report.unresolved for phone in chunk.recipients}
     unknown |= {phone for result in report.results for phone in result.unanswered}
     assert delivered_now <= accepted | unknown
