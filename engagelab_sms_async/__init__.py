@@ -5,6 +5,8 @@ It never sends one SMS twice, never trips the API's limits and never loses a res
 >>> from engagelab_sms_async import AsyncClient
 """
 
+import contextlib
+
 from ._client import DEFAULT_BASE_URL, AsyncClient
 from ._converter import converter
 from ._errors import (
@@ -22,8 +24,9 @@ from ._errors import (
     ValidationError,
 )
 from ._journal import Journal, MemoryJournal, SQLiteJournal
-from ._limiter import SlidingWindowLimiter, StatusLimiter
+from ._limiter import SendLimiter, SlidingWindowLimiter, StatusLimiter
 from ._models import (
+    ChunkRecord,
     DayStats,
     FailedItem,
     MessageStatus,
@@ -39,6 +42,21 @@ from ._models import (
     UnsentChunk,
 )
 from ._retry import RetryPolicy, is_retryable
+from ._types import (
+    DateLike,
+    LabelId,
+    LabelIds,
+    Progress,
+    Recipients,
+    SendFields,
+    SmsIds,
+    SmsUsers,
+    StatsFilters,
+    StatusFilters,
+    TemplateId,
+    TemplateIds,
+    TimeZoneLike,
+)
 from ._version import __version__
 
 __all__ = [
@@ -48,16 +66,22 @@ __all__ = [
     "AuthenticationError",
     "BulkAbortedError",
     "BulkSendError",
+    "ChunkRecord",
+    "DateLike",
     "DayStats",
     "EngageLabError",
     "FailedItem",
     "InvalidRequestError",
     "Journal",
+    "LabelId",
+    "LabelIds",
     "LimiterUnavailableError",
     "MemoryJournal",
     "MessageStatus",
     "ProcessFailedStats",
+    "Progress",
     "RateLimitedError",
+    "Recipients",
     "RedisJournal",
     "RedisSlidingWindowLimiter",
     "RejectedChunk",
@@ -65,22 +89,41 @@ __all__ = [
     "RetryPolicy",
     "SQLiteJournal",
     "SendFailedStats",
+    "SendFields",
+    "SendLimiter",
     "SendReport",
     "SendResult",
     "ServerError",
     "SlidingWindowLimiter",
+    "SmsIds",
+    "SmsUsers",
+    "StatsFilters",
+    "StatusFilters",
     "StatusLimiter",
     "StatusPage",
     "StatusRecord",
     "SubStatus",
+    "TemplateId",
+    "TemplateIds",
+    "TimeZoneLike",
     "TransportError",
     "UnresolvedChunk",
     "UnsentChunk",
     "ValidationError",
-    "__version__",
     "converter",
     "is_retryable",
+    "__version__",
 ]
+
+
+# Public names show as ``engagelab_sms_async.X`` (in reprs, tracebacks, docs and pickles), not as the
+# private module that happens to define them: those may move.
+for _name in __all__:
+    _value = globals().get(_name)
+    if isinstance(_value, type) or callable(_value) and hasattr(_value, "__module__"):
+        with contextlib.suppress(AttributeError, TypeError):
+            _value.__module__ = __name__
+del _name, _value
 
 
 def __getattr__(name: str) -> object:
@@ -88,5 +131,7 @@ def __getattr__(name: str) -> object:
     if name in ("RedisSlidingWindowLimiter", "RedisJournal"):
         from . import _redis
 
-        return getattr(_redis, name)
+        value: type = getattr(_redis, name)
+        value.__module__ = __name__
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+import time
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Sized
 from typing import Any
 
 import attrs
 
-from . import _numbers as numbers
+from . import _endpoints as api
+from . import _validation as check
 from ._compat import cancelling
-from ._converter import converter
 from ._errors import (
     AuthenticationError,
+    BulkAbortedError,
+    BulkSendError,
     EngageLabError,
     RequestIdReusedError,
     TransportError,
@@ -42,25 +44,31 @@ from ._models import (
     UnsentChunk,
 )
 from ._retry import is_retryable
+from ._source import Chunks
+from ._types import Progress, Recipients
 
 __all__ = [
     "SETTINGS",
     "Aborted",
-    "Chunks",
+    "Job",
     "Ledger",
     "Outcome",
+    "Send",
     "check_resumable",
     "check_settings",
     "classify",
     "outcomes",
+    "report",
     "run_chunk",
     "settings_record",
+    "stream",
 ]
 
 logger = logging.getLogger("engagelab_sms_async")
 
 Outcome = SendResult | UnresolvedChunk | RejectedChunk | UnsentChunk
-Progress = Callable[[int, int | None], object]
+#: How a job makes one call: the client's retried, limited, parsed ``/v1/send``.
+Send = Callable[[api.Call], Awaitable[SendResult]]
 
 
 class Aborted(Exception):
@@ -95,12 +103,11 @@ def stops_the_job(outcome: Outcome, *, fail_fast: bool) -> bool:
 SETTINGS = -1
 
 
-def settings_record(
-    job_id: str, template_id: int, options: dict[str, Any], *, chunk_size: int, dedupe: bool
-) -> ChunkRecord:
+def settings_record(job_id: str, options: api.SendOptions, *, chunk_size: int, dedupe: bool) -> ChunkRecord:
     """What a job was started with, as a journal record: a resumed job must cut and send the same chunks."""
+    chosen = {name: getattr(options, name) for name in api.SEND_OPTIONS}
     described = json.dumps(
-        {"template_id": template_id, "options": options, "chunk_size": chunk_size, "dedupe": dedupe},
+        {"template_id": options.template_id, "options": chosen, "chunk_size": chunk_size, "dedupe": dedupe},
         sort_keys=True,
         default=repr,
     )
@@ -134,118 +141,8 @@ def check_resumable(job_id: str, known: dict[int, ChunkRecord], *, resend_expire
         )
 
 
-class Chunks:
-    """The job's source: reads it lazily, skips repeated numbers, cuts chunks of ``size`` numbers.
-
-    Whatever happens, nothing read is lost: a source that raises leaves the numbers it gave before the
-    error in :meth:`leftover`, and so does a job that stops before taking them. With ``dedupe`` a number
-    seen anywhere in the job is skipped (one compact key per distinct number is kept); without it only
-    repeats within one chunk are (memory stays bounded, for unbounded streams).
-    """
-
-    def __init__(self, recipients: Iterable[str] | AsyncIterable[str], size: int, *, dedupe: bool) -> None:
-        self._size = size
-        self._dedupe = dedupe
-        self._seen: set[numbers.Key] = set()
-        self._buffer: list[str] = []  # read, checked, not repeats, not yet handed out
-        self._raw: list[Any] = []  # read, not yet checked
-        self._read = 0
-        self._next_index = 0
-        self.duplicates = 0
-        self.exhausted = False
-        self._async: AsyncIterator[Any] | None = None
-        self._sync: Iterable[Any] | None = None
-        if isinstance(recipients, AsyncIterable):
-            self._async = aiter(recipients)
-        else:
-            self._sync = iter(recipients)
-
-    async def next(self) -> tuple[int, list[str]] | None:
-        """The next ``(index, chunk)``, or None when the source is exhausted."""
-        while len(self._buffer) < self._size and not self.exhausted:
-            try:
-                await self._pull(self._size - len(self._buffer))
-            finally:
-                self._absorb()
-        return self._hand_out()
-
-    def leftover(self) -> tuple[int, list[str]] | None:
-        """The numbers read but not handed out (the job stopped), as one last chunk, or None."""
-        self._absorb(check=False)
-        return self._hand_out()
-
-    def _hand_out(self) -> tuple[int, list[str]] | None:
-        # The buffer never holds more than a chunk: each pull asks only for what it lacks.
-        chunk, self._buffer = self._buffer, []
-        if not chunk:
-            return None
-        index, self._next_index = self._next_index, self._next_index + 1
-        if not self._dedupe:
-            self._seen.clear()
-        return index, chunk
-
-    def _keep_first(self, raw: list[str]) -> None:
-        keys = numbers.keys(raw)
-        seen = self._seen
-        size = len(seen)
-        if seen.isdisjoint(keys):
-            seen.update(keys)
-            if len(seen) - size == len(keys):
-                self._buffer.extend(raw)  # the usual case: no repeat, and no Python step per number
-                return
-            seen.difference_update(keys)  # repeats within this batch: sort them out one by one
-        for phone, key in zip(raw, keys, strict=True):
-            if key in seen:
-                self.duplicates += 1
-            else:
-                seen.add(key)
-                self._buffer.append(phone)
-
-    async def _pull(self, count: int) -> None:
-        # Into ``_raw`` as they come, so that a source raising midway leaves what it gave before in it
-        # (list.extend keeps the items an iterator yielded before raising).
-        before = len(self._raw)
-        if self._sync is not None:
-            self._raw.extend(itertools.islice(self._sync, count))
-        else:
-            assert self._async is not None
-            for _ in range(count):
-                try:
-                    self._raw.append(await anext(self._async))
-                except StopAsyncIteration:
-                    break
-        if len(self._raw) - before < count:
-            self.exhausted = True
-
-    def _absorb(self, *, check: bool = True) -> None:
-        raw, self._raw = self._raw, []
-        if not raw:
-            return
-        self._read += len(raw)
-        bad = None
-        if not set(map(type, raw)) <= {str} or "" in raw:
-            # Not numbers: left out of the job (and of its count), the first one named in the error.
-            # Subclasses of str (numpy.str_, ...) are numbers, kept as plain strings.
-            fit = [isinstance(item, str) and bool(item) for item in raw]
-            if not all(fit):
-                position = fit.index(False)
-                bad = (self._read - len(raw) + position, raw[position])
-            raw = [str(item) for item, ok in zip(raw, fit, strict=True) if ok]
-        self._keep_first(raw)
-        if bad is not None and check:
-            where, item = bad
-            raise ValidationError("recipients", f"item {where} is {item!r}, not a phone number string")
-
-
 async def run_chunk(
-    index: int,
-    chunk: list[str],
-    *,
-    job_id: str,
-    send: Callable[[str, list[str]], Awaitable[SendResult]],
-    journal: Journal | None = None,
-    known: dict[int, ChunkRecord] | None = None,
-    resend_expired: bool = False,
+    index: int, chunk: list[str], job: Job, send: Send, known: dict[int, ChunkRecord]
 ) -> Outcome:
     """Send chunk ``index`` as ``f"{job_id}:{index}"`` and say what became of it, journaling both ends.
 
@@ -256,39 +153,41 @@ async def run_chunk(
     unsent; one that fails after it leaves the outcome known: both raise :class:`JournalFailed` carrying
     the outcome.
     """
-    request_id = f"{job_id}:{index}"
+    request_id = f"{job.job_id}:{index}"
+    journal = job.journal
     entry = known.get(index) if known else None
     if entry is not None:
         if entry.request_id != request_id or entry.digest != digest(chunk):
             raise ValidationError(
                 "recipients",
-                f"chunk {index} of job {job_id!r} differs from the journal: resume a job with the same "
+                f"chunk {index} of job {job.job_id!r} differs from the journal: resume a job with the same "
                 "recipients, in the same order, with the same chunk_size and dedupe",
             )
         if entry.state == "sent" and entry.result is not None:
-            return converter.structure(entry.result, SendResult)
+            return entry.result
         if entry.state == "rejected":
             entry = None  # refused whole before: nothing of it was sent, this is a first attempt again
-        elif not resend_expired and _expired(entry, _now()):
+        elif not job.resend_expired and _expired(entry, _now()):
             stale = ValidationError(
                 "resend_expired",
                 f"chunk {request_id} was first attempted at {entry.first_attempt_at:%Y-%m-%d %H:%M:%S} UTC, "
                 "over 55 minutes ago: the API may have forgotten its request_id, so it was not resent",
             )
             return UnresolvedChunk(request_id, tuple(chunk), stale, first_attempt_at=entry.first_attempt_at)
-    if entry is None:
-        entry = ChunkRecord(request_id, digest(chunk) if journal else "", len(chunk), _now())
-        if journal is not None:
-            try:
-                # Not shielded from a cancellation: nothing has been sent yet.
-                await journal.record(job_id, index, entry)
-            except Exception as exc:
-                raise JournalFailed(UnsentChunk(request_id, tuple(chunk))) from exc
+    if entry is None and journal is not None:
+        entry = ChunkRecord(request_id, digest(chunk), len(chunk), _now())
+        try:
+            # Not shielded from a cancellation: nothing has been sent yet.
+            await journal.record(job.job_id, index, entry)
+        except Exception as exc:
+            raise JournalFailed(UnsentChunk(request_id, tuple(chunk))) from exc
+    # Without a journal the time of the first attempt matters only if the chunk fails: a float till then.
+    started = entry.first_attempt_at if entry is not None else time.time()
     try:
-        outcome: Outcome = await send(request_id, chunk)
+        outcome: Outcome = await send(api.send_call(tuple(chunk), job.options, request_id))
     except EngageLabError as exc:
         logger.warning("chunk %s failed for good: %s: %s", request_id, type(exc).__name__, exc)
-        outcome = classify(request_id, chunk, exc, entry.first_attempt_at)
+        outcome = classify(request_id, chunk, exc, _as_datetime(started))
     except Exception as exc:
         # Raised on the way back (an answer that broke a parser, a hook of the caller's http_client, a bug):
         # the request may have been carried out, so the outcome is unknown, never "nothing sent". The report
@@ -298,20 +197,26 @@ async def run_chunk(
         error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=request_id)
         error.__cause__ = exc
         error.outcome_unknown = True
-        outcome = UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=entry.first_attempt_at)
-    if journal is not None:
+        outcome = UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=_as_datetime(started))
+    if journal is not None and entry is not None:
         if isinstance(outcome, SendResult):
-            done = attrs.evolve(entry, state="sent", result=converter.unstructure(outcome))
+            done = attrs.evolve(entry, state="sent", result=outcome)
         elif isinstance(outcome, RejectedChunk):
             # Refused whole on every attempt: nothing was sent, so a resumed job may send it again.
             done = attrs.evolve(entry, state="rejected", error=f"{type(outcome.error).__name__}")
         else:
             return outcome  # unresolved: the record stays pending, with its first attempt time
         try:
-            await _durably(journal.record(job_id, index, done))
+            await _durably(journal.record(job.job_id, index, done))
         except Exception as exc:
             raise JournalFailed(outcome) from exc
     return outcome
+
+
+def _as_datetime(moment: dt.datetime | float) -> dt.datetime:
+    if isinstance(moment, dt.datetime):
+        return moment
+    return dt.datetime.fromtimestamp(moment, dt.timezone.utc)
 
 
 class JournalFailed(Exception):
@@ -476,11 +381,16 @@ async def outcomes(
 
 
 class Ledger:
-    """Everything a running job has learnt, added up as outcomes arrive; ``report()`` at any moment."""
+    """Everything a running job has learnt, added up as outcomes arrive; ``report()`` at any moment.
 
-    def __init__(self, job_id: str, chunks: Chunks) -> None:
+    Without ``keep_results`` a result is kept only when some of its numbers were refused or left unnamed:
+    the totals stay exact, and memory does not grow with the numbers accepted.
+    """
+
+    def __init__(self, job_id: str, chunks: Chunks, *, keep_results: bool = True) -> None:
         self.job_id = job_id
         self._chunks = chunks
+        self._keep_results = keep_results
         self._results: list[tuple[int, SendResult]] = []
         self._unresolved: list[tuple[int, UnresolvedChunk]] = []
         self._rejected: list[tuple[int, RejectedChunk]] = []
@@ -490,7 +400,8 @@ class Ledger:
     def add(self, index: int, outcome: Outcome) -> None:
         self.recipients += len(outcome.recipients)
         if isinstance(outcome, SendResult):
-            self._results.append((index, outcome))
+            if self._keep_results or outcome.failed_items or outcome.unanswered:
+                self._results.append((index, outcome))
             # Counted from the numbers asked, so that an answer naming one number twice cannot make the
             # totals add up to more than the numbers read.
             # parse_send leaves each refused number of ours once in failed_items.
@@ -530,3 +441,124 @@ def _in_order(pairs: list[tuple[int, Any]]) -> tuple[Any, ...]:
 
 def _first(pair: tuple[int, object]) -> int:
     return pair[0]
+
+
+@attrs.frozen
+class Job:
+    """A bulk job, checked and ready to run: everything that can be refused is refused before the first
+    call (``Job.check``); ``report`` and ``stream`` run it."""
+
+    recipients: Recipients
+    options: api.SendOptions
+    job_id: str
+    chunk_size: int = 1000
+    concurrency: int = 8
+    journal: Journal | None = None
+    resend_expired: bool = False
+    on_progress: Progress | None = None
+    fail_fast: bool = False
+    dedupe: bool = True
+    keep_results: bool = True
+
+    @classmethod
+    def check(
+        cls, recipients: Recipients, options: api.SendOptions, *, job_id: str | None, **settings: Any
+    ) -> Job:
+        """The job, or a ``ValidationError`` naming its first bad argument."""
+        if isinstance(recipients, (str, bytes)) or not isinstance(recipients, (Iterable, AsyncIterable)):
+            raise ValidationError(
+                "recipients",
+                f"must be an iterable of phone numbers (a list, a generator, an async iterable), "
+                f"got {type(recipients).__name__}",
+            )
+        job = cls(recipients, options, check.job_id(job_id), **settings)
+        check.integer("chunk_size", job.chunk_size, low=1, high=check.MAX_RECIPIENTS)
+        check.integer("concurrency", job.concurrency, low=1)
+        return job
+
+
+async def report(job: Job, send: Send) -> SendReport:
+    """Run ``job`` to its end and account for every number read (see ``AsyncClient.send_bulk``)."""
+    chunks, run = await _start(job, send)
+    ledger = Ledger(job.job_id, chunks, keep_results=job.keep_results)
+    try:
+        async for index, outcome in run:
+            ledger.add(index, outcome)
+    except Aborted as abort:
+        raise BulkAbortedError(ledger.report(complete=False), abort.reason) from abort.__cause__
+    except asyncio.CancelledError:
+        # The report dies with the cancellation: leave at least a trace of what was done, and how.
+        logger.warning(
+            "bulk job %r cancelled: %d number(s) read, %d accepted, %d refused; the calls in flight have "
+            "an unknown outcome: %s",
+            job.job_id,
+            ledger.recipients,
+            ledger.succeeded,
+            ledger.failed,
+            "they are pending in the journal, resume the job with the same job_id and journal"
+            if job.journal is not None
+            else "without a journal they cannot be resumed safely",
+        )
+        raise
+    return ledger.report(complete=chunks.exhausted)
+
+
+async def stream(job: Job, send: Send) -> AsyncGenerator[SendResult, None]:
+    """Run ``job``, yielding each result as it comes; the rest is raised at the end as ``BulkSendError``
+    (see ``AsyncClient.iter_send``)."""
+    chunks, run = await _start(job, send)
+    # Results go to the caller as they come; the ledger keeps only what was not yielded.
+    ledger = Ledger(job.job_id, chunks, keep_results=False)
+    try:
+        async for index, outcome in run:
+            if isinstance(outcome, SendResult):
+                yield outcome
+            else:
+                ledger.add(index, outcome)
+    except Aborted as abort:
+        raise BulkAbortedError(ledger.report(complete=False), abort.reason) from abort.__cause__
+    finally:
+        await run.aclose()
+    left = ledger.report(complete=chunks.exhausted)
+    if left.rejected or left.unresolved or left.unsent:
+        raise BulkSendError(left.rejected, left.unresolved, left.unsent)
+
+
+async def _start(job: Job, send: Send) -> tuple[Chunks, AsyncGenerator[tuple[int, Outcome], None]]:
+    """Load (and check) what the journal knows of the job, then the job's outcomes, ready to run."""
+    known: dict[int, ChunkRecord] = {}
+    if job.journal is not None:
+        settings = settings_record(job.job_id, job.options, chunk_size=job.chunk_size, dedupe=job.dedupe)
+        try:
+            known = await job.journal.load(job.job_id)
+        except Exception as exc:
+            raise _aborted_at_start(job.job_id, exc) from exc
+        check_settings(job.job_id, known.pop(SETTINGS, None), settings)
+        check_resumable(job.job_id, known, resend_expired=job.resend_expired)
+        try:
+            await job.journal.record(job.job_id, SETTINGS, settings)
+        except Exception as exc:
+            raise _aborted_at_start(job.job_id, exc) from exc
+
+    async def send_chunk(index: int, chunk: list[str]) -> Outcome:
+        return await run_chunk(index, chunk, job, send, known)
+
+    chunks = Chunks(job.recipients, job.chunk_size, dedupe=job.dedupe)
+    sized = isinstance(job.recipients, Sized)
+    run = outcomes(
+        chunks,
+        send_chunk,
+        job_id=job.job_id,
+        concurrency=job.concurrency,
+        fail_fast=job.fail_fast,
+        on_progress=job.on_progress,
+        total=len(job.recipients) if isinstance(job.recipients, Sized) else None,
+        read_rest=sized,
+    )
+    return chunks, run
+
+
+def _aborted_at_start(job_id: str, error: Exception) -> BulkAbortedError:
+    return BulkAbortedError(
+        SendReport(job_id=job_id, complete=False), f"the journal raised {type(error).__name__}"
+    )

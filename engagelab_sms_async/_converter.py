@@ -11,8 +11,9 @@ import datetime as dt
 from typing import Any
 
 import cattrs
+import cattrs.gen
 
-from ._models import MessageStatus, SubStatus
+from ._models import ChunkRecord, FailedItem, MessageStatus, SendResult, SubStatus
 
 __all__ = ["converter"]
 
@@ -98,3 +99,50 @@ converter.register_structure_hook(SubStatus | int | None, _sub_status)
 converter.register_unstructure_hook(dt.datetime, lambda value: value.strftime(DATETIME_FORMAT))
 converter.register_unstructure_hook(dt.date, lambda value: value.isoformat())
 converter.register_unstructure_hook(BaseException, repr)
+
+
+def _structure_result(data: Any, _: Any = None) -> SendResult:
+    # A SendResult keeps its ids packed (see _models): it is built through its constructor, from the same
+    # keys its unstructured form has.
+    return SendResult(
+        request_id=_to_str(data["request_id"]),
+        sms_ids=[_to_str(sms_id) for sms_id in data.get("sms_ids") or ()],
+        failed_items=converter.structure(data.get("failed_items") or [], list[FailedItem]),
+        recipients=[_to_str(phone) for phone in data.get("recipients") or ()],
+        code=_optional(_to_int)(data.get("code")),
+        message=_optional(_to_str)(data.get("message")),
+        unanswered=[_to_str(phone) for phone in data.get("unanswered") or ()],
+    )
+
+
+def _unstructure_result(result: SendResult) -> dict[str, Any]:
+    return {
+        "request_id": result.request_id,
+        "sms_ids": list(result.sms_ids),
+        "failed_items": converter.unstructure(result.failed_items),
+        "recipients": list(result.recipients),
+        "code": result.code,
+        "message": result.message,
+        "unanswered": list(result.unanswered),
+    }
+
+
+converter.register_structure_hook(SendResult, _structure_result)
+converter.register_unstructure_hook(SendResult, _unstructure_result)
+
+# A journal's time of first attempt decides whether a chunk may be resent: kept to the microsecond, with its
+# zone (the API's "yyyy-mm-dd HH:MM:SS" would drop both).
+converter.register_structure_hook(
+    ChunkRecord,
+    cattrs.gen.make_dict_structure_fn(
+        ChunkRecord,
+        converter,
+        first_attempt_at=cattrs.gen.override(struct_hook=lambda value, _: dt.datetime.fromisoformat(value)),
+    ),
+)
+converter.register_unstructure_hook(
+    ChunkRecord,
+    cattrs.gen.make_dict_unstructure_fn(
+        ChunkRecord, converter, first_attempt_at=cattrs.gen.override(unstruct_hook=dt.datetime.isoformat)
+    ),
+)

@@ -41,15 +41,19 @@ from ._models import (
     SendResult,
     StatusPage,
     StatusRecord,
+    packed,
+    phones_of,
 )
 
 __all__ = [
     "JSON_CONTENT_TYPE",
     "STATS_PATHS",
+    "SEND_OPTIONS",
     "STATUS_FILTERS",
     "Answer",
     "Call",
     "StatsKind",
+    "SendOptions",
     "build_send",
     "build_stats",
     "build_status",
@@ -58,6 +62,7 @@ __all__ = [
     "parse_send",
     "parse_stats",
     "parse_status",
+    "send_call",
 ]
 
 StatsKind = Literal["stats_day", "process_failed", "send_failed"]
@@ -89,6 +94,7 @@ STATUS_FILTERS = (
 )
 #: Seed 002 gives this Content-Type for /v1/send, character for character (no space, lower-case charset).
 JSON_CONTENT_TYPE = "application/json;charset=utf-8"
+_JSON_HEADERS = {"Content-Type": JSON_CONTENT_TYPE}
 
 T = TypeVar("T")
 
@@ -101,20 +107,16 @@ class Call:
     method: Literal["GET", "POST"]
     path: str
     params: tuple[tuple[str, str], ...] = ()
-    json: dict[str, Any] | None = None
+    #: The JSON body, encoded (compact UTF-8, no ``\\u`` escapes), or None.
+    content: bytes | None = None
     request_id: str | None = None
     recipients: tuple[str, ...] = ()
     offset: int = 0
 
     @property
-    def content(self) -> bytes | None:
-        """The body to send: ``json`` as compact UTF-8 JSON (no ``\\u`` escapes), or None."""
-        return None if self.json is None else check.json_bytes(self.json)
-
-    @property
     def headers(self) -> dict[str, str]:
         """The headers this call needs besides the client's own (auth, user agent)."""
-        return {} if self.json is None else {"Content-Type": JSON_CONTENT_TYPE}
+        return {} if self.content is None else _JSON_HEADERS
 
 
 @attrs.frozen
@@ -129,39 +131,76 @@ class Answer:
 # --- /v1/send ---------------------------------------------------------------------------------------
 
 
-def build_send(
-    to: Sequence[str],
-    template_id: int,
-    *,
-    request_id: str,
-    vars: Mapping[str, Any] | None = None,
-    sender: str | None = None,
-    label_id: int | None = None,
-    msg_type: int | None = None,
-    custom_args: Mapping[str, Any] | None = None,
-    strict_vars: bool = True,
-) -> Call:
-    """Validate and describe one ``POST /v1/send`` of at most 1000 numbers."""
+@attrs.frozen
+class SendOptions:
+    """What every call of a send shares besides its numbers and request_id: the template and its options,
+    validated once (``SendOptions.check``) and encoded once, however many chunks a job has.
+
+    ``sender`` is the wire field ``from``. ``strict_vars`` applies the API's default rule on ``vars``
+    (strings of at most 16 characters, no links).
+    """
+
+    template_id: int
+    vars: Mapping[str, Any] | None = None
+    sender: str | None = None
+    label_id: int | None = None
+    msg_type: int | None = None
+    custom_args: Mapping[str, Any] | None = None
+    #: The body's JSON after ``"to"`` and before ``"request_id"``, encoded once.
+    _middle: bytes = attrs.field(default=b"", repr=False, eq=False)
+
+    @classmethod
+    def check(cls, template_id: int, *, strict_vars: bool = True, **options: Any) -> SendOptions:
+        """Validated options (``ValidationError`` naming the first bad one, or an unknown keyword), ready
+        for any number of calls."""
+        if unknown := [name for name in options if name not in SEND_OPTIONS]:
+            raise check.unknown_keyword(unknown, SEND_OPTIONS)
+        vars, sender, label_id, msg_type, custom_args = map(options.get, SEND_OPTIONS)
+        body: dict[str, Any] = {"template_id": check.positive_int("template_id", template_id)}
+        # Resolution of API.md: template_id, msg_type, label_id and vars nest in "body" as the example shows.
+        if msg_type is not None:
+            body["msg_type"] = check.positive_int("msg_type", msg_type)
+        if label_id is not None:
+            body["label_id"] = check.positive_int("label_id", label_id)
+        checked_vars = check.template_vars(vars, strict=strict_vars)
+        if checked_vars is not None:
+            body["vars"] = checked_vars
+        rest: dict[str, Any] = {"body": body}
+        if (name := check.sender(sender)) is not None:
+            rest["from"] = name
+        checked_args = check.custom_args(custom_args)
+        if checked_args is not None:
+            rest["custom_args"] = checked_args
+        middle = check.json_bytes(rest)[1:-1]  # the members, without the braces
+        return cls(template_id, checked_vars, sender, label_id, msg_type, checked_args, middle)
+
+
+#: The options of a send besides its template: the public fields of ``SendOptions``, in order.
+SEND_OPTIONS = tuple(field.name for field in attrs.fields(SendOptions)[1:] if not field.name.startswith("_"))
+
+
+def build_send(to: Sequence[str], options: SendOptions, *, request_id: str) -> Call:
+    """Validate ``to`` and ``request_id`` and describe one ``POST /v1/send`` of at most 1000 numbers.
+
+    A number given twice (compared without spaces, dashes, dots and brackets) is refused: the API would
+    send it twice, and one call is one send per number.
+    """
     phones = check.recipients(to)
-    body: dict[str, Any] = {"template_id": check.positive_int("template_id", template_id)}
-    # Resolution of API.md: template_id, msg_type, label_id and vars nest in "body" as the example shows.
-    if msg_type is not None:
-        body["msg_type"] = check.positive_int("msg_type", msg_type)
-    if label_id is not None:
-        body["label_id"] = check.positive_int("label_id", label_id)
-    checked_vars = check.template_vars(vars, strict=strict_vars)
-    if checked_vars is not None:
-        body["vars"] = checked_vars
-    # A tuple serialises as a JSON array and doubles as the result's record of recipients: one copy.
-    payload: dict[str, Any] = {"to": phones, "body": body}
-    if (name := check.sender(sender)) is not None:
-        payload["from"] = name
-    if (args := check.custom_args(custom_args)) is not None:
-        payload["custom_args"] = args
+    if (twice := numbers.first_repeat(phones)) is not None:
+        raise ValidationError("to", f"{twice!r} is given twice: one call sends each number once")
     rid = check.request_id(request_id)
     assert rid is not None, "the client always supplies a request_id"
-    payload["request_id"] = rid
-    return Call("send", "POST", "send", json=payload, request_id=rid, recipients=phones)
+    return send_call(phones, options, rid)
+
+
+def send_call(phones: tuple[str, ...], options: SendOptions, request_id: str) -> Call:
+    """``build_send`` for numbers and a request_id already checked (a bulk job's chunks)."""
+    content = b'{"to":%b,%b,"request_id":%b}' % (
+        check.json_bytes(phones),
+        options._middle,
+        check.json_bytes(request_id),
+    )
+    return Call("send", "POST", "send", content=content, request_id=request_id, recipients=phones)
 
 
 def parse_send(call: Call, answer: Answer) -> SendResult:
@@ -174,44 +213,57 @@ def parse_send(call: Call, answer: Answer) -> SendResult:
     data = _json_object(call, answer)
     sms_ids = data.get("sms_ids") or []
     failed = data.get("failed_items") or []
-    # One id per accepted number, thousands per call: a C-level type check, not a hook per item.
-    if not isinstance(sms_ids, list) or not set(map(type, sms_ids)) <= {str}:
-        raise _bad_shape(call, answer, TypeError("sms_ids is not a list of strings"))
     try:
-        result = SendResult(
-            # Ours, not the echo: it is the id the server deduplicates and the one a resend must reuse.
-            request_id=call.request_id or str(data.get("request_id") or ""),
-            sms_ids=tuple(sms_ids),
-            failed_items=tuple(converter.structure(failed, list[FailedItem])) if failed else (),
-            recipients=call.recipients,
-            code=CODE_PARTIAL_SUCCESS if data.get("code") == CODE_PARTIAL_SUCCESS else None,
-            message=data.get("message") if data.get("code") == CODE_PARTIAL_SUCCESS else None,
-        )
+        if not isinstance(sms_ids, list):
+            raise TypeError("sms_ids is not a list")
+        ids = packed(sms_ids)  # one C-level join, which also refuses anything but strings
+        refused = tuple(converter.structure(failed, list[FailedItem])) if failed else ()
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
         raise _bad_shape(call, answer, exc) from exc
-    return _paired(call, result)
-
-
-def _paired(call: Call, result: SendResult) -> SendResult:
-    """Each number asked, in exactly one place: named by an sms_id (accepted), in ``failed_items``
-    (refused: rewritten to the numbers asked, each once), or ``unanswered``."""
+    partial = data.get("code") == CODE_PARTIAL_SUCCESS
+    message = data.get("message") if partial else None
+    # Ours, not the echo: it is the id the server deduplicates and the one a resend must reuse.
+    request_id = call.request_id or str(data.get("request_id") or "")
     asked = call.recipients
-    refused_names = {str(item.phone) for item in result.failed_items}
-    named, anonymous = numbers.named_by(result.sms_ids)
-    if anonymous == len(result.sms_ids) and anonymous:
+    phones = phones_of(sms_ids)
+    if not refused and phones == asked:
+        recipients: str | tuple[str, ...] | None = None  # the usual answer: every number, in order
+    else:
+        refused, unanswered = _paired(request_id, asked, sms_ids, refused)
+        recipients = packed(asked)
+        if isinstance(recipients, str) and phones == asked:
+            recipients = None
+        return SendResult._of_packed(
+            request_id,
+            ids,
+            recipients,
+            refused,
+            CODE_PARTIAL_SUCCESS if partial else None,
+            None if message is None else str(message),
+            unanswered,
+        )
+    return SendResult._of_packed(
+        request_id, ids, recipients, (), CODE_PARTIAL_SUCCESS if partial else None, message and str(message)
+    )
+
+
+def _paired(
+    request_id: str, asked: tuple[str, ...], sms_ids: list[str], refusals: tuple[FailedItem, ...]
+) -> tuple[tuple[FailedItem, ...], tuple[str, ...]]:
+    """Each number asked, in exactly one place: named by an sms_id (accepted), refused (the
+    refusals rewritten to the numbers asked, each once), or unanswered. Returns the last two."""
+    refused_names = {str(item.phone) for item in refusals}
+    named, anonymous = numbers.named_by(sms_ids)
+    if anonymous == len(sms_ids) and anonymous:
         # Ids that name no phone (not the documented shape) cannot be paired with numbers: trust them only
         # when they are exactly as many as the numbers not refused, else those numbers are unanswered.
         mine = [phone for phone in asked if phone in refused_names]
-        if len(result.sms_ids) + len(mine) == len(asked) and len(mine) == len(result.failed_items):
-            return result
+        if len(sms_ids) + len(mine) == len(asked) and len(mine) == len(refusals):
+            return refusals, ()
         unanswered = tuple(phone for phone in asked if phone not in refused_names)
-        return attrs.evolve(result, failed_items=_refusals(result, mine), unanswered=unanswered)
-    if (
-        not anonymous
-        and len(result.sms_ids) + len(result.failed_items) == len(asked)
-        and named | refused_names == set(asked)
-    ):
-        return result  # the usual answer: every number named once, in the form it was sent
+        return _refusals(refusals, mine), unanswered
+    if not anonymous and len(sms_ids) + len(refusals) == len(asked) and named | refused_names == set(asked):
+        return refusals, ()  # every number named once, in the form it was sent
     # The API may write a number in another form than ours ("1555..." for "+1 555..."): a number is also
     # matched by its digits, when no other number asked has the same digits.
     digits_of = Counter(map(numbers.loose, asked))
@@ -227,15 +279,15 @@ def _paired(call: Call, result: SendResult) -> SendResult:
     refused = [p for p in asked if p not in accepted and matched(p, refused_names, loose_refused)]
     if (named or refused_names) and not accepted and not refused:
         # Numbers, and not one of ours: the answer of the first call that used this request_id.
-        raise RequestIdReusedError(result.request_id, asked, tuple(sorted(named | refused_names)))
+        raise RequestIdReusedError(request_id, asked, tuple(sorted(named | refused_names)))
     answered = accepted.union(refused)
     unanswered = tuple(phone for phone in asked if phone not in answered)
-    return attrs.evolve(result, failed_items=_refusals(result, refused), unanswered=unanswered)
+    return _refusals(refusals, refused), unanswered
 
 
-def _refusals(result: SendResult, refused: list[str]) -> tuple[FailedItem, ...]:
+def _refusals(refusals: tuple[FailedItem, ...], refused: list[str]) -> tuple[FailedItem, ...]:
     """The API's refusals of our numbers, once each, in the form we sent them, with the API's reason."""
-    reasons = {numbers.loose(str(item.phone)): item.message for item in result.failed_items}
+    reasons = {numbers.loose(str(item.phone)): item.message for item in refusals}
     return tuple(FailedItem(phone, reasons.get(numbers.loose(phone), "refused")) for phone in refused)
 
 

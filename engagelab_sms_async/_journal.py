@@ -18,20 +18,18 @@ many machines.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import json
 import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-import attrs
+from ._converter import converter
+from ._models import ChunkRecord
 
-__all__ = ["ChunkRecord", "Journal", "MemoryJournal", "SQLiteJournal", "digest"]
-
-State = Literal["pending", "sent", "rejected"]
+__all__ = ["ChunkRecord", "Journal", "MemoryJournal", "SQLiteJournal", "decode", "digest", "encode"]
 
 
 def digest(recipients: Sequence[str]) -> str:
@@ -39,29 +37,14 @@ def digest(recipients: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(recipients).encode()).hexdigest()
 
 
-@attrs.frozen
-class ChunkRecord:
-    """What a journal knows of one chunk. ``result`` is the unstructured ``SendResult`` once ``sent``;
-    ``error`` describes the refusal once ``rejected``."""
+def encode(entry: ChunkRecord) -> str:
+    """A record as the JSON a journal stores, through the one converter."""
+    return json.dumps(converter.unstructure(entry), separators=(",", ":"))
 
-    request_id: str
-    digest: str
-    size: int
-    first_attempt_at: dt.datetime
-    state: State = "pending"
-    result: dict[str, Any] | None = None
-    error: str | None = None
 
-    def to_json(self) -> str:
-        data = attrs.asdict(self)
-        data["first_attempt_at"] = self.first_attempt_at.isoformat()
-        return json.dumps(data, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ChunkRecord:
-        data = json.loads(text)
-        data["first_attempt_at"] = dt.datetime.fromisoformat(data["first_attempt_at"])
-        return cls(**data)
+def decode(text: str | bytes) -> ChunkRecord:
+    """The record ``encode`` wrote (or the first version's, whose result had the same keys)."""
+    return converter.structure(json.loads(text), ChunkRecord)
 
 
 @runtime_checkable
@@ -112,13 +95,13 @@ class SQLiteJournal:
     def _load(self, job_id: str) -> dict[int, ChunkRecord]:
         with self._lock:
             rows = self._db.execute("SELECT idx, entry FROM chunks WHERE job_id = ?", (job_id,)).fetchall()
-        return {index: ChunkRecord.from_json(entry) for index, entry in rows}
+        return {index: decode(entry) for index, entry in rows}
 
     def _record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO chunks (job_id, idx, entry) VALUES (?, ?, ?)",
-                (job_id, index, entry.to_json()),
+                (job_id, index, encode(entry)),
             )
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:

@@ -6,10 +6,10 @@ inside one process; :class:`~engagelab_sms_async._redis.RedisSlidingWindowLimite
 processes and machines. Both fit the :class:`StatusLimiter` protocol, which is all the client needs
 (``status_limiter=``).
 
-``aiolimiter.AsyncLimiter`` fits the protocol too and stays the right tool for ``send_limiter=`` (a steady
-calls-per-second cap on ``/send``, where a burst is harmless). It is *not* safe for ``/v1/status``: it is
-a leaky bucket, so ``AsyncLimiter(60, 60)`` admits 60 calls at once and then one per second, which puts up
-to 119 calls into one 60 s window (aiolimiter issues #240 and #298).
+``aiolimiter.AsyncLimiter`` fits the :class:`SendLimiter` protocol and is the right tool for
+``send_limiter=`` (a steady calls-per-second cap on ``/send``, where a burst is harmless). It is *not* safe
+for ``/v1/status``: it is a leaky bucket, so ``AsyncLimiter(60, 60)`` admits 60 calls at once and then one
+per second, which puts up to 119 calls into one 60 s window (aiolimiter issues #240 and #298).
 
 :func:`status_limiter_for` is the per-process registry, the only global mutable state of this package: one
 limiter per ``(base_url, sms_user)`` for the whole process, across event loops and threads.
@@ -34,7 +34,8 @@ import httpx
 from ._errors import LimiterUnavailableError
 
 __all__ = [
-    "LimiterUnavailableError",  # re-exported: it lives with the other errors in _errors
+    "LimiterUnavailableError",
+    "SendLimiter",  # re-exported: it lives with the other errors in _errors
     "SlidingWindowLimiter",
     "StatusLimiter",
     "status_limiter_for",
@@ -49,11 +50,22 @@ _STALL_GRACE_MAX = 64.0
 
 
 @runtime_checkable
-class StatusLimiter(Protocol):
-    """What the client needs from a limiter: ``await limiter.acquire()`` and ``async with limiter:``.
+class SendLimiter(Protocol):
+    """What ``send_limiter=`` needs: ``await limiter.acquire()`` before each ``/v1/send``.
 
-    :class:`SlidingWindowLimiter`, :class:`~engagelab_sms_async._redis.RedisSlidingWindowLimiter` and
-    ``aiolimiter.AsyncLimiter`` (whose ``acquire(amount=1)`` has a default) all satisfy it.
+    ``aiolimiter.AsyncLimiter`` (a steady calls-per-second cap, bursts allowed) fits, and so does every
+    :class:`StatusLimiter`.
+    """
+
+    async def acquire(self) -> None:
+        """Wait until one call is allowed, and count it."""
+
+
+@runtime_checkable
+class StatusLimiter(Protocol):
+    """Everything the client calls on ``status_limiter=``, with one signature for every implementation:
+    :class:`SlidingWindowLimiter` (one process) and
+    :class:`~engagelab_sms_async._redis.RedisSlidingWindowLimiter` (many machines).
     """
 
     async def acquire(self) -> None:
@@ -69,7 +81,13 @@ class StatusLimiter(Protocol):
         tb: TracebackType | None,
     ) -> bool | None:
         """End the block. Nothing is released: the call stays counted for a whole window, from its
-        admission (``aiolimiter``, Redis) or, for :class:`SlidingWindowLimiter`, from the block's end."""
+        admission (Redis) or, for :class:`SlidingWindowLimiter`, from the block's end."""
+
+    async def hold(self, seconds: float) -> None:
+        """Admit nothing for ``seconds`` (the server answered 429 with ``Retry-After``); holds only extend."""
+
+    def for_sms_user(self, sms_user: str) -> StatusLimiter:
+        """The limiter to use for the calls of ``sms_user`` (a limiter not bound to one: this one)."""
 
 
 class SlidingWindowLimiter:
@@ -255,12 +273,19 @@ class SlidingWindowLimiter:
                     self._leave(waiter)
             raise
 
-    def hold(self, seconds: float) -> None:
+    async def hold(self, seconds: float) -> None:
         """Admit nothing until ``seconds`` from now, queued callers included.
 
         Used when the server answers 429 with ``Retry-After``. Holds only ever extend: a shorter hold than
-        the current one changes nothing. May be called from any thread, with or without a running loop.
+        the current one changes nothing. Safe from any thread and any event loop.
         """
+        self._hold(seconds)
+
+    def for_sms_user(self, sms_user: str) -> SlidingWindowLimiter:
+        """This limiter: it counts the calls of whoever uses it (the registry keeps one per sms_user)."""
+        return self
+
+    def _hold(self, seconds: float) -> None:
         if not (seconds >= 0 and math.isfinite(seconds)):
             raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
         with self._lock:

@@ -6,10 +6,15 @@ directly on every supported Python.
 
 import datetime as dt
 import enum
+from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter
+from typing import Literal
 
 import attrs
 
 __all__ = [
+    "ChunkRecord",
     "DayStats",
     "FailedItem",
     "MessageStatus",
@@ -70,7 +75,7 @@ class FailedItem:
     message: str
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class SendResult:
     """The outcome of one ``/v1/send`` call.
 
@@ -82,25 +87,119 @@ class SendResult:
 
     Every number asked is in exactly one of: ``sms_ids`` (by its ``$phone`` suffix), ``failed_items``,
     ``unanswered``.
+
+    Kept compactly, since a bulk job holds one per chunk for millions of numbers: the ids as one string,
+    and the recipients not at all when they are the phones the ids end with, in order (the usual answer).
+    ``sms_ids`` and ``recipients`` are rebuilt on each access.
     """
 
     request_id: str
-    sms_ids: tuple[str, ...] = ()
-    failed_items: tuple[FailedItem, ...] = ()
-    recipients: tuple[str, ...] = ()
-    code: int | None = None
-    message: str | None = None
-    unanswered: tuple[str, ...] = ()
+    _ids: str | tuple[str, ...]
+    failed_items: tuple[FailedItem, ...]
+    # None: the phones the ids end with, in order.
+    _recipients: str | tuple[str, ...] | None
+    code: int | None
+    message: str | None
+    unanswered: tuple[str, ...]
+
+    def __init__(
+        self,
+        request_id: str,
+        sms_ids: Sequence[str] = (),
+        failed_items: Sequence[FailedItem] = (),
+        recipients: Sequence[str] = (),
+        code: int | None = None,
+        message: str | None = None,
+        unanswered: Sequence[str] = (),
+    ) -> None:
+        ids = packed(sms_ids)
+        asked = packed(recipients)
+        derived = asked == packed(phones_of(sms_ids)) and isinstance(asked, str)
+        self.__attrs_init__(
+            request_id,
+            ids,
+            tuple(failed_items),
+            None if derived else asked,
+            code,
+            message,
+            tuple(unanswered),
+        )
+
+    @classmethod
+    def _of_packed(
+        cls,
+        request_id: str,
+        ids: str | tuple[str, ...],
+        recipients: str | tuple[str, ...] | None,
+        failed_items: tuple[FailedItem, ...] = (),
+        code: int | None = None,
+        message: str | None = None,
+        unanswered: tuple[str, ...] = (),
+    ) -> "SendResult":
+        # The parser's way in: it has packed the ids and compared the phones already (see ``packed``).
+        result = cls.__new__(cls)
+        result.__attrs_init__(request_id, ids, failed_items, recipients, code, message, unanswered)
+        return result
+
+    @property
+    def sms_ids(self) -> tuple[str, ...]:
+        """One id per accepted number, as the API wrote it (``"<id>$<phone>"``)."""
+        return unpacked(self._ids)
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """The numbers this call sent to, in order."""
+        if self._recipients is None:
+            return phones_of(unpacked(self._ids))
+        return unpacked(self._recipients)
 
     @property
     def succeeded(self) -> int:
         """How many numbers the API accepted."""
-        return len(self.sms_ids)
+        ids = self._ids
+        return len(ids) if isinstance(ids, tuple) else ids.count(SEPARATOR) + 1 if ids else 0
 
     @property
     def failed(self) -> int:
         """How many numbers the API refused."""
         return len(self.failed_items)
+
+    def __repr__(self) -> str:
+        return (
+            f"SendResult(request_id={self.request_id!r}, sms_ids={self.sms_ids!r}, "
+            f"failed_items={self.failed_items!r}, recipients={self.recipients!r}, code={self.code!r}, "
+            f"message={self.message!r}, unanswered={self.unanswered!r})"
+        )
+
+
+#: What joins the strings of a packed tuple: no phone number or sms_id holds a line break.
+SEPARATOR = "\n"
+
+
+def packed(items: Sequence[str]) -> str | tuple[str, ...]:
+    """``items`` as one string when that is lossless (each non-empty, without ``SEPARATOR``), else as a
+    tuple: one object instead of one per item."""
+    if isinstance(items, str):
+        raise TypeError("expected a sequence of strings, got one string")
+    joined = SEPARATOR.join(items)
+    if joined and joined.count(SEPARATOR) == len(items) - 1 and "" not in items:
+        return joined if type(joined) is str else str(joined)
+    return tuple(items)
+
+
+def unpacked(items: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The tuple ``packed`` made ``items`` from."""
+    if isinstance(items, tuple):
+        return items
+    return tuple(items.split(SEPARATOR)) if items else ()
+
+
+def phones_of(sms_ids: Sequence[str]) -> tuple[str, ...]:
+    """The phone each sms_id ends with (after its last ``$``), in order."""
+    return tuple(map(_PHONE, map(str.rpartition, sms_ids, repeat("$"))))
+
+
+_PHONE = itemgetter(2)
 
 
 #: The API forgets a request_id after an hour; resending later than this risks a second send.
@@ -207,6 +306,14 @@ class SendReport:
         """Every refused number of the job, with the API's reason."""
         return tuple(item for result in self.results for item in result.failed_items)
 
+    def __repr__(self) -> str:
+        # One line whatever the job's size: the results of a million numbers are not a log line.
+        return (
+            f"<SendReport job_id={self.job_id!r} recipients={self.recipients} succeeded={self.succeeded} "
+            f"failed={self.failed} unresolved={self.unresolved_recipients} unsent={self.unsent_recipients} "
+            f"duplicates={self.duplicates} chunks={len(self.results)} complete={self.complete}>"
+        )
+
     @property
     def ok(self) -> bool:
         """True when the job is complete and every number has a final answer: nothing unresolved, rejected
@@ -218,6 +325,24 @@ class SendReport:
             and not self.unsent
             and not self.unanswered
         )
+
+
+@attrs.frozen
+class ChunkRecord:
+    """What a journal knows of one chunk of a bulk job: written before its call (``pending``, with its
+    first attempt's time) and after it (``sent`` with its ``result``, or ``rejected`` with ``error``, the
+    refusal's name). ``digest`` fingerprints the chunk's numbers: a resumed job must cut the same chunks.
+
+    A journal stores it as it likes; ``engagelab_sms_async.converter`` turns it into JSON-ready data and back.
+    """
+
+    request_id: str
+    digest: str
+    size: int
+    first_attempt_at: dt.datetime
+    state: Literal["pending", "sent", "rejected"] = "pending"
+    result: SendResult | None = None
+    error: str | None = None
 
 
 @attrs.frozen

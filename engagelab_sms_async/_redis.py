@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'RedisSlidingWindowLimiter needs redis-py: pip install "engagelab-sms-async[redis]"'
     ) from exc
 
-from ._journal import ChunkRecord
+from ._journal import ChunkRecord, decode, encode
 from ._limiter import LimiterUnavailableError
 
 __all__ = ["RedisJournal", "RedisSlidingWindowLimiter"]
@@ -214,11 +214,11 @@ class RedisJournal:
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:
         entries = await self.redis.hgetall(self._key(job_id))
-        return {int(index): ChunkRecord.from_json(entry) for index, entry in entries.items()}
+        return {int(index): decode(entry) for index, entry in entries.items()}
 
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(job_id), str(index), entry.to_json())
+            pipe.hset(self._key(job_id), str(index), encode(entry))
             pipe.expire(self._key(job_id), self.ttl)
             await pipe.execute()
 

@@ -8,6 +8,7 @@ import datetime as dt
 import difflib
 import json
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from ._errors import ValidationError
 __all__ = [
     "MAX_CUSTOM_ARGS_BYTES",
     "MAX_IDS_PER_LIST",
+    "MAX_JOB_ID",
     "MAX_PAGE_SIZE",
     "MAX_RECIPIENTS",
     "MAX_REQUEST_ID",
@@ -29,6 +31,8 @@ __all__ = [
 
 MAX_RECIPIENTS = 1000
 MAX_REQUEST_ID = 128
+#: A bulk job's chunk ``i`` has the request_id ``f"{job_id}:{i}"``: room for ``":"`` and 10 digits of ``i``.
+MAX_JOB_ID = MAX_REQUEST_ID - 11
 MAX_CUSTOM_ARGS_BYTES = 1024
 MAX_VARS_BYTES = 1024 * 1024
 MAX_VAR_VALUE = 16
@@ -158,6 +162,22 @@ def request_id(value: object) -> str | None:
         raise ValidationError("request_id", f"must be a non-empty string, got {value!r}")
     if len(value) > MAX_REQUEST_ID:
         raise ValidationError("request_id", f"must be at most {MAX_REQUEST_ID} characters, got {len(value)}")
+    return value
+
+
+def text(field: str, value: object) -> str:
+    """A non-empty string (never echoed: it may be a credential)."""
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, "must be a non-empty string")
+    return value
+
+
+def job_id(value: object) -> str:
+    """A bulk job's id (a random one when None): a non-empty string short enough for its chunks' ids."""
+    if value is None:
+        return uuid.uuid4().hex
+    if not isinstance(value, str) or not value or len(value) > MAX_JOB_ID:
+        raise ValidationError("job_id", f"must be a string of 1 to {MAX_JOB_ID} characters")
     return value
 
 

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from engagelab_sms_async import AsyncClient, RetryPolicy, _limiter
 from engagelab_sms_async._limiter import (
+    SendLimiter,
     SlidingWindowLimiter,
     StatusLimiter,
     status_limiter_for,
@@ -78,9 +79,13 @@ def test_repr_shows_configuration_and_state() -> None:
     assert "in window: 0, in flight: 0, waiters: 0" in repr(limiter)
 
 
-def test_limiters_fit_the_status_limiter_protocol() -> None:
+def test_the_sliding_window_limiter_fits_the_status_limiter_protocol() -> None:
     assert isinstance(SlidingWindowLimiter(), StatusLimiter)
-    assert isinstance(aiolimiter.AsyncLimiter(10, 1), StatusLimiter)
+
+
+def test_aiolimiter_fits_send_limiter_but_not_status_limiter_which_must_hold_on_a_429() -> None:
+    assert isinstance(aiolimiter.AsyncLimiter(10, 1), SendLimiter)
+    assert not isinstance(aiolimiter.AsyncLimiter(10, 1), StatusLimiter)
 
 
 # --- basic behaviour ----------------------------------------------------------------------------
@@ -192,8 +197,8 @@ async def test_hold_delays_every_caller_including_queued_ones() -> None:
     stamps: list[float] = []
     queued = [asyncio.create_task(acquire_and_stamp(limiter, stamps)) for _ in range(3)]
     await asyncio.sleep(1)
-    limiter.hold(30)  # until t=31, although slots free at t=10
-    limiter.hold(5)  # shorter holds never shorten
+    await limiter.hold(30)  # until t=31, although slots free at t=10
+    await limiter.hold(5)  # shorter holds never shorten
     await asyncio.gather(*queued)
     assert stamps == [31.0, 31.0, 41.0]
 
@@ -201,14 +206,14 @@ async def test_hold_delays_every_caller_including_queued_ones() -> None:
 @pytest.mark.looptime
 async def test_hold_delays_an_idle_limiter_too() -> None:
     limiter = SlidingWindowLimiter()
-    limiter.hold(2.5)
+    await limiter.hold(2.5)
     await limiter.acquire()
     assert now() == 2.5
 
 
-def test_hold_rejects_negative_seconds() -> None:
+async def test_hold_rejects_negative_seconds() -> None:
     with pytest.raises(ValueError, match="seconds"):
-        SlidingWindowLimiter().hold(-1)
+        await SlidingWindowLimiter().hold(-1)
 
 
 @pytest.mark.looptime
@@ -406,10 +411,10 @@ def test_a_waiting_caller_sleeps_rather_than_polls() -> None:
     assert time.process_time() - cpu < 0.1
 
 
-def test_hold_from_a_thread_without_a_loop_delays_callers() -> None:
+def test_hold_from_another_thread_and_loop_delays_callers() -> None:
     limiter = SlidingWindowLimiter(clock=time.monotonic)
     held_at = time.monotonic()
-    threading.Thread(target=limiter.hold, args=(0.2,)).start()
+    threading.Thread(target=asyncio.run, args=(limiter.hold(0.2),)).start()
     wait_until = held_at + 0.2
     while "held for" not in repr(limiter):
         assert time.monotonic() < wait_until

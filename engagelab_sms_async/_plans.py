@@ -1,0 +1,175 @@
+"""Plans: which calls a request takes, and how their answers are put back together. Pure, no I/O.
+
+A status query with any number of sms_ids becomes one call per 10 ids, each paged 100 records at a time
+(``status_calls``, ``next_page``); a statistics query of any span and any number of ids becomes one call per
+90 days and per combination of 10-id groups, whose aggregated rows are summed again (``stats_calls``,
+``merge_stats``). Every call is built, so validated, before the first leaves: bad input never surfaces
+mid-way. (Cutting a bulk job's numbers into chunks is the job's own: ``_bulk.Chunks``.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from . import _endpoints as api
+from . import _validation as check
+from ._models import DayStats, StatusPage
+from ._types import DateLike
+
+__all__ = [
+    "id_groups",
+    "known_keywords",
+    "merge_stats",
+    "next_page",
+    "resum",
+    "split_ids",
+    "split_span",
+    "stats_calls",
+    "status_calls",
+]
+
+_STATS_FILTERS = ("template_ids", "sms_users", "label_ids", "msg_type", "time_zone")
+_STATS_LISTS = ("template_ids", "sms_users", "label_ids")
+
+
+def status_calls(
+    send_date: DateLike,
+    filters: Mapping[str, Any],
+    *,
+    offset: int = 0,
+    limit: int = 100,
+    every_id: bool = False,
+) -> list[api.Call]:
+    """The first call of each status query ``filters`` make: one, or with ``every_id`` one per 10 of any
+    number of ``sms_ids``. An unknown filter is a ``ValidationError`` naming the closest one (``sms_id``:
+    did you mean ``sms_ids``?): a typo must not silently widen the query to every record."""
+    known_keywords(filters, ("offset", "limit", *api.STATUS_FILTERS) if not every_id else api.STATUS_FILTERS)
+    groups: list[Any] = [filters.get("sms_ids")]
+    if every_id:
+        ids = check.id_list("sms_ids", filters.get("sms_ids"), limit=None)
+        groups = split_ids(ids, check.MAX_IDS_PER_LIST) if ids else [None]
+    fixed = {name: value for name, value in filters.items() if name != "sms_ids"}
+    return [
+        api.build_status(send_date, offset=offset, limit=limit, sms_ids=group, **fixed) for group in groups
+    ]
+
+
+def next_page(call: api.Call, page: StatusPage) -> api.Call | None:
+    """The call for the page after ``page`` (the answer to ``call``), or None when it was the last: the
+    offset advances by the page's length until ``total`` is reached or a page comes back empty."""
+    offset = call.offset + len(page.records)
+    if not page.records or offset >= page.total:
+        return None
+    params = tuple((name, str(offset) if name == "offset" else value) for name, value in call.params)
+    return attrs.evolve(call, params=params, offset=offset)
+
+
+def stats_calls(
+    kind: api.StatsKind, aggregate: bool, start: object, end: object, filters: Mapping[str, Any]
+) -> list[api.Call]:
+    """The calls a statistics query takes: spans of at most 90 days, lists of at most 10 items (every
+    combination of one group of each list)."""
+    known_keywords(filters, _STATS_FILTERS)
+    first, last = check.date_span(start, end, limit=None)
+    lists = {name: check.id_list(name, filters.get(name), limit=None) for name in _STATS_LISTS}
+    return [
+        api.build_stats(
+            kind,
+            span_start,
+            span_end,
+            aggregate=aggregate,
+            msg_type=filters.get("msg_type"),
+            time_zone=filters.get("time_zone"),
+            **group,
+        )
+        for span_start, span_end in split_span(first, last, check.MAX_STATS_DAYS)
+        for group in id_groups(lists, check.MAX_IDS_PER_LIST)
+    ]
+
+
+def merge_stats(answers: Sequence[list[Row]], *, aggregate: bool) -> list[Row]:
+    """The rows of every call, in call order; aggregated rows of several calls summed per msg_type."""
+    rows = [row for answer in answers for row in answer]
+    return resum(rows) if aggregate and len(answers) > 1 else rows
+
+
+def known_keywords(given: Mapping[str, Any], known: Sequence[str]) -> None:
+    """Refuse a keyword none of ``known`` (a misspelled filter), naming the closest."""
+    if unknown := [name for name in given if name not in known]:
+        raise check.unknown_keyword(unknown, known)
+
+
+T = TypeVar("T")
+Row = TypeVar("Row")
+
+
+def split_span(start: dt.date, end: dt.date, days: int = 90) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive inclusive spans of at most ``days`` days covering ``start``..``end``."""
+    spans = []
+    while start <= end:
+        last = min(end, start + dt.timedelta(days=days - 1))
+        spans.append((start, last))
+        start = last + dt.timedelta(days=1)
+    return spans
+
+
+def split_ids(ids: Sequence[T], size: int = 10) -> list[list[T]]:
+    """Groups of at most ``size`` ids, in order."""
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+def id_groups(lists: Mapping[str, Sequence[str] | None], size: int = 10) -> list[dict[str, list[str] | None]]:
+    """Every combination of one group of each list: filtering by all of them at once means asking once
+    for each element of the cross product. A ``None`` list stays ``None`` (no filter)."""
+    names = list(lists)
+    choices = [split_ids(values, size) if values else [None] for values in lists.values()]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]
+
+
+#: Which count each percentage of ``DayStats`` is the share of; the base is ``targets`` (assumption: the
+#: provider's pages name the percentages without defining them).
+PERCENTAGES = {
+    "process_failed_percent": "process_failed",
+    "delivered_percent": "delivered",
+    "send_failed_percent": "send_failed",
+    "wait_result_percent": "wait_result",
+}
+
+
+def resum(rows: Iterable[Row]) -> list[Row]:
+    """Aggregated rows (one per msg_type per call) summed across calls, one row per msg_type.
+
+    Every integer count is added; ``DayStats`` percentages are recomputed from the summed counts (an
+    average of percentages would weight a day of ten messages like a day of a million).
+    """
+    totals: dict[Any, Row] = {}
+    for row in rows:
+        key = getattr(row, "msg_type", None)
+        seen = totals.get(key)
+        totals[key] = row if seen is None else _add(seen, row)
+    return [_with_percentages(row) for row in totals.values()]
+
+
+def _add(left: Row, right: Row) -> Row:
+    sums = {
+        field.name: getattr(left, field.name) + getattr(right, field.name)
+        for field in attrs.fields(type(left))  # type: ignore[arg-type]
+        if field.type is int
+    }
+    return attrs.evolve(left, **sums)  # type: ignore[misc]
+
+
+def _with_percentages(row: Row) -> Row:
+    if not isinstance(row, DayStats):
+        return row
+    base = row.targets
+    shares: dict[str, Any] = {
+        percent: round(100.0 * getattr(row, count) / base, 2) if base else 0.0
+        for percent, count in PERCENTAGES.items()
+    }
+    return attrs.evolve(row, **shares)
