@@ -1,7 +1,7 @@
 """The ``engagelab-sms`` command line, against the sandbox.
 
 Commands run through typer's ``CliRunner`` in this process; the CLI's one client factory
-(``_app._make_client``) is replaced so that they reach an in-process sandbox, with retries that do not
+(``_runner.make_client``) is replaced so that they reach an in-process sandbox, with retries that do not
 really sleep. One test serves the sandbox from a real ``engagelab-sms sandbox`` subprocess and talks to it
 over loopback HTTP, as a user would.
 """
@@ -24,8 +24,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from engagelab_sms_async import AsyncClient, RetryPolicy, SlidingWindowLimiter
-from engagelab_sms_async.cli import _app
+from engagelab_sms_async import (
+    AsyncClient,
+    RetryPolicy,
+    ServerError,
+    SlidingWindowLimiter,
+    ValidationError,
+)
+from engagelab_sms_async.cli import _app, _runner
 from engagelab_sms_async.cli._demo import ShiftedClock, demo_numbers
 from engagelab_sms_async.cli._input import InputError, NumberSource, parse_date, parse_status, parse_vars
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
@@ -70,7 +76,7 @@ def runner(monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox) -> CliRunner:
             status_limiter=SlidingWindowLimiter(60, 60.0),
         )
 
-    monkeypatch.setattr(_app, "_make_client", make_client)
+    monkeypatch.setattr(_runner, "make_client", make_client)
     for name in CREDENTIALS:
         monkeypatch.delenv(name, raising=False)
     return CliRunner(env={"COLUMNS": "100", **CREDENTIALS})
@@ -188,8 +194,8 @@ def test_send_with_a_journal_finishes_a_failed_job_without_sending_twice(
     # The third /send call and every retry of it fail: a chunk stays unresolved in the first run.
     sandbox = Sandbox(faults=FaultPlan(at={"send": {2: "drop", 3: "503", 4: "503"}}))
     monkeypatch.setattr(
-        _app,
-        "_make_client",
+        _runner,
+        "make_client",
         lambda user, key, base_url: AsyncClient(
             user, key, transport=sandbox.transport(), retry=RetryPolicy(attempts=3, sleep=_no_sleep)
         ),
@@ -230,8 +236,8 @@ def test_send_with_faults_outlasting_retries_exits_1_and_lists_unresolved_chunks
 ) -> None:
     faulty = Sandbox(faults=FaultPlan(rate=1.0, kinds=("503",), endpoints=("send",)))
     monkeypatch.setattr(
-        _app,
-        "_make_client",
+        _runner,
+        "make_client",
         lambda user, key, base_url: AsyncClient(
             user, key, transport=faulty.transport(), retry=RetryPolicy(attempts=3, sleep=_no_sleep)
         ),
@@ -267,8 +273,8 @@ def test_send_json_with_unresolved_chunks_exits_1(
 ) -> None:
     faulty = Sandbox(faults=FaultPlan(rate=1.0, kinds=("503",), endpoints=("send",)))
     monkeypatch.setattr(
-        _app,
-        "_make_client",
+        _runner,
+        "make_client",
         lambda user, key, base_url: AsyncClient(
             user, key, transport=faulty.transport(), retry=RetryPolicy.none()
         ),
@@ -286,8 +292,8 @@ def test_send_json_with_unresolved_chunks_exits_1(
 def test_quiet_by_default_and_logging_restored(monkeypatch: pytest.MonkeyPatch, numbers_file: Path) -> None:
     faulty = Sandbox(faults=FaultPlan(at={"send": {0: "503"}}))
     monkeypatch.setattr(
-        _app,
-        "_make_client",
+        _runner,
+        "make_client",
         lambda user, key, base_url: AsyncClient(
             user, key, transport=faulty.transport(), retry=RetryPolicy(sleep=_no_sleep)
         ),
@@ -559,6 +565,56 @@ def test_sandbox_on_a_busy_port(runner: CliRunner) -> None:
     line = assert_one_line_error(result, 1)
     assert f"cannot listen on 127.0.0.1:{port}" in line
     assert result.stdout == ""  # no banner for a server that never started
+
+
+# --- one runner for every command -----------------------------------------------------------------
+
+
+#: One run of every command, up to where it needs the API (or, for demo and sandbox, the sandbox).
+EVERY_COMMAND: dict[str, tuple[str, ...]] = {
+    "demo": ("demo", "--recipients", "1"),
+    "sandbox": ("sandbox", "--port", "{free_port}"),
+    "send": ("send", "--template-id", "1", "--to-file", "-"),
+    "status": ("status", "--date", "today"),
+    "stats": ("stats", "process-failed", "--from", "today", "--to", "today", "--total"),
+}
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (
+            ServerError("Service unavailable", code=50300, status_code=503),
+            1,
+            "error: ServerError: Service unavailable (code 50300, HTTP 503)",
+        ),
+        (
+            ValidationError("template_id", "must be an integer >= 1, got 0"),
+            2,
+            "error: template_id: must be an integer >= 1, got 0",
+        ),
+        (KeyboardInterrupt(), 130, "error: interrupted"),
+    ],
+)
+def test_every_command_maps_the_same_error_to_the_same_line_and_exit_code(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException, code: int, line: str
+) -> None:
+    def fail(*args: object, **kwargs: object) -> Any:
+        raise error
+
+    # Where each command first needs the outside world: the runner's client, or the sandbox.
+    monkeypatch.setattr(_runner, "make_client", fail)
+    monkeypatch.setattr(Sandbox, "__init__", fail)
+    runner = CliRunner(env={**CREDENTIALS, "ENGAGELAB_SMS_KEY": WRONG_KEY})
+    commands = _app.app.registered_commands
+    registered = {info.name or getattr(info.callback, "__name__", "") for info in commands}
+    assert set(EVERY_COMMAND) == registered  # a new command must join this test
+
+    for name, args in EVERY_COMMAND.items():
+        result = invoke(runner, *(arg.format(free_port=_free_port()) for arg in args), input="+15550000051\n")
+
+        assert assert_one_line_error(result, code) == line, name
+        assert WRONG_KEY not in result.output, name
 
 
 # --- input parsing ------------------------------------------------------------------------------------

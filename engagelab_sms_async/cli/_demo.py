@@ -1,5 +1,8 @@
 """``engagelab-sms demo``: the whole library against the in-process sandbox, in a few seconds.
 
+The command and what it runs (:func:`run_demo`); it needs no credentials, so it builds its own client, bound
+to the sandbox, rather than the runner's.
+
 How the statuses are read back without sleeping and without tripping the 60-calls-a-minute rule:
 
 - The sandbox runs on :class:`ShiftedClock` (wall time plus an offset the demo owns). After the send, the
@@ -24,7 +27,9 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -38,9 +43,11 @@ from .. import (
     StatusRecord,
 )
 from . import _render as render
+from ._options import Verbose
 from ._render import StatsRow
+from ._runner import run
 
-__all__ = ["DEMO_KEY", "DEMO_USER", "ShiftedClock", "demo_numbers", "run_demo"]
+__all__ = ["DEMO_KEY", "DEMO_USER", "ShiftedClock", "demo", "demo_numbers", "run_demo"]
 
 DEMO_USER, DEMO_KEY = "demo", "demo-key"
 DEMO_TEMPLATE = 1
@@ -48,6 +55,36 @@ DEMO_ZONE = "+8"  # the API's default zone, in which the sandbox counts days
 TIME_WARP = 300.0  # seconds of sandbox time skipped before reading statuses (all final after 120 s)
 MAX_SAMPLE = 5000  # 50 pages + 5 totals < 60 status calls: the limiter never waits
 MALFORMED_RATE = 0.01
+
+
+def demo(
+    recipients: Annotated[
+        int, typer.Option("--recipients", min=1, max=1_000_000, help="How many numbers to send to.")
+    ] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated numbers.")] = 0,
+    sample: Annotated[
+        int,
+        typer.Option(
+            "--sample",
+            min=0,
+            max=MAX_SAMPLE,
+            help="Status records to read back page by page (at most 5000: 50 of the 60 status calls a "
+            "minute allowed).",
+        ),
+    ] = 2000,
+    verbose: Verbose = False,
+) -> None:
+    """Try everything against an in-process sandbox: no credentials, no network, a few seconds.
+
+    Sends a template to generated numbers (about 1 % malformed, to show partial success) with a progress
+    bar, prints the report, moves the sandbox's clock 5 minutes forward so that every status is final,
+    reads the statuses back (the count of each status over all SMS, plus a sample of records page by page,
+    within the API's 60 status calls a minute) and prints the day's statistics.
+    """
+    run(
+        lambda: run_demo(render.console(), recipients=recipients, seed=seed, sample=sample),
+        verbose=verbose,
+    )
 
 
 class ShiftedClock:

@@ -1,0 +1,53 @@
+"""The options several commands share: the Connection panel (user, key, base URL), --verbose, --json and
+--time-zone, spelled once so that every command names, documents and reads them alike."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import DEFAULT_BASE_URL
+from .._client import ENV_BASE_URL, ENV_KEY, ENV_USER
+
+__all__ = ["BaseUrl", "Json", "Key", "TimeZone", "User", "Verbose"]
+
+_CONNECTION = "Connection"
+
+User = Annotated[
+    str | None,
+    typer.Option(
+        "--user", envvar=ENV_USER, help="The sms_user.", show_default=False, rich_help_panel=_CONNECTION
+    ),
+]
+Key = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar=ENV_KEY,
+        help="The sms_key. Prefer the environment variable: a command line is visible to other users. "
+        "Never printed.",
+        show_default=False,
+        hide_input=True,
+        rich_help_panel=_CONNECTION,
+    ),
+]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        envvar=ENV_BASE_URL,
+        help=f"The API's base URL (default {DEFAULT_BASE_URL}).",
+        show_default=False,
+        rich_help_panel=_CONNECTION,
+    ),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="Show retries and failed calls (warnings) on stderr."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+TimeZone = Annotated[
+    str | None,
+    typer.Option("--time-zone", help="Offset the dates are read in, e.g. +8, -5, +5:30 (API default +8)."),
+]
