@@ -1,0 +1,88 @@
+"""``/send``: which numbers become SMS, the answer (full or partial success), and the request_id replay.
+
+A call creates one SMS per well-formed number; malformed numbers of a call that has some well-formed ones are
+listed as failed items (partial success) and never created. A call with a request_id seen less than an hour
+ago creates nothing and gets the first call's answer again, byte for byte.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import attrs
+
+from ._codes import ApiError, ErrorCode, dump_json
+from ._dedup import RecentRequests
+from ._ledger import Batch, Ledger
+from ._requests import SendRequest
+
+__all__ = ["Sends", "is_well_formed"]
+
+_PHONE_DIGITS = frozenset(string.digits)
+
+
+def is_well_formed(phone: str) -> bool:
+    """``+`` followed by 6 to 15 ASCII digits."""
+    return 7 <= len(phone) <= 16 and phone[0] == "+" and _PHONE_DIGITS.issuperset(phone[1:])
+
+
+@attrs.frozen
+class _SendResult:
+    """What a /send call created, kept for the dedup window and rendered identically each time."""
+
+    batch: Batch
+    failed: tuple[str, ...]
+    request_id: str | None
+    custom_args: dict[str, Any] | None
+
+    def body(self) -> bytes:
+        answer: dict[str, Any]
+        sms_ids = self.batch.sms_ids()
+        if self.failed:
+            answer = {"code": int(ErrorCode.PARTIAL_SUCCESS), "message": "partial success"}
+            answer["success_count"] = len(sms_ids)
+            answer["sms_ids"] = sms_ids
+            if self.request_id is not None:
+                answer["request_id"] = self.request_id
+            answer["failed_count"] = len(self.failed)
+            answer["failed_items"] = [
+                {"phone": phone, "message": "Invalid phone number format"} for phone in self.failed
+            ]
+        else:
+            answer = {"sms_ids": sms_ids}
+            if self.request_id is not None:
+                answer["request_id"] = self.request_id
+        if self.custom_args is not None:
+            answer["custom_args"] = self.custom_args
+        return dump_json(answer)
+
+
+class Sends:
+    """Answers ``/send`` calls, creating their SMS in ``ledger``."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        # Keyed by sms_user too: two accounts may pick the same request_id.
+        self._recent: RecentRequests[tuple[str, str], _SendResult] = RecentRequests()
+
+    def send(self, sms_user: str, request: SendRequest, now: float) -> bytes:
+        """The JSON answer to ``request``: new SMS, or the first answer to a request_id seen < 1 h ago."""
+        key = None if request.request_id is None else (sms_user, request.request_id)
+        if key is not None:
+            previous = self._recent.recall(key, now)
+            if previous is not None:
+                return previous.body()
+        good = [phone for phone in request.to if is_well_formed(phone)]
+        if not good:
+            raise ApiError(400, ErrorCode.INVALID_PHONE, "Invalid phone number format")
+        failed = (
+            tuple(phone for phone in request.to if not is_well_formed(phone))
+            if len(good) < len(request.to)
+            else ()
+        )
+        batch = self._ledger.create(sms_user, request, good, now)
+        result = _SendResult(batch, failed, request.request_id, request.custom_args)
+        if key is not None:
+            self._recent.remember(key, now, result)
+        return result.body()
