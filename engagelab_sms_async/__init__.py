@@ -120,7 +120,7 @@ __all__ = [
 # private module that happens to define them: those may move.
 for _name in __all__:
     _value = globals().get(_name)
-    if isinstance(_value, type) or callable(_value) and hasattr(_value, "__module__"):
+    if isinstance(_value, type) or (callable(_value) and hasattr(_value, "__module__")):
         with contextlib.suppress(AttributeError, TypeError):
             _value.__module__ = __name__
 del _name, _value

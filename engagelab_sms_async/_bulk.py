@@ -335,7 +335,7 @@ async def outcomes(
 
     def report_progress(outcome: Outcome) -> None:
         nonlocal progress
-        progress += len(outcome.recipients)
+        progress += size(outcome)
         if on_progress is None or failure:
             return
         try:
@@ -398,14 +398,15 @@ class Ledger:
         self.recipients = self.succeeded = self.failed = self.unanswered = 0
 
     def add(self, index: int, outcome: Outcome) -> None:
-        self.recipients += len(outcome.recipients)
+        asked = size(outcome)
+        self.recipients += asked
         if isinstance(outcome, SendResult):
             if self._keep_results or outcome.failed_items or outcome.unanswered:
                 self._results.append((index, outcome))
             # Counted from the numbers asked, so that an answer naming one number twice cannot make the
             # totals add up to more than the numbers read.
             # parse_send leaves each refused number of ours once in failed_items.
-            named = len(outcome.recipients) - len(outcome.unanswered)
+            named = asked - len(outcome.unanswered)
             refused = min(len(outcome.failed_items), named)
             self.succeeded += named - refused
             self.failed += refused
@@ -414,7 +415,7 @@ class Ledger:
             self._unresolved.append((index, outcome))
         elif isinstance(outcome, RejectedChunk):
             self._rejected.append((index, outcome))
-            self.failed += len(outcome.recipients)
+            self.failed += asked
         else:
             self._unsent.append((index, outcome))
 
@@ -433,6 +434,11 @@ class Ledger:
             complete=complete,
             unanswered=self.unanswered,
         )
+
+
+def size(outcome: Outcome) -> int:
+    """How many numbers an outcome is about (a result's numbers are counted, not rebuilt)."""
+    return outcome._asked() if isinstance(outcome, SendResult) else len(outcome.recipients)
 
 
 def _in_order(pairs: list[tuple[int, Any]]) -> tuple[Any, ...]:

@@ -156,8 +156,11 @@ class SendResult:
     @property
     def succeeded(self) -> int:
         """How many numbers the API accepted."""
-        ids = self._ids
-        return len(ids) if isinstance(ids, tuple) else ids.count(SEPARATOR) + 1 if ids else 0
+        return _count(self._ids)
+
+    def _asked(self) -> int:
+        """How many numbers the call asked for: ``len(recipients)``, without building them."""
+        return _count(self._ids if self._recipients is None else self._recipients)
 
     @property
     def failed(self) -> int:
@@ -185,6 +188,12 @@ def packed(items: Sequence[str]) -> str | tuple[str, ...]:
     if joined and joined.count(SEPARATOR) == len(items) - 1 and "" not in items:
         return joined if type(joined) is str else str(joined)
     return tuple(items)
+
+
+def _count(items: str | tuple[str, ...]) -> int:
+    if isinstance(items, tuple):
+        return len(items)
+    return items.count(SEPARATOR) + 1 if items else 0
 
 
 def unpacked(items: str | tuple[str, ...]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ strings takes 95.5 (``benchmarks/dedupe_memory.py``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from itertools import repeat
 from operator import itemgetter
@@ -24,8 +25,6 @@ Key = int | str
 # Spaces, dashes, dots and brackets, including the no-break space and the Unicode hyphens and minus.
 _STRIP = str.maketrans("", "", " \t-.()[]\u00a0\u2010\u2011\u2012\u2013\u2014\u2212")
 _NOT_DIGITS = str.maketrans("", "", "+")
-#: Longer digit strings stay strings: int() refuses more than 4300 digits, and no phone number is that long.
-_MAX_INT_DIGITS = 30
 
 
 def normal(phone: str) -> str:
@@ -33,28 +32,44 @@ def normal(phone: str) -> str:
     return phone.translate(_STRIP)
 
 
-def keys(phones: Sequence[str]) -> list[Key]:
-    """One key per number; equal keys for the same number, in the order given.
+def keys(phones: Sequence[str], *, compact: bool = True) -> list[Key]:
+    """One key per number; equal keys for the same number, in the order given. ``compact=False`` gives
+    string keys, quicker to make, for sets that live only as long as a chunk.
 
     A whole chunk goes through C-level string operations at once (join, translate, replace, split, int):
     this runs for every number of every bulk job, so no Python-level step per number on the usual input.
     """
     joined = "\n".join(phones)
     if joined.count("\n") == len(phones) - 1:
-        # "1" before every number, then "1+" becomes "2": the tag keeps "+44", "44" and "044" apart.
-        tagged = ("\n" + joined.translate(_STRIP)).replace("\n", "\n1").replace("\n1+", "\n2")[1:]
+        stripped = joined.translate(_STRIP)
+        if (
+            stripped.startswith("+")
+            and stripped.count("\n+") == len(phones) - 1
+            and stripped.count("+") == len(phones)
+        ):
+            tagged = stripped.replace("+", "2")  # the usual chunk, every number "+digits": one replace
+        else:
+            # "1" before every number, then "1+" becomes "2": the tag keeps "+44", "44" and "044" apart.
+            tagged = ("\n" + stripped).replace("\n", "\n1").replace("\n1+", "\n2")[1:]
         if tagged.isascii() and tagged.replace("\n", "").isdigit():
-            items = tagged.split("\n")
-            if max(map(len, items)) <= _MAX_INT_DIGITS:
+            items: list[Key] = tagged.split("\n")  # type: ignore[assignment]
+            if not compact:
+                return items
+            with contextlib.suppress(ValueError):  # over 4300 digits: _key keeps those as strings
                 return list(map(int, items))
-    return [_key(phone) for phone in phones]
+    return [_key(phone, compact=compact) for phone in phones]
 
 
-def _key(phone: str) -> Key:
+def _key(phone: str, *, compact: bool = True) -> Key:
+    """The key of one number, as ``keys`` makes it for a whole chunk."""
     form = normal(phone)
     digits = form[1:] if form.startswith("+") else form
-    if digits.isascii() and (digits.isdigit() or not digits) and len(digits) < _MAX_INT_DIGITS:
-        return int(("2" if form.startswith("+") else "1") + digits)
+    if digits.isascii() and (digits.isdigit() or not digits):
+        tagged = ("2" if form.startswith("+") else "1") + digits
+        if not compact:
+            return tagged  # every tagged key is digits alone; every other key holds something else
+        with contextlib.suppress(ValueError):
+            return int(tagged)
     return form
 
 

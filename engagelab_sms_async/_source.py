@@ -67,7 +67,8 @@ class Chunks:
         return index, chunk
 
     def _keep_first(self, raw: list[str]) -> None:
-        keys = numbers.keys(raw)
+        # Without dedupe the keys live for one chunk only: strings, quicker to make than ints.
+        keys = numbers.keys(raw, compact=self._dedupe)
         seen = self._seen
         size = len(seen)
         if seen.isdisjoint(keys):

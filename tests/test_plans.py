@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engagelab_sms_async import DayStats, SendFailedStats
-from engagelab_sms_async._source import Chunks
 from engagelab_sms_async._plans import id_groups, resum, split_ids, split_span
+from engagelab_sms_async._source import Chunks
 
 
 async def drain(chunks: Chunks) -> list[tuple[int, list[str]]]:
