@@ -21,12 +21,9 @@ from . import _plans as plans
 from . import _validation as check
 from ._compat import deadline
 from ._errors import (
-    APIError,
     EngageLabError,
-    InvalidRequestError,
     RateLimitedError,
     RequestIdReusedError,
-    ServerError,
     TransportError,
     ValidationError,
 )
@@ -399,7 +396,7 @@ class AsyncClient:
         try:
             return await self._attempt(call, parse)
         except EngageLabError as exc:
-            reached = _may_have_reached(exc)
+            reached = api.may_have_reached(exc)
             if self.retry.attempts == 1 or not is_retryable(exc):
                 _judge(call, exc, reached=reached)
                 raise
@@ -415,7 +412,7 @@ class AsyncClient:
                     try:
                         return await self._attempt(call, parse)
                     except EngageLabError as exc:
-                        reached = reached or _may_have_reached(exc)
+                        reached = reached or api.may_have_reached(exc)
                         raise
         except EngageLabError as exc:
             _judge(call, exc, reached=reached)
@@ -491,7 +488,7 @@ class AsyncClient:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s /%s -> HTTP %d (request_id %s)", call.method, call.path, status, call.request_id)
         if 300 <= status < 400:
-            raise _redirect_error(call, response)
+            raise api.redirect_error(call, status, response.headers.get("location"), request.url)
         try:
             content = response.content
         except httpx.ResponseNotRead:
@@ -516,36 +513,3 @@ def _judge(call: api.Call, error: EngageLabError, *, reached: bool) -> None:
     "nothing sent"."""
     if reached and call.endpoint == "send" and not isinstance(error, RequestIdReusedError):
         error.outcome_unknown = True
-
-
-def _may_have_reached(error: EngageLabError) -> bool:
-    """Whether the API may have carried out an attempt that ended in ``error``."""
-    if isinstance(error, TransportError):
-        # Only a connection never made, or a URL no connection can be made for, proves it never left.
-        return not isinstance(
-            error.error,
-            (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol),
-        )
-    # A 5xx may come from a proxy after the service acted; 408 means the server never read the request; a
-    # 2xx that carries an error code was answered by a service that read the request. A redirect (3xx)
-    # points elsewhere instead of acting, and was not followed.
-    if isinstance(error, ServerError):
-        return error.status_code != 408
-    return isinstance(error, APIError) and error.status_code is not None and 200 <= error.status_code < 300
-
-
-def _redirect_error(call: api.Call, response: httpx.Response) -> InvalidRequestError:
-    """The error for a redirect: it names the status and the target (without its query, which may hold
-    filters, nor credentials); never retried, since every repeat would be redirected the same way."""
-    target = ""
-    if location := response.headers.get("location"):
-        try:
-            url = response.request.url.join(location)
-            target = f" to {url.copy_with(userinfo=b'', query=None, fragment=None)}"
-        except (httpx.InvalidURL, RuntimeError):  # RuntimeError: a response without its request
-            target = " to an invalid location"
-    return InvalidRequestError(
-        f"/{call.path} answered with a redirect{target}; not followed (check base_url)",
-        status_code=response.status_code,
-        request_id=call.request_id,
-    )

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
+import httpx
 
 from . import _numbers as numbers
 from . import _validation as check
@@ -27,10 +28,12 @@ from ._errors import (
     CODE_UNAUTHORIZED,
     APIError,
     AuthenticationError,
+    EngageLabError,
     InvalidRequestError,
     RateLimitedError,
     RequestIdReusedError,
     ServerError,
+    TransportError,
     ValidationError,
 )
 from ._models import (
@@ -58,10 +61,12 @@ __all__ = [
     "build_stats",
     "build_status",
     "error_for",
+    "may_have_reached",
     "parse_retry_after",
     "parse_send",
     "parse_stats",
     "parse_status",
+    "redirect_error",
     "send_call",
 ]
 
@@ -438,6 +443,40 @@ def error_for(call: Call, answer: Answer, *, now: dt.datetime | None = None) -> 
     if 400 <= status < 500 or 200 <= status < 300:
         return InvalidRequestError(message or f"request to /{call.path} rejected", **kwargs)
     return ServerError(message or f"unexpected HTTP status on /{call.path}", **kwargs)
+
+
+def may_have_reached(error: EngageLabError) -> bool:
+    """Whether the API may have carried out an attempt that ended in ``error``."""
+    if isinstance(error, TransportError):
+        # Only a connection never made, or a URL no connection can be made for, proves it never left.
+        return not isinstance(
+            error.error,
+            (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol),
+        )
+    # A 5xx may come from a proxy after the service acted; 408 means the server never read the request; a
+    # 2xx that carries an error code was answered by a service that read the request. A redirect (3xx)
+    # points elsewhere instead of acting, and was not followed.
+    if isinstance(error, ServerError):
+        return error.status_code != 408
+    return isinstance(error, APIError) and error.status_code is not None and 200 <= error.status_code < 300
+
+
+def redirect_error(call: Call, status: int, location: str | None, url: httpx.URL) -> InvalidRequestError:
+    """The error for a redirect from ``url``: it names the status and the target (without its query, which
+    may hold filters, nor credentials); never retried, since every repeat would be redirected the same
+    way."""
+    target = ""
+    if location:
+        try:
+            where = url.join(location)
+            target = f" to {where.copy_with(userinfo=b'', query=None, fragment=None)}"
+        except httpx.InvalidURL:
+            target = " to an invalid location"
+    return InvalidRequestError(
+        f"/{call.path} answered with a redirect{target}; not followed (check base_url)",
+        status_code=status,
+        request_id=call.request_id,
+    )
 
 
 def _code_and_message(answer: Answer) -> tuple[int | None, str | None]:
