@@ -47,6 +47,7 @@ from ._models import (
     packed,
     phones_of,
 )
+from ._types import SendFields, StatusFilters
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -86,17 +87,7 @@ _STATS_MODELS: dict[StatsKind, type[Any]] = {
 }
 _STATUS_RANGE = range(1, 6)
 #: The filters of ``/v1/status`` (keywords of ``build_status`` besides the date, the page and ``today``).
-STATUS_FILTERS = (
-    "sms_ids",
-    "phone",
-    "status",
-    "sub_status",
-    "msg_type",
-    "sms_user",
-    "template_id",
-    "label_id",
-    "time_zone",
-)
+STATUS_FILTERS = tuple(StatusFilters.__annotations__)
 #: Seed 002 gives this Content-Type for /v1/send, character for character (no space, lower-case charset).
 JSON_CONTENT_TYPE = "application/json;charset=utf-8"
 _JSON_HEADERS = {"Content-Type": JSON_CONTENT_TYPE}
@@ -160,7 +151,9 @@ class SendOptions:
         for any number of calls."""
         if unknown := [name for name in options if name not in SEND_OPTIONS]:
             raise check.unknown_keyword(unknown, SEND_OPTIONS)
-        vars, sender, label_id, msg_type, custom_args = map(options.get, SEND_OPTIONS)
+        get = options.get
+        vars, sender, label_id = get("vars"), get("sender"), get("label_id")
+        msg_type, custom_args = get("msg_type"), get("custom_args")
         body: dict[str, Any] = {"template_id": check.positive_int("template_id", template_id)}
         # Resolution of API.md: template_id, msg_type, label_id and vars nest in "body" as the example shows.
         if msg_type is not None:
@@ -180,8 +173,8 @@ class SendOptions:
         return cls(template_id, checked_vars, sender, label_id, msg_type, checked_args, middle)
 
 
-#: The options of a send besides its template: the public fields of ``SendOptions``, in order.
-SEND_OPTIONS = tuple(field.name for field in attrs.fields(SendOptions)[1:] if not field.name.startswith("_"))
+#: The options of a send besides its template (the keywords ``SendFields`` types).
+SEND_OPTIONS = tuple(SendFields.__annotations__)
 
 
 def build_send(to: Sequence[str], options: SendOptions, *, request_id: str) -> Call:

@@ -19,7 +19,7 @@ import attrs
 from . import _endpoints as api
 from . import _validation as check
 from ._models import DayStats, StatusPage
-from ._types import DateLike
+from ._types import DateLike, StatsFilters
 
 __all__ = [
     "id_groups",
@@ -33,7 +33,7 @@ __all__ = [
     "status_calls",
 ]
 
-_STATS_FILTERS = ("template_ids", "sms_users", "label_ids", "msg_type", "time_zone")
+_STATS_FILTERS = tuple(StatsFilters.__annotations__)
 _STATS_LISTS = ("template_ids", "sms_users", "label_ids")
 
 
@@ -48,7 +48,8 @@ def status_calls(
     """The first call of each status query ``filters`` make: one, or with ``every_id`` one per 10 of any
     number of ``sms_ids``. An unknown filter is a ``ValidationError`` naming the closest one (``sms_id``:
     did you mean ``sms_ids``?): a typo must not silently widen the query to every record."""
-    known_keywords(filters, ("offset", "limit", *api.STATUS_FILTERS) if not every_id else api.STATUS_FILTERS)
+    # get_status also takes offset and limit (its own parameters): named in the suggestions of a typo.
+    known_keywords(filters, api.STATUS_FILTERS if every_id else ("offset", "limit", *api.STATUS_FILTERS))
     groups: list[Any] = [filters.get("sms_ids")]
     if every_id:
         ids = check.id_list("sms_ids", filters.get("sms_ids"), limit=None)

@@ -112,7 +112,18 @@ CASES: list[tuple[str, str, Case]] = [
     ),
     ("NaN in custom_args", "custom_args", lambda c: c.send(OK_TO, 1, custom_args={"x": float("nan")})),
     ("infinity in custom_args", "custom_args", lambda c: c.send(OK_TO, 1, custom_args={"x": [float("inf")]})),
-    ("a misspelt status filter", "sms_id", lambda c: c.get_status(TODAY, sms_id="x")),  # type: ignore[arg-type]
+    ("a misspelt status filter", "sms_id", lambda c: c.get_status(TODAY, sms_id="x")),  # type: ignore[call-arg]
+    ("a misspelt send option", "sendr", lambda c: c.send(OK_TO, 1, sendr="Shop1")),  # type: ignore[call-arg]
+    (
+        "a misspelt statistics filter",
+        "template_id",
+        lambda c: c.stats_day(TODAY, TODAY, template_id=[1]),  # type: ignore[call-arg]
+    ),
+    (
+        "a misspelt bulk option",
+        "label",
+        lambda c: c.send_bulk(OK_TO, 1, label=3),  # type: ignore[call-arg]
+    ),
 ]
 
 
@@ -148,8 +159,13 @@ async def test_a_misspelt_status_filter_is_refused_with_the_filter_meant(
     offline_client: AsyncClient, recorder: RecordingTransport
 ) -> None:
     with pytest.raises(ValidationError, match="did you mean 'sms_ids'"):
-        await offline_client.get_status(TODAY, sms_id="x")  # type: ignore[arg-type]
+        await offline_client.get_status(TODAY, sms_id="x")  # type: ignore[call-arg]
     assert recorder.requests == []
+
+
+async def test_a_misspelt_send_option_is_refused_with_the_option_meant(offline_client: AsyncClient) -> None:
+    with pytest.raises(ValidationError, match="did you mean 'sender'"):
+        await offline_client.send(OK_TO, 1, sendr="Shop1")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
