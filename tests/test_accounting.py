@@ -28,7 +28,7 @@ from engagelab_sms_async import (
     TransportError,
     ValidationError,
 )
-from engagelab_sms_async import _bulk as bulk
+from engagelab_sms_async import _chunk as chunk_life
 from engagelab_sms_async._journal import ChunkRecord
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
@@ -405,7 +405,7 @@ async def test_a_pending_chunk_reached_after_55_minutes_is_not_resent(
     loop = asyncio.get_running_loop()
     start = dt.datetime.now(dt.timezone.utc)
     # The guard reads the wall clock: here it follows the fast-forwarded loop.
-    monkeypatch.setattr(bulk, "_now", lambda: start + dt.timedelta(seconds=loop.time()))
+    monkeypatch.setattr(chunk_life, "_now", lambda: start + dt.timedelta(seconds=loop.time()))
     first, second = "+17770000001", "+17770000002"
 
     async def slow_source() -> AsyncIterator[str]:

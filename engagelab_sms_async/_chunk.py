@@ -1,0 +1,249 @@
+"""One chunk of a bulk job, from the journal's point of view: recorded before its call and after it,
+resent on resume only while the API still remembers its request_id, classified by its final error; and the
+journal's checks when a job starts or resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+from . import _endpoints as api
+from ._errors import BulkAbortedError, EngageLabError, TransportError, ValidationError
+from ._journal import ChunkRecord, Journal, digest
+from ._models import (
+    RESEND_WINDOW,
+    RejectedChunk,
+    SendReport,
+    SendResult,
+    UnresolvedChunk,
+    UnsentChunk,
+)
+from ._retry import is_retryable
+
+__all__ = [
+    "SETTINGS",
+    "JournalFailed",
+    "Outcome",
+    "Send",
+    "check_resumable",
+    "check_settings",
+    "classify",
+    "resume",
+    "run_chunk",
+    "settings_record",
+]
+
+logger = logging.getLogger("engagelab_sms_async")
+
+Outcome = SendResult | UnresolvedChunk | RejectedChunk | UnsentChunk
+#: How a job makes one call: the client's retried, limited, parsed ``/v1/send``.
+Send = Callable[[api.Call], Awaitable[SendResult]]
+
+
+async def resume(
+    job_id: str,
+    journal: Journal | None,
+    options: api.SendOptions,
+    chunk_size: int,
+    dedupe: bool,
+    resend_expired: bool,
+) -> dict[int, ChunkRecord]:
+    """What the journal knows of the job's chunks, after refusing (``ValidationError``, nothing sent) a
+    resume with other settings or with pending chunks the API may have forgotten; the job's settings are
+    recorded. A journal that fails here aborts the job before it starts (``BulkAbortedError``)."""
+    if journal is None:
+        return {}
+    settings = settings_record(job_id, options, chunk_size=chunk_size, dedupe=dedupe)
+    try:
+        known = await journal.load(job_id)
+    except Exception as exc:
+        raise _aborted_at_start(job_id, exc) from exc
+    check_settings(job_id, known.pop(SETTINGS, None), settings)
+    check_resumable(job_id, known, resend_expired=resend_expired)
+    try:
+        await journal.record(job_id, SETTINGS, settings)
+    except Exception as exc:
+        raise _aborted_at_start(job_id, exc) from exc
+    return known
+
+
+def classify(request_id: str, recipients: list[str], error: EngageLabError, started: dt.datetime) -> Outcome:
+    """What a chunk's final error means for its recipients.
+
+    An error a retry could cure, or any error after an attempt that may have reached the API
+    (``outcome_unknown``), leaves the outcome unknown: unresolved, safe to resend with the same request_id
+    within the hour. Only an error every attempt of which was refused is a rejection: nothing was sent.
+    """
+    if is_retryable(error) or error.outcome_unknown:
+        return UnresolvedChunk(request_id, tuple(recipients), error, first_attempt_at=started)
+    return RejectedChunk(request_id, tuple(recipients), error)
+
+
+#: The journal index under which a job keeps its settings (chunks count from 0).
+SETTINGS = -1
+
+
+def settings_record(job_id: str, options: api.SendOptions, *, chunk_size: int, dedupe: bool) -> ChunkRecord:
+    """What a job was started with, as a journal record: a resumed job must cut and send the same chunks."""
+    chosen = {name: getattr(options, name) for name in api.SEND_OPTIONS}
+    described = json.dumps(
+        {"template_id": options.template_id, "options": chosen, "chunk_size": chunk_size, "dedupe": dedupe},
+        sort_keys=True,
+        default=repr,
+    )
+    return ChunkRecord(f"{job_id}:settings", digest([described]), chunk_size, _now(), state="sent")
+
+
+def check_settings(job_id: str, saved: ChunkRecord | None, settings: ChunkRecord) -> None:
+    """Refuse to resume a job with other settings than it was started with (a journal from before the
+    settings were recorded has none: nothing to compare)."""
+    if saved is not None and saved.digest != settings.digest:
+        raise ValidationError(
+            "job_id",
+            f"job {job_id!r} was started with another template, other options, chunk_size or dedupe: "
+            "resume it with the same ones (its chunks would otherwise differ from those the API has seen), "
+            "or choose another job_id",
+        )
+
+
+def check_resumable(job_id: str, known: dict[int, ChunkRecord], *, resend_expired: bool) -> None:
+    """Refuse, before anything is sent, to resume a job whose pending chunks the API may have forgotten."""
+    now = _now()
+    stale = sorted(
+        index for index, entry in known.items() if entry.state == "pending" and _expired(entry, now)
+    )
+    if stale and not resend_expired:
+        raise ValidationError(
+            "resend_expired",
+            f"job {job_id!r} has {len(stale)} chunk(s) (first: {stale[0]}) whose first attempt is over "
+            f"{RESEND_WINDOW.seconds // 60} minutes old: the API may have forgotten their request_id, so a "
+            "resend could send twice; pass resend_expired=True to resend them anyway",
+        )
+
+
+async def run_chunk(
+    index: int,
+    chunk: list[str],
+    job_id: str,
+    options: api.SendOptions,
+    send: Send,
+    journal: Journal | None,
+    known: dict[int, ChunkRecord],
+    *,
+    resend_expired: bool,
+) -> Outcome:
+    """Send chunk ``index`` as ``f"{job_id}:{index}"`` and say what became of it, journaling both ends.
+
+    A chunk the journal holds as sent is not sent again: its recorded result is returned. One it holds as
+    pending (it may have been sent) is resent with its request_id only while the API still remembers that
+    id: reached more than 55 minutes after its first attempt (a slow source, a long queue), it is reported
+    unresolved instead, unless ``resend_expired``. A journal that fails before the call leaves the chunk
+    unsent; one that fails after it leaves the outcome known: both raise :class:`JournalFailed` carrying
+    the outcome.
+    """
+    request_id = f"{job_id}:{index}"
+    entry = known.get(index) if known else None
+    if entry is not None:
+        if entry.request_id != request_id or entry.digest != digest(chunk):
+            raise ValidationError(
+                "recipients",
+                f"chunk {index} of job {job_id!r} differs from the journal: resume a job with the same "
+                "recipients, in the same order, with the same chunk_size and dedupe",
+            )
+        if entry.state == "sent" and entry.result is not None:
+            return entry.result
+        if entry.state == "rejected":
+            entry = None  # refused whole before: nothing of it was sent, this is a first attempt again
+        elif not resend_expired and _expired(entry, _now()):
+            stale = ValidationError(
+                "resend_expired",
+                f"chunk {request_id} was first attempted at {entry.first_attempt_at:%Y-%m-%d %H:%M:%S} UTC, "
+                "over 55 minutes ago: the API may have forgotten its request_id, so it was not resent",
+            )
+            return UnresolvedChunk(request_id, tuple(chunk), stale, first_attempt_at=entry.first_attempt_at)
+    if entry is None and journal is not None:
+        entry = ChunkRecord(request_id, digest(chunk), len(chunk), _now())
+        try:
+            # Not shielded from a cancellation: nothing has been sent yet.
+            await journal.record(job_id, index, entry)
+        except Exception as exc:
+            raise JournalFailed(UnsentChunk(request_id, tuple(chunk))) from exc
+    # Without a journal the time of the first attempt matters only if the chunk fails: a float till then.
+    started = entry.first_attempt_at if entry is not None else time.time()
+    try:
+        outcome: Outcome = await send(api.send_call(tuple(chunk), options, request_id))
+    except EngageLabError as exc:
+        logger.warning("chunk %s failed for good: %s: %s", request_id, type(exc).__name__, exc)
+        outcome = classify(request_id, chunk, exc, _as_datetime(started))
+    except Exception as exc:
+        # Raised on the way back (an answer that broke a parser, a hook of the caller's http_client, a bug):
+        # the request may have been carried out, so the outcome is unknown, never "nothing sent". The report
+        # holds a library error, not the foreign exception: that one may hold the request (and its
+        # Authorization header) or fail to unpickle; it stays in this process, as the __cause__.
+        logger.warning("chunk %s failed for good: %s", request_id, type(exc).__name__)
+        error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=request_id)
+        error.__cause__ = exc
+        error.outcome_unknown = True
+        outcome = UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=_as_datetime(started))
+    if journal is not None and entry is not None:
+        if isinstance(outcome, SendResult):
+            done = attrs.evolve(entry, state="sent", result=outcome)
+        elif isinstance(outcome, RejectedChunk):
+            # Refused whole on every attempt: nothing was sent, so a resumed job may send it again.
+            done = attrs.evolve(entry, state="rejected", error=f"{type(outcome.error).__name__}")
+        else:
+            return outcome  # unresolved: the record stays pending, with its first attempt time
+        try:
+            await _durably(journal.record(job_id, index, done))
+        except Exception as exc:
+            raise JournalFailed(outcome) from exc
+    return outcome
+
+
+def _as_datetime(moment: dt.datetime | float) -> dt.datetime:
+    if isinstance(moment, dt.datetime):
+        return moment
+    return dt.datetime.fromtimestamp(moment, dt.timezone.utc)
+
+
+class JournalFailed(Exception):
+    """The journal raised around a chunk's call; ``outcome`` is what became of the chunk all the same."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(f"journal failed around chunk {outcome.request_id}")
+        self.outcome = outcome
+
+
+async def _durably(write: Awaitable[None]) -> None:
+    """Finish a journal write even if the job is cancelled meanwhile, then let the cancellation go on: an
+    outcome obtained is never lost from the journal to a cancellation."""
+    task = asyncio.ensure_future(write)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what goes on
+        raise
+
+
+def _expired(entry: ChunkRecord, now: dt.datetime) -> bool:
+    """Whether the API may have forgotten the request_id of a chunk first attempted at ``entry``'s time."""
+    return now - entry.first_attempt_at > RESEND_WINDOW
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _aborted_at_start(job_id: str, error: Exception) -> BulkAbortedError:
+    return BulkAbortedError(
+        SendReport(job_id=job_id, complete=False), f"the journal raised {type(error).__name__}"
+    )
