@@ -39,7 +39,7 @@ from ._models import (
     StatusRecord,
 )
 from ._retry import RetryPolicy, is_retryable
-from ._types import DateLike, Progress, Recipients, SendFields, StatsFilters, StatusFilters
+from ._types import ClientOptions, DateLike, Progress, Recipients, SendFields, StatsFilters, StatusFilters
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -126,13 +126,24 @@ class AsyncClient:
             limits=httpx.Limits(max_connections=lanes, max_keepalive_connections=lanes),
             headers={"User-Agent": f"engagelab-sms-async/{__version__}"},
         )
+        if status_limiter is not None and not isinstance(status_limiter, StatusLimiter):
+            # aiolimiter.AsyncLimiter is the usual mistake: a leaky bucket lets 119 calls into one minute.
+            raise ValidationError(
+                "status_limiter",
+                f"must be a StatusLimiter (SlidingWindowLimiter, RedisSlidingWindowLimiter), not "
+                f"{type(status_limiter).__name__}: it counts calls over a sliding window and holds on a 429",
+            )
+        if send_limiter is not None and not isinstance(send_limiter, SendLimiter):
+            raise ValidationError(
+                "send_limiter", f"must have an async acquire(), got {type(send_limiter).__name__}"
+            )
         self._status_limiter = status_limiter.for_sms_user(sms_user) if status_limiter is not None else None
         self._send_limiter = send_limiter
         self._in_flight = asyncio.Semaphore(max_concurrency)
         self._status_lane = asyncio.Semaphore(self._STATUS_LANE)
 
     @classmethod
-    def from_env(cls, **kwargs: Any) -> AsyncClient:
+    def from_env(cls, **kwargs: Unpack[ClientOptions]) -> AsyncClient:
         """A client from ``ENGAGELAB_SMS_USER``, ``ENGAGELAB_SMS_KEY`` and (optional)
         ``ENGAGELAB_SMS_BASE_URL``; keyword arguments are passed on to the constructor."""
         user, key = os.environ.get(ENV_USER), os.environ.get(ENV_KEY)

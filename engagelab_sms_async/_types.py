@@ -13,9 +13,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from typing import Any, NewType, TypedDict
+from typing import TYPE_CHECKING, Any, NewType, TypedDict
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._limiter import SendLimiter, StatusLimiter
+    from ._retry import RetryPolicy
 
 __all__ = [
+    "ClientOptions",
     "DateLike",
     "LabelId",
     "LabelIds",
@@ -53,6 +60,20 @@ LabelIds = int | list[int] | Sequence[LabelId]
 SmsUsers = str | Sequence[str]
 #: One sms_id or several.
 SmsIds = str | Sequence[str]
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keywords of ``AsyncClient`` besides the credentials, for ``AsyncClient.from_env(**options)``."""
+
+    base_url: str
+    timeout: float | httpx.Timeout
+    max_concurrency: int
+    retry: RetryPolicy | None
+    status_limiter: StatusLimiter | None
+    send_limiter: SendLimiter | None
+    http_client: httpx.AsyncClient | None
+    transport: httpx.AsyncBaseTransport | None
+    validate_vars: bool
 
 
 class SendFields(TypedDict, total=False):

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engagelab_sms_async import AsyncClient, RetryPolicy, _limiter
+from engagelab_sms_async import AsyncClient, RetryPolicy, ValidationError, _limiter
 from engagelab_sms_async._limiter import (
     SendLimiter,
     SlidingWindowLimiter,
@@ -86,6 +86,11 @@ def test_the_sliding_window_limiter_fits_the_status_limiter_protocol() -> None:
 def test_aiolimiter_fits_send_limiter_but_not_status_limiter_which_must_hold_on_a_429() -> None:
     assert isinstance(aiolimiter.AsyncLimiter(10, 1), SendLimiter)
     assert not isinstance(aiolimiter.AsyncLimiter(10, 1), StatusLimiter)
+
+
+def test_a_leaky_bucket_as_status_limiter_is_refused_when_the_client_is_made() -> None:
+    with pytest.raises(ValidationError, match="status_limiter: must be a StatusLimiter"):
+        AsyncClient("demo", "demo-key", status_limiter=aiolimiter.AsyncLimiter(60, 60))  # type: ignore[arg-type]
 
 
 # --- basic behaviour ----------------------------------------------------------------------------
