@@ -293,6 +293,12 @@ class Job:
         job = cls(recipients, options, check.job_id(job_id), **settings)
         check.integer("chunk_size", job.chunk_size, low=1, high=check.MAX_RECIPIENTS)
         check.integer("concurrency", job.concurrency, low=1)
+        if job.journal is not None and not isinstance(job.journal, Journal):
+            raise ValidationError(
+                "journal", f"must have async load() and record(), got {type(job.journal).__name__}"
+            )
+        if job.on_progress is not None and not callable(job.on_progress):
+            raise ValidationError("on_progress", f"must be callable, got {type(job.on_progress).__name__}")
         return job
 
 

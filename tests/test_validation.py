@@ -240,3 +240,13 @@ def test_from_env_names_the_missing_variable(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("ENGAGELAB_SMS_BASE_URL", "http://127.0.0.1:1/v1/")
     client = AsyncClient.from_env()
     assert (client.sms_user, client.base_url) == ("demo", "http://127.0.0.1:1/v1")
+
+
+async def test_a_journal_or_progress_callback_of_the_wrong_kind_is_refused_before_any_request(
+    offline_client: AsyncClient, recorder: RecordingTransport
+) -> None:
+    with pytest.raises(ValidationError, match="journal: must have async load"):
+        await offline_client.send_bulk(OK_TO, 1, journal="job.db")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="on_progress: must be callable"):
+        await offline_client.send_bulk(OK_TO, 1, on_progress=5)  # type: ignore[arg-type]
+    assert recorder.requests == []
