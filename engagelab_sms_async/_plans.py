@@ -4,7 +4,7 @@ A status query with any number of sms_ids becomes one call per 10 ids, each page
 (``status_calls``, ``next_page``); a statistics query of any span and any number of ids becomes one call per
 90 days and per combination of 10-id groups, whose aggregated rows are summed again (``stats_calls``,
 ``merge_stats``). Every call is built, so validated, before the first leaves: bad input never surfaces
-mid-way. (Cutting a bulk job's numbers into chunks is the job's own: ``_bulk.Chunks``.)
+mid-way. (Cutting a bulk job's numbers into chunks is the job's own: ``_source.Chunks``.)
 """
 
 from __future__ import annotations
