@@ -49,6 +49,8 @@ __all__ = ["DEFAULT_BASE_URL", "AsyncClient"]
 
 DEFAULT_BASE_URL = "https://sms.api.engagelab.cc/v1"
 ENV_USER, ENV_KEY, ENV_BASE_URL = "ENGAGELAB_SMS_USER", "ENGAGELAB_SMS_KEY", "ENGAGELAB_SMS_BASE_URL"
+ENV_REDIS_URL, ENV_MAX_CONCURRENCY = "ENGAGELAB_SMS_REDIS_URL", "ENGAGELAB_SMS_MAX_CONCURRENCY"
+ENV_TIMEOUT = "ENGAGELAB_SMS_TIMEOUT"
 
 logger = logging.getLogger("engagelab_sms_async")
 
@@ -139,21 +141,45 @@ class AsyncClient:
             )
         self._status_limiter = status_limiter.for_sms_user(sms_user) if status_limiter is not None else None
         self._send_limiter = send_limiter
+        self._owned: Any = None  # a Redis client from_env made: closed with the client
         self._in_flight = asyncio.Semaphore(max_concurrency)
         self._status_lane = asyncio.Semaphore(self._STATUS_LANE)
 
     @classmethod
-    def from_env(cls, **kwargs: Unpack[ClientOptions]) -> AsyncClient:
-        """A client from ``ENGAGELAB_SMS_USER``, ``ENGAGELAB_SMS_KEY`` and (optional)
-        ``ENGAGELAB_SMS_BASE_URL``; keyword arguments are passed on to the constructor."""
-        user, key = os.environ.get(ENV_USER), os.environ.get(ENV_KEY)
+    def from_env(cls, **options: Unpack[ClientOptions]) -> AsyncClient:
+        """A client configured by the environment, for services whose workers share one configuration.
+
+        ``ENGAGELAB_SMS_USER`` and ``ENGAGELAB_SMS_KEY`` (required); optional ``ENGAGELAB_SMS_BASE_URL``,
+        ``ENGAGELAB_SMS_MAX_CONCURRENCY``, ``ENGAGELAB_SMS_TIMEOUT`` (seconds) and
+        ``ENGAGELAB_SMS_REDIS_URL``: with a Redis URL the status limiter is a ``RedisSlidingWindowLimiter``
+        on it, shared by every process and machine of this sms_user (N workers are otherwise N limits), and
+        the client closes the Redis client it made when it closes. Keyword arguments win over the
+        environment. A bad value is a ``ValidationError`` naming the variable (never showing a URL, which
+        may hold a password).
+        """
+        env = os.environ
+        user, key = env.get(ENV_USER), env.get(ENV_KEY)
         if not user:
             raise ValidationError(ENV_USER, "is not set")
         if not key:
             raise ValidationError(ENV_KEY, "is not set")
-        if base_url := os.environ.get(ENV_BASE_URL):
-            kwargs.setdefault("base_url", base_url)
-        return cls(user, key, **kwargs)
+        if base_url := env.get(ENV_BASE_URL):
+            options.setdefault("base_url", base_url)
+        if text := env.get(ENV_MAX_CONCURRENCY):
+            options.setdefault(
+                "max_concurrency", int(check.env_number(ENV_MAX_CONCURRENCY, text, integer=True))
+            )
+        if text := env.get(ENV_TIMEOUT):
+            options.setdefault("timeout", check.env_number(ENV_TIMEOUT, text))
+        redis = None
+        if (url := env.get(ENV_REDIS_URL)) and options.get("status_limiter") is None:
+            from ._redis import RedisSlidingWindowLimiter, connect
+
+            redis = connect(ENV_REDIS_URL, url)
+            options["status_limiter"] = RedisSlidingWindowLimiter(redis, sms_user=user)
+        client = cls(user, key, **options)
+        client._owned = redis
+        return client
 
     def __repr__(self) -> str:
         return f"<AsyncClient sms_user={self.sms_user!r} base_url={self.base_url!r}>"
@@ -165,9 +191,13 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless the ``http_client`` was passed in)."""
+        """Close the connection pool (unless the ``http_client`` was passed in), and the Redis client
+        ``from_env`` made."""
         if self._owns_http:
             await self._http.aclose()
+        if self._owned is not None:
+            owned, self._owned = self._owned, None
+            await owned.aclose()
 
     # --- single calls ----------------------------------------------------------------------------
 

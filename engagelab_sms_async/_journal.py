@@ -69,6 +69,12 @@ class MemoryJournal:
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         self._jobs.setdefault(job_id, {})[index] = entry
 
+    async def __aenter__(self) -> MemoryJournal:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
     def __repr__(self) -> str:
         return f"<MemoryJournal jobs={len(self._jobs)}>"
 
@@ -76,7 +82,8 @@ class MemoryJournal:
 class SQLiteJournal:
     """A journal in an SQLite file, written off the event loop; survives a crash of the process.
 
-    ``SQLiteJournal("job.db")``. Each write is committed before ``record`` returns.
+    ``SQLiteJournal("job.db")``, or ``async with SQLiteJournal("job.db") as journal:`` to close the file
+    at the end. Each write is committed before ``record`` returns.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -115,6 +122,13 @@ class SQLiteJournal:
         """Close the file (records already written stay)."""
         with self._lock:
             self._db.close()
+
+    async def __aenter__(self) -> SQLiteJournal:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the file, after the writes under way (they run in threads) are done."""
+        await asyncio.to_thread(self.close)
 
     def __repr__(self) -> str:
         return f"<SQLiteJournal path={str(self.path)!r}>"

@@ -21,10 +21,21 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         'RedisSlidingWindowLimiter needs redis-py: pip install "engagelab-sms-async[redis]"'
     ) from exc
 
+from ._errors import ValidationError
 from ._journal import ChunkRecord, decode, encode
 from ._limiter import LimiterUnavailableError
 
-__all__ = ["RedisJournal", "RedisSlidingWindowLimiter"]
+__all__ = ["RedisJournal", "RedisSlidingWindowLimiter", "connect"]
+
+
+def connect(name: str, url: str) -> redis_asyncio.Redis:
+    """A Redis client for the URL in the environment variable ``name`` (nothing connects until used)."""
+    try:
+        return redis_asyncio.from_url(url)
+    except ValueError:
+        # The URL itself is never shown: it may hold a password.
+        raise ValidationError(name, "is not a Redis URL (redis://, rediss:// or unix://)") from None
+
 
 # Atomic check-and-add. Time comes from the Redis server (TIME), so every client, on any machine, shares one
 # clock. Scores are integer microseconds (exact in a double until the year 2255).
@@ -148,8 +159,7 @@ class RedisSlidingWindowLimiter:
     async def hold(self, seconds: float) -> None:
         """Admit nothing, for every process, until ``seconds`` from now (HTTP 429 ``Retry-After``).
 
-        Holds only extend, never shorten. A coroutine, unlike ``SlidingWindowLimiter.hold``, because it
-        talks to Redis.
+        Holds only extend, never shorten.
         """
         if not (seconds >= 0 and math.isfinite(seconds)):
             raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
@@ -221,6 +231,13 @@ class RedisJournal:
             pipe.hset(self._key(job_id), str(index), encode(entry))
             pipe.expire(self._key(job_id), self.ttl)
             await pipe.execute()
+
+    async def __aenter__(self) -> RedisJournal:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # The Redis client is the caller's: it may serve other things, so it stays open.
+        return None
 
     def __repr__(self) -> str:
         return f"<RedisJournal key_prefix={self.key_prefix!r}>"

@@ -172,6 +172,18 @@ def text(field: str, value: object) -> str:
     return value
 
 
+def env_number(name: str, text: str, *, integer: bool = False) -> float:
+    """A positive number from the environment variable ``name`` (an integer when ``integer``)."""
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = 0
+    if not value > 0 or value == float("inf"):
+        kind = "a positive integer" if integer else "a positive number of seconds"
+        raise ValidationError(name, f"must be {kind}, got {text!r}")
+    return value
+
+
 def job_id(value: object) -> str:
     """A bulk job's id (a random one when None): a non-empty string short enough for its chunks' ids."""
     if value is None:
