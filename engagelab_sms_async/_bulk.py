@@ -79,6 +79,7 @@ async def outcomes(
     on_progress: Progress | None = None,
     total: int | None = None,
     read_rest: bool = True,
+    closing: Callable[[], bool] = lambda: False,
 ) -> AsyncGenerator[tuple[int, Outcome], None]:
     """Run ``send_chunk`` over ``chunks`` with at most ``concurrency`` in flight; yield ``(index, outcome)``
     for every chunk read, as each completes.
@@ -89,7 +90,8 @@ async def outcomes(
     When a chunk stops the job (a 401, a reused request_id, or any failure with ``fail_fast``), no chunk is
     started any more: the calls in flight finish, and with ``read_rest`` (a source of known length, so
     finite and already in memory) the rest of it is read and yielded as :class:`UnsentChunk`; an iterator
-    is left where the job stopped (it may be endless), and ``chunks.exhausted`` stays False.
+    is left where the job stopped (it may be endless), and ``chunks.exhausted`` stays False. The job stops
+    the same way once ``closing()`` is true (its client is closing).
 
     When the source, the journal or ``on_progress`` raises, the calls in flight finish, the numbers read
     but not sent are yielded as one :class:`UnsentChunk`, and :class:`Aborted` is raised from the error.
@@ -121,12 +123,14 @@ async def outcomes(
         nonlocal stopping
         while not stopping:
             async with pulling:
+                stopping = stopping or closing()
                 if stopping:
                     break
                 item = await read()
             if item is None:
                 break
             index, chunk = item
+            stopping = stopping or closing()
             if stopping:
                 # The job stopped while this chunk was being read (a slow source): it is not sent.
                 await done.put((index, UnsentChunk(f"{job_id}:{index}", tuple(chunk))))
@@ -302,9 +306,10 @@ class Job:
         return job
 
 
-async def report(job: Job, send: Send) -> SendReport:
-    """Run ``job`` to its end and account for every number read (see ``AsyncClient.send_bulk``)."""
-    chunks, run = await _start(job, send)
+async def report(job: Job, send: Send, closing: Callable[[], bool]) -> SendReport:
+    """Run ``job`` to its end, or until ``closing()``, and account for every number read (see
+    ``AsyncClient.send_bulk``)."""
+    chunks, run = await _start(job, send, closing)
     ledger = Ledger(job.job_id, chunks, keep_results=job.keep_results)
     try:
         async for index, outcome in run:
@@ -328,10 +333,10 @@ async def report(job: Job, send: Send) -> SendReport:
     return ledger.report(complete=chunks.exhausted)
 
 
-async def stream(job: Job, send: Send) -> AsyncGenerator[SendResult, None]:
+async def stream(job: Job, send: Send, closing: Callable[[], bool]) -> AsyncGenerator[SendResult, None]:
     """Run ``job``, yielding each result as it comes; the rest is raised at the end as ``BulkSendError``
     (see ``AsyncClient.iter_send``)."""
-    chunks, run = await _start(job, send)
+    chunks, run = await _start(job, send, closing)
     # Results go to the caller as they come; the ledger keeps only what was not yielded.
     ledger = Ledger(job.job_id, chunks, keep_results=False)
     try:
@@ -349,7 +354,9 @@ async def stream(job: Job, send: Send) -> AsyncGenerator[SendResult, None]:
         raise BulkSendError(left.rejected, left.unresolved, left.unsent)
 
 
-async def _start(job: Job, send: Send) -> tuple[Chunks, AsyncGenerator[tuple[int, Outcome], None]]:
+async def _start(
+    job: Job, send: Send, closing: Callable[[], bool]
+) -> tuple[Chunks, AsyncGenerator[tuple[int, Outcome], None]]:
     """Load (and check) what the journal knows of the job, then the job's outcomes, ready to run."""
     known = await resume(job.job_id, job.journal, job.options, job.chunk_size, job.dedupe, job.resend_expired)
 
@@ -369,5 +376,6 @@ async def _start(job: Job, send: Send) -> tuple[Chunks, AsyncGenerator[tuple[int
         on_progress=job.on_progress,
         total=len(job.recipients) if isinstance(job.recipients, Sized) else None,
         read_rest=sized,
+        closing=closing,
     )
     return chunks, run

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from . import _endpoints as api
-from ._errors import BulkAbortedError, EngageLabError, TransportError, ValidationError
+from ._errors import BulkAbortedError, ClientClosedError, EngageLabError, TransportError, ValidationError
 from ._journal import ChunkRecord, Journal, digest
 from ._models import (
     RESEND_WINDOW,
@@ -79,10 +79,13 @@ def classify(request_id: str, recipients: list[str], error: EngageLabError, star
 
     An error a retry could cure, or any error after an attempt that may have reached the API
     (``outcome_unknown``), leaves the outcome unknown: unresolved, safe to resend with the same request_id
-    within the hour. Only an error every attempt of which was refused is a rejection: nothing was sent.
+    within the hour. Only an error every attempt of which was refused is a rejection: nothing was sent. A
+    chunk whose client closed before any attempt of it left was never sent: unsent.
     """
     if is_retryable(error) or error.outcome_unknown:
         return UnresolvedChunk(request_id, tuple(recipients), error, first_attempt_at=started)
+    if isinstance(error, ClientClosedError):
+        return UnsentChunk(request_id, tuple(recipients))
     return RejectedChunk(request_id, tuple(recipients), error)
 
 
@@ -159,7 +162,7 @@ async def run_chunk(
             )
         if entry.state == "sent" and entry.result is not None:
             return entry.result
-        if entry.state == "rejected":
+        if entry.state in ("rejected", "unsent"):
             entry = None  # refused whole before: nothing of it was sent, this is a first attempt again
         elif not resend_expired and _expired(entry, _now()):
             stale = ValidationError(
@@ -198,6 +201,9 @@ async def run_chunk(
         elif isinstance(outcome, RejectedChunk):
             # Refused whole on every attempt: nothing was sent, so a resumed job may send it again.
             done = attrs.evolve(entry, state="rejected", error=f"{type(outcome.error).__name__}")
+        elif isinstance(outcome, UnsentChunk):
+            # Its client closed before any attempt left: a resumed job sends it as a first attempt.
+            done = attrs.evolve(entry, state="unsent")
         else:
             return outcome  # unresolved: the record stays pending, with its first attempt time
         try:

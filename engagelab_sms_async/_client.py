@@ -21,6 +21,7 @@ from . import _plans as plans
 from . import _validation as check
 from ._compat import deadline
 from ._errors import (
+    ClientClosedError,
     EngageLabError,
     RateLimitedError,
     RequestIdReusedError,
@@ -142,6 +143,9 @@ class AsyncClient:
         self._status_limiter = status_limiter.for_sms_user(sms_user) if status_limiter is not None else None
         self._send_limiter = send_limiter
         self._owned: Any = None  # a Redis client from_env made: closed with the client
+        self._closing = self._closed = False
+        self._running = 0  # calls between their first attempt and their outcome
+        self._drained: asyncio.Event | None = None
         self._in_flight = asyncio.Semaphore(max_concurrency)
         self._status_lane = asyncio.Semaphore(self._STATUS_LANE)
 
@@ -190,14 +194,33 @@ class AsyncClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        """Close the connection pool (unless the ``http_client`` was passed in), and the Redis client
-        ``from_env`` made."""
+    async def aclose(self, *, drain_timeout: float | None = 30.0) -> None:
+        """Close the client without losing an outcome: running bulk jobs stop taking chunks (the numbers
+        they have not sent are reported ``unsent``), calls in flight get ``drain_timeout`` seconds to finish
+        (None: as long as they take), every outcome reaches its job's journal and report, then the
+        connection pool closes (unless the ``http_client`` was passed in), and the Redis client ``from_env``
+        made. Afterwards every method raises ``ClientClosedError``. Closing twice is harmless.
+
+        A call still in flight after ``drain_timeout`` loses its connection: its outcome is unknown
+        (``outcome_unknown``; a bulk chunk stays pending in its journal, to be resumed with its request_id).
+        """
+        if self._closed:
+            return
+        self._closing = True
+        if self._running and (drain_timeout is None or drain_timeout > 0):
+            self._drained = asyncio.Event()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), drain_timeout)
+        self._closed = True
         if self._owns_http:
             await self._http.aclose()
         if self._owned is not None:
             owned, self._owned = self._owned, None
             await owned.aclose()
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise ClientClosedError(f"the client of sms_user {self.sms_user!r} is closed: it makes no call")
 
     # --- single calls ----------------------------------------------------------------------------
 
@@ -373,7 +396,8 @@ class AsyncClient:
             dedupe=dedupe,
             keep_results=keep_results,
         )
-        return await bulk.report(job, self._send)
+        self._check_open()
+        return await bulk.report(job, self._send, self._is_closing)
 
     async def iter_send(
         self,
@@ -409,7 +433,8 @@ class AsyncClient:
             on_progress=on_progress,
             dedupe=dedupe,
         )
-        async with contextlib.aclosing(bulk.stream(job, self._send)) as results:
+        self._check_open()
+        async with contextlib.aclosing(bulk.stream(job, self._send, self._is_closing)) as results:
             async for result in results:
                 yield result
 
@@ -433,7 +458,20 @@ class AsyncClient:
         answers = await asyncio.gather(*(self._execute(call, api.parse_stats) for call in calls))
         return plans.merge_stats(answers, aggregate=aggregate)
 
+    def _is_closing(self) -> bool:
+        return self._closing
+
     async def _execute(self, call: api.Call, parse: Callable[[api.Call, api.Answer], T]) -> T:
+        self._check_open()
+        self._running += 1
+        try:
+            return await self._retried(call, parse)
+        finally:
+            self._running -= 1
+            if not self._running and self._drained is not None:
+                self._drained.set()
+
+    async def _retried(self, call: api.Call, parse: Callable[[api.Call, api.Answer], T]) -> T:
         try:
             return await self._attempt(call, parse)
         except EngageLabError as exc:
@@ -461,6 +499,10 @@ class AsyncClient:
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _attempt(self, call: api.Call, parse: Callable[[api.Call, api.Answer], T]) -> T:
+        if self._closed:
+            # A retry after the drain: the pool is gone. Not retried; marked outcome_unknown by _judge
+            # when an earlier attempt may have reached the API.
+            raise ClientClosedError(f"the client closed before attempt of /{call.path} could leave")
         # Each limiter is passed inside its lane, right before the request leaves (the pool has a connection
         # for every place of both lanes), so that the spacing it grants is the spacing the server sees.
         if call.endpoint == "status":

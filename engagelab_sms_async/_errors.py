@@ -11,6 +11,7 @@
     │   └── ServerError            5xx, or a response that is not the JSON it should be
     ├── TransportError             no usable answer: connect error, timeout, reset (wraps the httpx error)
     ├── LimiterUnavailableError    the shared status limiter (Redis) cannot be reached: we refuse to call
+    ├── ClientClosedError          the client was closed (aclose): it makes no call any more
     ├── RequestIdReusedError       the answer names numbers not asked: the request_id was used within the hour
     ├── BulkSendError              iter_send finished with chunks refused, unresolved or unsent (lists them)
     ├── BulkAbortedError           send_bulk stopped by its source, on_progress or journal (has the report)
@@ -38,6 +39,7 @@ __all__ = [
     "KNOWN_CODES",
     "APIError",
     "AuthenticationError",
+    "ClientClosedError",
     "BulkAbortedError",
     "BulkSendError",
     "EngageLabError",
@@ -185,6 +187,15 @@ class LimiterUnavailableError(EngageLabError, RuntimeError):
     """The status limiter's shared store (Redis) cannot be reached.
 
     The client fails closed: it refuses to call ``/v1/status`` rather than risk exceeding the API's limit.
+    """
+
+
+class ClientClosedError(EngageLabError, RuntimeError):
+    """The client was closed (``aclose()``, or the end of ``async with``): it makes no call any more.
+
+    A bulk job running when its client closes stops taking chunks and returns its report (the numbers not
+    sent are ``unsent``); a call between two attempts raises this, with ``outcome_unknown`` set when an
+    earlier attempt may have reached the API.
     """
 
 

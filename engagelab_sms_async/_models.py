@@ -339,8 +339,9 @@ class SendReport:
 @attrs.frozen
 class ChunkRecord:
     """What a journal knows of one chunk of a bulk job: written before its call (``pending``, with its
-    first attempt's time) and after it (``sent`` with its ``result``, or ``rejected`` with ``error``, the
-    refusal's name). ``digest`` fingerprints the chunk's numbers: a resumed job must cut the same chunks.
+    first attempt's time) and after it (``sent`` with its ``result``, ``rejected`` with ``error``, the
+    refusal's name, or ``unsent``: its client closed before any attempt left). ``digest`` fingerprints
+    the chunk's numbers: a resumed job must cut the same chunks.
 
     A journal stores it as it likes; ``engagelab_sms_async.converter`` turns it into JSON-ready data and back.
     """
@@ -349,7 +350,7 @@ class ChunkRecord:
     digest: str
     size: int
     first_attempt_at: dt.datetime
-    state: Literal["pending", "sent", "rejected"] = "pending"
+    state: Literal["pending", "sent", "rejected", "unsent"] = "pending"
     result: SendResult | None = None
     error: str | None = None
 
