@@ -6,6 +6,10 @@ It never sends one SMS twice, never trips the API's limits and never loses a res
 """
 
 import contextlib
+import inspect
+import typing
+
+import attrs
 
 from ._client import DEFAULT_BASE_URL, AsyncClient
 from ._converter import converter
@@ -118,14 +122,24 @@ __all__ = [
 ]
 
 
-# Public names show as ``engagelab_sms_async.X`` (in reprs, tracebacks, docs and pickles), not as the
-# private module that happens to define them: those may move.
-for _name in __all__:
-    _value = globals().get(_name)
-    if isinstance(_value, type) or (callable(_value) and hasattr(_value, "__module__")):
-        with contextlib.suppress(AttributeError, TypeError):
-            _value.__module__ = __name__
-del _name, _value
+def _claim_public_names() -> None:
+    """Public names show as ``engagelab_sms_async.X`` (in reprs, tracebacks, docs and pickles), not as the
+    private module that happens to define them: those may move. A class's string annotations are resolved
+    first, where they were written: afterwards ``typing.get_type_hints`` (and cattrs) look them up here."""
+    for name in __all__:
+        value = globals().get(name)
+        if isinstance(value, type):
+            with contextlib.suppress(Exception):  # a name only a type checker imports: left as it was
+                hints = typing.get_type_hints(value, include_extras=True)
+                value.__annotations__ = {key: hints[key] for key in inspect.get_annotations(value)}
+                if attrs.has(value):
+                    attrs.resolve_types(value)
+        if isinstance(value, type) or (callable(value) and hasattr(value, "__module__")):
+            with contextlib.suppress(AttributeError, TypeError):
+                value.__module__ = __name__
+
+
+_claim_public_names()
 
 
 def __getattr__(name: str) -> object:

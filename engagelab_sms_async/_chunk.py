@@ -95,7 +95,9 @@ SETTINGS = -1
 
 def settings_record(job_id: str, options: api.SendOptions, *, chunk_size: int, dedupe: bool) -> ChunkRecord:
     """What a job was started with, as a journal record: a resumed job must cut and send the same chunks."""
-    chosen = {name: getattr(options, name) for name in api.SEND_OPTIONS}
+    # The options as given, not as checked: a job started by an earlier version, which fingerprinted a
+    # mapping that is not a dict by its repr, must resume with the same fingerprint.
+    chosen = dict(options.given)
     described = json.dumps(
         {"template_id": options.template_id, "options": chosen, "chunk_size": chunk_size, "dedupe": dedupe},
         sort_keys=True,

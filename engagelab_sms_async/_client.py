@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -19,7 +20,7 @@ from . import _bulk as bulk
 from . import _endpoints as api
 from . import _plans as plans
 from . import _validation as check
-from ._compat import deadline
+from ._compat import Unpack, deadline
 from ._errors import (
     ClientClosedError,
     EngageLabError,
@@ -29,7 +30,7 @@ from ._errors import (
     ValidationError,
 )
 from ._journal import Journal
-from ._limiter import SendLimiter, StatusLimiter, status_limiter_for
+from ._limiter import SendLimiter, StatusLimiter, as_status_limiter, status_limiter_for
 from ._models import (
     DayStats,
     ProcessFailedStats,
@@ -42,9 +43,6 @@ from ._models import (
 from ._retry import RetryPolicy, is_retryable
 from ._types import ClientOptions, DateLike, Progress, Recipients, SendFields, StatsFilters, StatusFilters
 from ._version import __version__
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient"]
 
@@ -100,7 +98,7 @@ class AsyncClient:
         timeout: float | httpx.Timeout = 10.0,
         max_concurrency: int = 8,
         retry: RetryPolicy | None = None,
-        status_limiter: StatusLimiter | None = None,
+        status_limiter: StatusLimiter | SendLimiter | None = None,
         send_limiter: SendLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -129,18 +127,10 @@ class AsyncClient:
             limits=httpx.Limits(max_connections=lanes, max_keepalive_connections=lanes),
             headers={"User-Agent": f"engagelab-sms-async/{__version__}"},
         )
-        if status_limiter is not None and not isinstance(status_limiter, StatusLimiter):
-            # aiolimiter.AsyncLimiter is the usual mistake: a leaky bucket lets 119 calls into one minute.
-            raise ValidationError(
-                "status_limiter",
-                f"must be a StatusLimiter (SlidingWindowLimiter, RedisSlidingWindowLimiter), not "
-                f"{type(status_limiter).__name__}: it counts calls over a sliding window and holds on a 429",
-            )
         if send_limiter is not None and not isinstance(send_limiter, SendLimiter):
-            raise ValidationError(
-                "send_limiter", f"must have an async acquire(), got {type(send_limiter).__name__}"
-            )
-        self._status_limiter = status_limiter.for_sms_user(sms_user) if status_limiter is not None else None
+            kind = type(send_limiter).__name__
+            raise ValidationError("send_limiter", f"must have an async acquire(), got {kind}")
+        self._status_limiter = None if status_limiter is None else as_status_limiter(status_limiter, sms_user)
         self._send_limiter = send_limiter
         self._owned: Any = None  # a Redis client from_env made: closed with the client
         self._closing = self._closed = False
@@ -245,7 +235,7 @@ class AsyncClient:
         within the hour for other numbers: nothing was sent). An error with ``outcome_unknown`` set means an
         attempt may have reached the API: resend only with the same ``request_id``, within the hour.
         """
-        fields = self._send_options(template_id, options)
+        fields = self._send_options(template_id, options, self.send)
         call = api.build_send(to, fields, request_id=uuid.uuid4().hex if request_id is None else request_id)
         return await self._execute(call, api.parse_send)
 
@@ -385,7 +375,7 @@ class AsyncClient:
         """
         job = bulk.Job.check(
             recipients,
-            self._send_options(template_id, options),
+            self._send_options(template_id, options, self.send_bulk),
             job_id=job_id,
             chunk_size=chunk_size,
             concurrency=self.max_concurrency if concurrency is None else concurrency,
@@ -424,7 +414,7 @@ class AsyncClient:
         """
         job = bulk.Job.check(
             recipients,
-            self._send_options(template_id, options),
+            self._send_options(template_id, options, self.iter_send),
             job_id=job_id,
             chunk_size=chunk_size,
             concurrency=self.max_concurrency if concurrency is None else concurrency,
@@ -440,7 +430,13 @@ class AsyncClient:
 
     # --- plumbing -------------------------------------------------------------------------------------
 
-    def _send_options(self, template_id: int, options: SendFields) -> api.SendOptions:
+    def _send_options(
+        self, template_id: int, options: SendFields, method: Callable[..., object]
+    ) -> api.SendOptions:
+        if unknown := [name for name in options if name not in api.SEND_OPTIONS]:
+            # A typo of one of the method's own keywords (chunksize=) lands here too: suggest those as well.
+            own = [p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY]
+            raise check.unknown_keyword(unknown, (*own, *api.SEND_OPTIONS))
         return api.SendOptions.check(template_id, strict_vars=self.validate_vars, **options)
 
     async def _send(self, call: api.Call) -> SendResult:
@@ -506,7 +502,9 @@ class AsyncClient:
         # Each limiter is passed inside its lane, right before the request leaves (the pool has a connection
         # for every place of both lanes), so that the spacing it grants is the spacing the server sees.
         if call.endpoint == "status":
-            limiter = self._status_limiter or status_limiter_for(self.base_url, self.sms_user)
+            limiter = self._status_limiter
+            if limiter is None:
+                limiter = status_limiter_for(self.base_url, self.sms_user)
             # A lane of its own: a status call may wait a minute for the limiter, and must not hold a
             # place a send needs meanwhile. The limiter's slot is held for the whole request and logged
             # when it ends, by when the server has seen it: however uneven the network, the server never

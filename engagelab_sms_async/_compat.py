@@ -7,7 +7,13 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 
-__all__ = ["cancelling", "deadline"]
+__all__ = ["Unpack", "cancelling", "deadline"]
+
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10; typing_extensions comes with cattrs
+    from typing_extensions import Unpack
 
 
 def cancelling() -> bool:

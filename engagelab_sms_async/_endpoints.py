@@ -144,6 +144,8 @@ class SendOptions:
     custom_args: Mapping[str, Any] | None = None
     #: The body's JSON after ``"to"`` and before ``"request_id"``, encoded once.
     _middle: bytes = attrs.field(default=b"", repr=False, eq=False)
+    #: The options as given (a job's journal fingerprints them so, see ``_chunk.settings_record``).
+    given: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     @classmethod
     def check(cls, template_id: int, *, strict_vars: bool = True, **options: Any) -> SendOptions:
@@ -170,7 +172,8 @@ class SendOptions:
         if checked_args is not None:
             rest["custom_args"] = checked_args
         middle = check.json_bytes(rest)[1:-1]  # the members, without the braces
-        return cls(template_id, checked_vars, sender, label_id, msg_type, checked_args, middle)
+        given = {name: options.get(name) for name in SEND_OPTIONS}
+        return cls(template_id, checked_vars, sender, label_id, msg_type, checked_args, middle, given)
 
 
 #: The options of a send besides its template (the keywords ``SendFields`` types).
@@ -228,9 +231,7 @@ def parse_send(call: Call, answer: Answer) -> SendResult:
         recipients: str | tuple[str, ...] | None = None  # the usual answer: every number, in order
     else:
         refused, unanswered = _paired(request_id, asked, sms_ids, refused)
-        recipients = packed(asked)
-        if isinstance(recipients, str) and phones == asked:
-            recipients = None
+        recipients = None if phones == asked else packed(asked)
         return SendResult._of_packed(
             request_id,
             ids,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import logging
 import math
 import os
 import posixpath
@@ -31,15 +33,18 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from ._errors import LimiterUnavailableError
+from ._errors import LimiterUnavailableError, ValidationError
 
 __all__ = [
     "LimiterUnavailableError",
     "SendLimiter",  # re-exported: it lives with the other errors in _errors
     "SlidingWindowLimiter",
     "StatusLimiter",
+    "as_status_limiter",
     "status_limiter_for",
 ]
+
+logger = logging.getLogger("engagelab_sms_async")
 
 _MIN_SLEEP = 1e-6  # seconds: the shortest sleep of a waiter, see SlidingWindowLimiter.acquire
 #: How long past the opening a waiter behind the head waits before looking whether the waiters ahead of it
@@ -438,3 +443,61 @@ def status_limiter_for(base_url: str, sms_user: str) -> SlidingWindowLimiter:
                 60, 60.0, margin=0.25, clock=_REGISTRY_CLOCK
             )
         return limiter
+
+
+def as_status_limiter(limiter: StatusLimiter | SendLimiter, sms_user: str) -> StatusLimiter:
+    """``limiter`` as the client calls it for ``sms_user``: a :class:`StatusLimiter` as it is (bound to the
+    sms_user); any other limiter with an async ``acquire()`` (``aiolimiter.AsyncLimiter``, one written for
+    an earlier version, whose ``hold`` was not a coroutine) adapted, with a warning: it keeps the API's
+    rule only as well as it counts."""
+    if isinstance(limiter, StatusLimiter) and inspect.iscoroutinefunction(limiter.hold):
+        return limiter.for_sms_user(sms_user)
+    if not isinstance(limiter, SendLimiter):
+        raise ValidationError("status_limiter", f"must have an async acquire(), got {type(limiter).__name__}")
+    logger.warning(
+        "status_limiter %s is not a sliding-window StatusLimiter: at most 60 calls in any 60 s holds only if "
+        "it counts them so (aiolimiter.AsyncLimiter(60, 60) lets up to 119 into one window)",
+        type(limiter).__name__,
+    )
+    return _Adapted(limiter)
+
+
+class _Adapted:
+    """A limiter with only ``acquire()`` (and maybe a synchronous ``hold``) on the :class:`StatusLimiter`
+    surface: ``async with`` acquires, and a 429's hold delays every acquisition through it."""
+
+    def __init__(self, inner: SendLimiter) -> None:
+        self._inner = inner
+        self._hold_until = 0.0
+
+    async def acquire(self) -> None:
+        wait = self._hold_until - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+            return await self.acquire()  # a longer hold may have come meanwhile
+        await self._inner.acquire()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def hold(self, seconds: float) -> None:
+        inner_hold = getattr(self._inner, "hold", None)
+        if callable(inner_hold):
+            held = inner_hold(seconds)
+            if inspect.isawaitable(held):
+                await held
+        self._hold_until = max(self._hold_until, asyncio.get_running_loop().time() + seconds)
+
+    def for_sms_user(self, sms_user: str) -> _Adapted:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<adapted {self._inner!r}>"

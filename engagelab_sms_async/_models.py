@@ -9,7 +9,7 @@ import enum
 from collections.abc import Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -90,39 +90,61 @@ class SendResult:
 
     Kept compactly, since a bulk job holds one per chunk for millions of numbers: the ids as one string,
     and the recipients not at all when they are the phones the ids end with, in order (the usual answer).
-    ``sms_ids`` and ``recipients`` are rebuilt on each access.
+    ``sms_ids`` and ``recipients`` are rebuilt on each access; ``attrs.asdict`` shows the stored form,
+    ``converter.unstructure`` the public one.
     """
 
     request_id: str
-    _ids: str | tuple[str, ...]
+    _ids: str | tuple[str, ...] = attrs.field(alias="sms_ids")
     failed_items: tuple[FailedItem, ...]
     # None: the phones the ids end with, in order.
-    _recipients: str | tuple[str, ...] | None
+    _recipients: str | tuple[str, ...] | None = attrs.field(alias="recipients")
     code: int | None
     message: str | None
     unanswered: tuple[str, ...]
+
+    # Pattern matching sees the public fields, in the order of the constructor.
+    __match_args__ = ("request_id", "sms_ids", "failed_items", "recipients", "code", "message", "unanswered")
 
     def __init__(
         self,
         request_id: str,
         sms_ids: Sequence[str] = (),
         failed_items: Sequence[FailedItem] = (),
-        recipients: Sequence[str] = (),
+        recipients: Sequence[str] | None = (),
         code: int | None = None,
         message: str | None = None,
         unanswered: Sequence[str] = (),
     ) -> None:
-        ids = packed(sms_ids)
-        asked = packed(recipients)
-        derived = asked == packed(phones_of(sms_ids)) and isinstance(asked, str)
-        self.__attrs_init__(
-            request_id,
-            ids,
-            tuple(failed_items),
-            None if derived else asked,
-            code,
-            message,
-            tuple(unanswered),
+        # ``attrs.evolve`` passes the stored forms back in: a packed string, and None for "the phones of
+        # the ids" (which a plain list of numbers never is).
+        ids = sms_ids if isinstance(sms_ids, str) else packed(sms_ids)
+        if recipients is None:
+            asked: str | tuple[str, ...] | None = None
+        elif isinstance(recipients, str):
+            asked = recipients
+        else:
+            asked = None if tuple(recipients) == phones_of(unpacked(ids)) else packed(recipients)
+        self.__attrs_init__(request_id, ids, tuple(failed_items), asked, code, message, tuple(unanswered))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by its public fields: a pickle loads in any version of the library, this one's or the
+        # first one's (workers of two versions side by side during a deploy).
+        return (SendResult, self._fields())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A pickle of the first version: its state holds the public fields by name.
+        self.__init__(**state)  # type: ignore[misc]
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.request_id,
+            self.sms_ids,
+            self.failed_items,
+            self.recipients,
+            self.code,
+            self.message,
+            self.unanswered,
         )
 
     @classmethod

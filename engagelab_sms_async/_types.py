@@ -51,11 +51,15 @@ Progress = Callable[[int, int | None], object]
 TemplateId = NewType("TemplateId", int)
 LabelId = NewType("LabelId", int)
 # ``list[int]`` and not ``Sequence[int]``: a list is invariant, so a ``list[LabelId]`` does not fit it,
-# whereas every sequence of ``LabelId`` is a ``Sequence[int]``.
-#: One template id or several (``[101, 102]``, or any sequence of ``TemplateId``).
-TemplateIds = int | list[int] | Sequence[TemplateId]
-#: One label id or several (``[7, 8]``, or any sequence of ``LabelId``).
-LabelIds = int | list[int] | Sequence[LabelId]
+# whereas every sequence of ``LabelId`` is a ``Sequence[int]``. (A tuple is not invariant: a tuple of
+# ``LabelId`` does pass as template ids; tuples of plain ints are too common to refuse.)
+#: One template id or several: ``101``, ``[101, 102]``, ``(101, 102)``, ``range(101, 105)``, ids as strings,
+#: or any sequence of ``TemplateId``.
+TemplateIds = (
+    int | str | list[int] | list[str] | tuple[int, ...] | tuple[str, ...] | range | Sequence[TemplateId]
+)
+#: One label id or several, as ``TemplateIds`` (any sequence of ``LabelId``).
+LabelIds = int | str | list[int] | list[str] | tuple[int | str, ...] | range | Sequence[LabelId]
 #: One sms_user or several.
 SmsUsers = str | Sequence[str]
 #: One sms_id or several.
@@ -69,7 +73,7 @@ class ClientOptions(TypedDict, total=False):
     timeout: float | httpx.Timeout
     max_concurrency: int
     retry: RetryPolicy | None
-    status_limiter: StatusLimiter | None
+    status_limiter: StatusLimiter | SendLimiter | None
     send_limiter: SendLimiter | None
     http_client: httpx.AsyncClient | None
     transport: httpx.AsyncBaseTransport | None

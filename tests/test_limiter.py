@@ -37,6 +37,7 @@ from engagelab_sms_async._limiter import (
     StatusLimiter,
     status_limiter_for,
 )
+from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
 T = TypeVar("T")
 EPS = 1e-5  # looptime rounds its clock to 1 µs; windows need not sit on that grid
@@ -88,9 +89,45 @@ def test_aiolimiter_fits_send_limiter_but_not_status_limiter_which_must_hold_on_
     assert not isinstance(aiolimiter.AsyncLimiter(10, 1), StatusLimiter)
 
 
-def test_a_leaky_bucket_as_status_limiter_is_refused_when_the_client_is_made() -> None:
-    with pytest.raises(ValidationError, match="status_limiter: must be a StatusLimiter"):
-        AsyncClient("demo", "demo-key", status_limiter=aiolimiter.AsyncLimiter(60, 60))  # type: ignore[arg-type]
+def test_a_leaky_bucket_as_status_limiter_is_used_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    AsyncClient("demo", "demo-key", status_limiter=aiolimiter.AsyncLimiter(60, 60))
+    assert "not a sliding-window StatusLimiter" in caplog.text
+
+
+def test_a_status_limiter_without_acquire_is_refused_when_the_client_is_made() -> None:
+    with pytest.raises(ValidationError, match="status_limiter: must have an async acquire"):
+        AsyncClient("demo", "demo-key", status_limiter=object())  # type: ignore[arg-type]
+
+
+class OldStyleLimiter:
+    """A limiter written for the first version: async acquire, a synchronous hold."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.held: list[float] = []
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+
+    def hold(self, seconds: float) -> None:
+        self.held.append(seconds)
+
+    def __len__(self) -> int:
+        return 0  # falsy when idle: it must be used all the same
+
+
+@pytest.mark.looptime
+async def test_an_old_style_limiter_is_used_and_told_of_a_429() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"status": {0: "429"}}, retry_after=3))
+    limiter = OldStyleLimiter()
+    async with AsyncClient(
+        "demo",
+        "demo-key",
+        transport=sandbox.transport(),
+        status_limiter=limiter,  # type: ignore[arg-type]
+    ) as client:
+        await client.get_status(dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date())
+    assert limiter.acquired == 2 and limiter.held == [3.0]
 
 
 # --- basic behaviour ----------------------------------------------------------------------------
