@@ -21,6 +21,7 @@ from . import _endpoints as api
 from . import _plans as plans
 from . import _validation as check
 from ._compat import Unpack, deadline
+from ._environment import from_environment
 from ._errors import (
     ClientClosedError,
     EngageLabError,
@@ -47,9 +48,6 @@ from ._version import __version__
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient"]
 
 DEFAULT_BASE_URL = "https://sms.api.engagelab.cc/v1"
-ENV_USER, ENV_KEY, ENV_BASE_URL = "ENGAGELAB_SMS_USER", "ENGAGELAB_SMS_KEY", "ENGAGELAB_SMS_BASE_URL"
-ENV_REDIS_URL, ENV_MAX_CONCURRENCY = "ENGAGELAB_SMS_REDIS_URL", "ENGAGELAB_SMS_MAX_CONCURRENCY"
-ENV_TIMEOUT = "ENGAGELAB_SMS_TIMEOUT"
 
 logger = logging.getLogger("engagelab_sms_async")
 
@@ -151,26 +149,7 @@ class AsyncClient:
         environment. A bad value is a ``ValidationError`` naming the variable (never showing a URL, which
         may hold a password).
         """
-        env = os.environ
-        user, key = env.get(ENV_USER), env.get(ENV_KEY)
-        if not user:
-            raise ValidationError(ENV_USER, "is not set")
-        if not key:
-            raise ValidationError(ENV_KEY, "is not set")
-        if base_url := env.get(ENV_BASE_URL):
-            options.setdefault("base_url", base_url)
-        if text := env.get(ENV_MAX_CONCURRENCY):
-            options.setdefault(
-                "max_concurrency", int(check.env_number(ENV_MAX_CONCURRENCY, text, integer=True))
-            )
-        if text := env.get(ENV_TIMEOUT):
-            options.setdefault("timeout", check.env_number(ENV_TIMEOUT, text))
-        redis = None
-        if (url := env.get(ENV_REDIS_URL)) and options.get("status_limiter") is None:
-            from ._redis import RedisSlidingWindowLimiter, connect
-
-            redis = connect(ENV_REDIS_URL, url)
-            options["status_limiter"] = RedisSlidingWindowLimiter(redis, sms_user=user)
+        user, key, options, redis = from_environment(os.environ, options)
         client = cls(user, key, **options)
         client._owned = redis
         return client

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import DEFAULT_BASE_URL
-from .._client import ENV_BASE_URL, ENV_KEY, ENV_USER
+from .._environment import ENV_BASE_URL, ENV_KEY, ENV_USER
 
 __all__ = ["BaseUrl", "Json", "Key", "TimeZone", "User", "Verbose"]
 

@@ -29,7 +29,7 @@ from typing import cast, overload
 import typer
 
 from .. import DEFAULT_BASE_URL, AsyncClient, EngageLabError, ValidationError
-from .._client import ENV_KEY, ENV_USER
+from .._environment import ENV_KEY, ENV_USER
 from . import _render as render
 from ._input import InputError
 

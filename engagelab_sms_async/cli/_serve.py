@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .._client import ENV_BASE_URL, ENV_KEY, ENV_USER
+from .._environment import ENV_BASE_URL, ENV_KEY, ENV_USER
 from ._input import InputError
 from ._runner import run
 
