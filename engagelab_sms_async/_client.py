@@ -219,10 +219,16 @@ class AsyncClient:
         return await self._execute(call, api.parse_send)
 
     async def get_status(
-        self, send_date: DateLike, *, offset: int = 0, limit: int = 100, **filters: Unpack[StatusFilters]
+        self,
+        send_date: DateLike | SendResult,
+        *,
+        offset: int = 0,
+        limit: int = 100,
+        **filters: Unpack[StatusFilters],
     ) -> StatusPage:
         """One page of ``/v1/status`` (at most 100 records, at most 10 ``sms_ids``), filtered as
-        ``iter_status`` is (see ``StatusFilters``).
+        ``iter_status`` is (see ``StatusFilters``). Given a ``SendResult`` instead of a date, it asks for
+        that result's sms_ids on the day they were sent (``sent_at``, in the query's time zone).
 
         Any other keyword raises ``ValidationError`` naming it and the closest filter (``sms_id``: did you
         mean ``sms_ids``?) before a request is sent; a type checker reports it too.
@@ -231,9 +237,11 @@ class AsyncClient:
         return await self._execute(call, api.parse_status)
 
     async def iter_status(
-        self, send_date: DateLike, **filters: Unpack[StatusFilters]
+        self, send_date: DateLike | SendResult | SendReport, **filters: Unpack[StatusFilters]
     ) -> AsyncGenerator[StatusRecord, None]:
         """Every status record matching the filters (see ``StatusFilters``), page after page, as they arrive.
+        Given a ``SendResult`` or a ``SendReport`` instead of a date, the records of its sms_ids, on each day
+        they were sent (``report.send_dates``): no date to keep beside them.
 
         ``sms_ids`` may be any number of ids: they are looked up 10 at a time. Pages hold 100 records; the
         offset advances by each page's length until ``total`` is reached. Every call passes the status

@@ -112,6 +112,7 @@ def _structure_result(data: Any, _: Any = None) -> SendResult:
         code=_optional(_to_int)(data.get("code")),
         message=_optional(_to_str)(data.get("message")),
         unanswered=[_to_str(phone) for phone in data.get("unanswered") or ()],
+        sent_at=None if data.get("sent_at") is None else dt.datetime.fromisoformat(data["sent_at"]),
     )
 
 
@@ -124,6 +125,7 @@ def _unstructure_result(result: SendResult) -> dict[str, Any]:
         "code": result.code,
         "message": result.message,
         "unanswered": list(result.unanswered),
+        "sent_at": None if result.sent_at is None else result.sent_at.isoformat(),
     }
 
 

@@ -8,6 +8,7 @@ optional ``now`` for HTTP-date ``Retry-After`` values: all of it is tested witho
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import json
@@ -204,7 +205,19 @@ def send_call(phones: tuple[str, ...], options: SendOptions, request_id: str) ->
     return Call("send", "POST", "send", content=content, request_id=request_id, recipients=phones)
 
 
-def parse_send(call: Call, answer: Answer) -> SendResult:
+def answered_at(answer: Answer, now: dt.datetime | None = None) -> dt.datetime:
+    """When the API answered, in its zone: its ``Date`` header (the server's clock decides the day a
+    message is filed under), else ``now`` (our clock)."""
+    when = None
+    if (header := answer.headers.get("date")) is not None:
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            when = email.utils.parsedate_to_datetime(header)
+    if when is None or when.tzinfo is None:
+        when = now or dt.datetime.now(dt.timezone.utc)
+    return when.astimezone(check.API_ZONE)
+
+
+def parse_send(call: Call, answer: Answer, *, now: dt.datetime | None = None) -> SendResult:
     """A ``SendResult`` from a success or a partial success (41031); an error otherwise.
 
     The answer is checked against the numbers asked (each sms_id ends in ``$`` and its phone): one that
@@ -225,6 +238,7 @@ def parse_send(call: Call, answer: Answer) -> SendResult:
     message = data.get("message") if partial else None
     # Ours, not the echo: it is the id the server deduplicates and the one a resend must reuse.
     request_id = call.request_id or str(data.get("request_id") or "")
+    sent_at = answered_at(answer, now)
     asked = call.recipients
     phones = phones_of(sms_ids)
     if not refused and phones == asked:
@@ -240,9 +254,17 @@ def parse_send(call: Call, answer: Answer) -> SendResult:
             CODE_PARTIAL_SUCCESS if partial else None,
             None if message is None else str(message),
             unanswered,
+            sent_at,
         )
     return SendResult._of_packed(
-        request_id, ids, recipients, (), CODE_PARTIAL_SUCCESS if partial else None, message and str(message)
+        request_id,
+        ids,
+        recipients,
+        (),
+        CODE_PARTIAL_SUCCESS if partial else None,
+        None if message is None else str(message),
+        (),
+        sent_at,
     )
 
 

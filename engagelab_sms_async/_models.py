@@ -86,7 +86,9 @@ class SendResult:
     (and never resent automatically: the same request_id would only return the same answer).
 
     Every number asked is in exactly one of: ``sms_ids`` (by its ``$phone`` suffix), ``failed_items``,
-    ``unanswered``.
+    ``unanswered``. ``sent_at`` is when the API answered (its ``Date`` header, else our clock), in the
+    API's zone (+8): the day ``/v1/status`` files these messages under, so ``get_status(result)`` needs no
+    date. (None for a result recorded by the first version.)
 
     Kept compactly, since a bulk job holds one per chunk for millions of numbers: the ids as one string,
     and the recipients not at all when they are the phones the ids end with, in order (the usual answer).
@@ -102,9 +104,19 @@ class SendResult:
     code: int | None
     message: str | None
     unanswered: tuple[str, ...]
+    sent_at: dt.datetime | None
 
     # Pattern matching sees the public fields, in the order of the constructor.
-    __match_args__ = ("request_id", "sms_ids", "failed_items", "recipients", "code", "message", "unanswered")
+    __match_args__ = (
+        "request_id",
+        "sms_ids",
+        "failed_items",
+        "recipients",
+        "code",
+        "message",
+        "unanswered",
+        "sent_at",
+    )
 
     def __init__(
         self,
@@ -115,6 +127,7 @@ class SendResult:
         code: int | None = None,
         message: str | None = None,
         unanswered: Sequence[str] = (),
+        sent_at: dt.datetime | None = None,
     ) -> None:
         # ``attrs.evolve`` passes the stored forms back in: a packed string, and None for "the phones of
         # the ids" (which a plain list of numbers never is).
@@ -125,19 +138,15 @@ class SendResult:
             asked = recipients
         else:
             asked = None if tuple(recipients) == phones_of(unpacked(ids)) else packed(recipients)
-        self.__attrs_init__(request_id, ids, tuple(failed_items), asked, code, message, tuple(unanswered))
+        self.__attrs_init__(
+            request_id, ids, tuple(failed_items), asked, code, message, tuple(unanswered), sent_at
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled by its public fields: a pickle loads in any version of the library, this one's or the
-        # first one's (workers of two versions side by side during a deploy).
-        return (SendResult, self._fields())
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # A pickle of the first version: its state holds the public fields by name.
-        self.__init__(**state)  # type: ignore[misc]
-
-    def _fields(self) -> tuple[Any, ...]:
-        return (
+        # Pickled by its public fields, the first version's as arguments and the later ones as state: a
+        # pickle loads in any version of the library (workers of two versions side by side during a deploy);
+        # an older one drops what it does not know.
+        fields = (
             self.request_id,
             self.sms_ids,
             self.failed_items,
@@ -146,6 +155,15 @@ class SendResult:
             self.message,
             self.unanswered,
         )
+        return (
+            (SendResult, fields) if self.sent_at is None else (SendResult, fields, {"sent_at": self.sent_at})
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "request_id" in state:
+            self.__init__(**state)  # type: ignore[misc]  # a pickle of the first version: every field by name
+        else:
+            object.__setattr__(self, "sent_at", state["sent_at"])
 
     @classmethod
     def _of_packed(
@@ -157,10 +175,11 @@ class SendResult:
         code: int | None = None,
         message: str | None = None,
         unanswered: tuple[str, ...] = (),
+        sent_at: dt.datetime | None = None,
     ) -> "SendResult":
         # The parser's way in: it has packed the ids and compared the phones already (see ``packed``).
         result = cls.__new__(cls)
-        result.__attrs_init__(request_id, ids, failed_items, recipients, code, message, unanswered)
+        result.__attrs_init__(request_id, ids, failed_items, recipients, code, message, unanswered, sent_at)
         return result
 
     @property
@@ -193,7 +212,7 @@ class SendResult:
         return (
             f"SendResult(request_id={self.request_id!r}, sms_ids={self.sms_ids!r}, "
             f"failed_items={self.failed_items!r}, recipients={self.recipients!r}, code={self.code!r}, "
-            f"message={self.message!r}, unanswered={self.unanswered!r})"
+            f"message={self.message!r}, unanswered={self.unanswered!r}, sent_at={self.sent_at!r})"
         )
 
 
@@ -331,6 +350,12 @@ class SendReport:
     def sms_ids(self) -> tuple[str, ...]:
         """Every sms_id of the job, in chunk order."""
         return tuple(sms_id for result in self.results for sms_id in result.sms_ids)
+
+    @property
+    def send_dates(self) -> tuple[dt.date, ...]:
+        """The days (in the API's zone) its results were sent on, in order: what ``/v1/status`` files their
+        messages under. ``iter_status(report)`` looks them up by these."""
+        return tuple(sorted({r.sent_at.date() for r in self.results if r.sent_at is not None}))
 
     @property
     def failed_items(self) -> tuple[FailedItem, ...]:

@@ -18,7 +18,8 @@ import attrs
 
 from . import _endpoints as api
 from . import _validation as check
-from ._models import DayStats, StatusPage
+from ._errors import ValidationError
+from ._models import DayStats, SendReport, SendResult, StatusPage
 from ._types import DateLike, StatsFilters
 
 __all__ = [
@@ -38,7 +39,7 @@ _STATS_LISTS = ("template_ids", "sms_users", "label_ids")
 
 
 def status_calls(
-    send_date: DateLike,
+    sent: DateLike | SendResult | SendReport,
     filters: Mapping[str, Any],
     *,
     offset: int = 0,
@@ -47,17 +48,49 @@ def status_calls(
 ) -> list[api.Call]:
     """The first call of each status query ``filters`` make: one, or with ``every_id`` one per 10 of any
     number of ``sms_ids``. An unknown filter is a ``ValidationError`` naming the closest one (``sms_id``:
-    did you mean ``sms_ids``?): a typo must not silently widen the query to every record."""
+    did you mean ``sms_ids``?): a typo must not silently widen the query to every record.
+
+    ``sent`` is the send date, or what was sent: a ``SendResult`` (or, with ``every_id``, a ``SendReport``)
+    stands for its sms_ids on the day it was sent, counted in the query's time zone."""
     # get_status also takes offset and limit (its own parameters): named in the suggestions of a typo.
     known_keywords(filters, api.STATUS_FILTERS if every_id else ("offset", "limit", *api.STATUS_FILTERS))
-    groups: list[Any] = [filters.get("sms_ids")]
-    if every_id:
-        ids = check.id_list("sms_ids", filters.get("sms_ids"), limit=None)
-        groups = split_ids(ids, check.MAX_IDS_PER_LIST) if ids else [None]
     fixed = {name: value for name, value in filters.items() if name != "sms_ids"}
-    return [
-        api.build_status(send_date, offset=offset, limit=limit, sms_ids=group, **fixed) for group in groups
-    ]
+    if isinstance(sent, (SendResult, SendReport)):
+        days = _sent_days(sent, filters, every_id=every_id)
+    else:
+        days = {sent: filters.get("sms_ids")}
+    calls: list[api.Call] = []
+    for day, ids in days.items():
+        groups: list[Any] = [ids]
+        if every_id:
+            listed = check.id_list("sms_ids", ids, limit=None)
+            groups = split_ids(listed, check.MAX_IDS_PER_LIST) if listed else [None]
+        calls.extend(
+            api.build_status(day, offset=offset, limit=limit, sms_ids=group, **fixed) for group in groups
+        )
+    return calls
+
+
+def _sent_days(
+    sent: SendResult | SendReport, filters: Mapping[str, Any], *, every_id: bool
+) -> dict[DateLike, Any]:
+    """The sms_ids of ``sent`` by the day they were sent on, in the query's zone (the API's by default)."""
+    if filters.get("sms_ids") is not None:
+        raise ValidationError(
+            "sms_ids", "is given by the result passed instead of a date: pass one or the other"
+        )
+    if isinstance(sent, SendReport) and not every_id:
+        raise ValidationError("send_date", "a report may need many calls: iterate iter_status(report)")
+    zone = check.zone_offset(check.time_zone(filters.get("time_zone")))
+    days: dict[DateLike, list[str]] = {}
+    for result in sent.results if isinstance(sent, SendReport) else (sent,):
+        if result.sent_at is None:
+            raise ValidationError(
+                "send_date",
+                f"result {result.request_id!r} has no sent_at (recorded by the first version): pass its date",
+            )
+        days.setdefault(result.sent_at.astimezone(zone).date(), []).extend(result.sms_ids)
+    return {day: ids for day, ids in days.items() if ids}
 
 
 def next_page(call: api.Call, page: StatusPage) -> api.Call | None:

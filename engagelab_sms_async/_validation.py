@@ -25,6 +25,7 @@ __all__ = [
     "MAX_REQUEST_ID",
     "MAX_STATS_DAYS",
     "MAX_VARS_BYTES",
+    "API_ZONE",
     "MAX_VAR_VALUE",
     "STATUS_HISTORY_DAYS",
 ]
@@ -47,6 +48,8 @@ STATUS_HISTORY_DAYS = 183
 MIN_UTC_OFFSET = dt.timedelta(hours=-12)
 MAX_UTC_OFFSET = dt.timedelta(hours=14)
 UTC_OFFSET_STEP = dt.timedelta(minutes=15)
+#: The API's own zone: ``time_zone``'s default, and the one ``SendResult.sent_at`` is given in.
+API_ZONE = dt.timezone(dt.timedelta(hours=8))
 
 _SENDER = re.compile(r"[A-Za-z0-9]{3,11}")
 # ASCII digits only: \d would also take "+٨", which int() reads as 8 but the API does not.
