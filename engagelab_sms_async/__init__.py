@@ -25,6 +25,7 @@ from ._errors import (
     RateLimitedError,
     RequestIdReusedError,
     ServerError,
+    StatusLimitBusyError,
     TransportError,
     ValidationError,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "SmsUsers",
     "StatsFilters",
     "StatusFilters",
+    "StatusLimitBusyError",
     "StatusLimiter",
     "StatusPage",
     "StatusRecord",

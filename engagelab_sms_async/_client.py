@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import inspect
 import logging
+import math
 import os
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -27,6 +29,7 @@ from ._errors import (
     EngageLabError,
     RateLimitedError,
     RequestIdReusedError,
+    StatusLimitBusyError,
     TransportError,
     ValidationError,
 )
@@ -101,6 +104,7 @@ class AsyncClient:
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         validate_vars: bool = True,
+        status_wait: float | None = None,
     ) -> None:
         check.text("sms_user", sms_user)
         check.text("sms_key", sms_key)
@@ -112,6 +116,7 @@ class AsyncClient:
         self.max_concurrency = max_concurrency
         self.retry = retry if retry is not None else RetryPolicy()
         self.validate_vars = validate_vars
+        self.status_wait = check.wait("status_wait", status_wait)
         # The key lives only inside httpx's BasicAuth (as the header it sends): no attribute, no repr.
         self._auth = httpx.BasicAuth(sms_user, sms_key)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
@@ -224,6 +229,7 @@ class AsyncClient:
         *,
         offset: int = 0,
         limit: int = 100,
+        status_wait: float | None = None,
         **filters: Unpack[StatusFilters],
     ) -> StatusPage:
         """One page of ``/v1/status`` (at most 100 records, at most 10 ``sms_ids``), filtered as
@@ -234,10 +240,14 @@ class AsyncClient:
         mean ``sms_ids``?) before a request is sent; a type checker reports it too.
         """
         (call,) = plans.status_calls(send_date, filters, offset=offset, limit=limit)
-        return await self._execute(call, api.parse_status)
+        return await self._execute(call, api.parse_status, wait=self._status_wait(status_wait))
 
     async def iter_status(
-        self, send_date: DateLike | SendResult | SendReport, **filters: Unpack[StatusFilters]
+        self,
+        send_date: DateLike | SendResult | SendReport,
+        *,
+        status_wait: float | None = None,
+        **filters: Unpack[StatusFilters],
     ) -> AsyncGenerator[StatusRecord, None]:
         """Every status record matching the filters (see ``StatusFilters``), page after page, as they arrive.
         Given a ``SendResult`` or a ``SendReport`` instead of a date, the records of its sms_ids, on each day
@@ -248,10 +258,11 @@ class AsyncClient:
         limiter, so a long iteration never trips the API's 60-calls-a-minute rule. The API caches an
         identical query for 10 minutes: iterating again sooner returns the same answers.
         """
+        wait = self._status_wait(status_wait)
         for first in plans.status_calls(send_date, filters, every_id=True):
             call: api.Call | None = first
             while call is not None:
-                page = await self._execute(call, api.parse_status)
+                page = await self._execute(call, api.parse_status, wait=wait)
                 for record in page.records:
                     yield record
                 call = plans.next_page(call, page)
@@ -441,22 +452,30 @@ class AsyncClient:
         answers = await asyncio.gather(*(self._execute(call, api.parse_stats) for call in calls))
         return plans.merge_stats(answers, aggregate=aggregate)
 
+    def _status_wait(self, wait: float | None) -> float | None:
+        chosen = self.status_wait if wait is None else check.wait("status_wait", wait)
+        return None if chosen is None or math.isinf(chosen) else chosen
+
     def _is_closing(self) -> bool:
         return self._closing
 
-    async def _execute(self, call: api.Call, parse: Callable[[api.Call, api.Answer], T]) -> T:
+    async def _execute(
+        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], *, wait: float | None = None
+    ) -> T:
         self._check_open()
         self._running += 1
         try:
-            return await self._retried(call, parse)
+            return await self._retried(call, parse, wait)
         finally:
             self._running -= 1
             if not self._running and self._drained is not None:
                 self._drained.set()
 
-    async def _retried(self, call: api.Call, parse: Callable[[api.Call, api.Answer], T]) -> T:
+    async def _retried(
+        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None
+    ) -> T:
         try:
-            return await self._attempt(call, parse)
+            return await self._attempt(call, parse, wait)
         except EngageLabError as exc:
             reached = api.may_have_reached(exc)
             if self.retry.attempts == 1 or not is_retryable(exc):
@@ -472,7 +491,7 @@ class AsyncClient:
                         error, first = first, None
                         raise error
                     try:
-                        return await self._attempt(call, parse)
+                        return await self._attempt(call, parse, wait)
                     except EngageLabError as exc:
                         reached = reached or api.may_have_reached(exc)
                         raise
@@ -481,7 +500,9 @@ class AsyncClient:
             raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _attempt(self, call: api.Call, parse: Callable[[api.Call, api.Answer], T]) -> T:
+    async def _attempt(
+        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None = None
+    ) -> T:
         if self._closed:
             # A retry after the drain: the pool is gone. Not retried; marked outcome_unknown by _judge
             # when an earlier attempt may have reached the API.
@@ -496,7 +517,14 @@ class AsyncClient:
             # place a send needs meanwhile. The limiter's slot is held for the whole request and logged
             # when it ends, by when the server has seen it: however uneven the network, the server never
             # counts more than the limit in a window.
-            async with self._status_lane, limiter:
+            async with contextlib.AsyncExitStack() as admitted:
+                try:
+                    # Bounded by status_wait: a caller who will not wait leaves the line, taking no place.
+                    async with deadline(wait):
+                        await admitted.enter_async_context(self._status_lane)
+                        await admitted.enter_async_context(limiter)
+                except asyncio.TimeoutError:
+                    raise await _busy(limiter, wait) from None
                 answer = await self._transmit(call)
             try:
                 return parse(call, answer)
@@ -562,6 +590,18 @@ class AsyncClient:
         except httpx.ResponseNotRead:
             content = b""  # closed unread by httpx when a hook raised: the status is all there is
         return api.Answer(status, response.headers, content)
+
+
+async def _busy(limiter: StatusLimiter, wait: float | None) -> StatusLimitBusyError:
+    """The error of a status call the limiter did not admit within ``wait`` seconds, saying when to come
+    back."""
+    ahead = await limiter.next_admission()
+    retry_at = None if ahead is None else dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ahead)
+    when = "" if retry_at is None else f"; the earliest admission is at {retry_at:%H:%M:%S.%f} UTC"
+    return StatusLimitBusyError(
+        f"the status limiter (60 calls a minute) admitted no call within status_wait={wait:g}s{when}",
+        retry_at=retry_at,
+    )
 
 
 def _attempt_deadline(

@@ -12,6 +12,7 @@
     ├── TransportError             no usable answer: connect error, timeout, reset (wraps the httpx error)
     ├── LimiterUnavailableError    the shared status limiter (Redis) cannot be reached: we refuse to call
     ├── ClientClosedError          the client was closed (aclose): it makes no call any more
+    ├── StatusLimitBusyError       a status call not admitted within status_wait (retry_at: when to come back)
     ├── RequestIdReusedError       the answer names numbers not asked: the request_id was used within the hour
     ├── BulkSendError              iter_send finished with chunks refused, unresolved or unsent (lists them)
     ├── BulkAbortedError           send_bulk stopped by its source, on_progress or journal (has the report)
@@ -28,6 +29,7 @@ with its message and fields, and no pickle contains them either: see ``EngageLab
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -48,6 +50,7 @@ __all__ = [
     "RateLimitedError",
     "RequestIdReusedError",
     "ServerError",
+    "StatusLimitBusyError",
     "TransportError",
     "ValidationError",
 ]
@@ -197,6 +200,17 @@ class ClientClosedError(EngageLabError, RuntimeError):
     sent are ``unsent``); a call between two attempts raises this, with ``outcome_unknown`` set when an
     earlier attempt may have reached the API.
     """
+
+
+class StatusLimitBusyError(EngageLabError):
+    """A status call was not admitted by the status limiter within ``status_wait`` seconds; it took no
+    place in the limit, and nothing was sent. ``retry_at`` (aware, UTC) is the earliest a call could be
+    admitted, as the limiter saw it when the wait ended (None when the limiter cannot tell).
+    """
+
+    def __init__(self, message: str, *, retry_at: dt.datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 class RequestIdReusedError(EngageLabError):

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -90,6 +90,10 @@ class StatusLimiter(Protocol):
 
     async def hold(self, seconds: float) -> None:
         """Admit nothing for ``seconds`` (the server answered 429 with ``Retry-After``); holds only extend."""
+
+    async def next_admission(self) -> float | None:
+        """Seconds from now until a caller arriving now could be admitted, at the earliest (0: at once);
+        None when it cannot tell."""
 
     def for_sms_user(self, sms_user: str) -> StatusLimiter:
         """The limiter to use for the calls of ``sms_user`` (a limiter not bound to one: this one)."""
@@ -290,6 +294,24 @@ class SlidingWindowLimiter:
         """This limiter: it counts the calls of whoever uses it (the registry keeps one per sms_user)."""
         return self
 
+    async def next_admission(self) -> float | None:
+        """Seconds from now until a caller arriving now could be admitted, at the earliest: behind every
+        waiter already in line, once as many slots have left the window (a block still running leaves it
+        a window after it ends, so at least a window from now). Used to tell a caller who will not wait
+        (``StatusLimitBusyError``) when to come back."""
+        with self._lock:
+            now = self._now()
+            self._expire(now)
+            free = self.limit - len(self._log) - self._in_flight
+            needed = len(self._waiters) + 1 - free  # slots that must leave the window first
+            if needed <= 0:
+                opening = now
+            elif needed <= len(self._log):
+                opening = self._log[needed - 1] + self._span
+            else:
+                opening = now + self._span
+            return max(opening, self._hold_until, now) - now
+
     def _hold(self, seconds: float) -> None:
         if not (seconds >= 0 and math.isfinite(seconds)):
             raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
@@ -463,22 +485,30 @@ def as_status_limiter(limiter: StatusLimiter | SendLimiter, sms_user: str) -> St
 
 
 class _Adapted:
-    """A limiter with only ``acquire()`` (and maybe a synchronous ``hold``) on the :class:`StatusLimiter`
-    surface: ``async with`` acquires, and a 429's hold delays every acquisition through it."""
+    """A limiter that lacks part of the :class:`StatusLimiter` surface on that surface: its own ``async
+    with`` when it has one (else ``acquire()``), its ``hold`` whether or not it is a coroutine, and a 429's
+    hold kept here as well, delaying every admission through it."""
 
     def __init__(self, inner: SendLimiter) -> None:
-        self._inner = inner
+        self._inner: Any = inner
         self._hold_until = 0.0
 
-    async def acquire(self) -> None:
+    async def _held_back(self) -> None:
         wait = self._hold_until - asyncio.get_running_loop().time()
         if wait > 0:
             await asyncio.sleep(wait)
-            return await self.acquire()  # a longer hold may have come meanwhile
+            await self._held_back()  # a longer hold may have come meanwhile
+
+    async def acquire(self) -> None:
+        await self._held_back()
         await self._inner.acquire()
 
     async def __aenter__(self) -> None:
-        await self.acquire()
+        await self._held_back()
+        if hasattr(self._inner, "__aenter__"):
+            await self._inner.__aenter__()
+        else:
+            await self._inner.acquire()
 
     async def __aexit__(
         self,
@@ -486,7 +516,8 @@ class _Adapted:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        if hasattr(self._inner, "__aexit__"):
+            await self._inner.__aexit__(exc_type, exc, tb)
 
     async def hold(self, seconds: float) -> None:
         inner_hold = getattr(self._inner, "hold", None)
@@ -495,6 +526,11 @@ class _Adapted:
             if inspect.isawaitable(held):
                 await held
         self._hold_until = max(self._hold_until, asyncio.get_running_loop().time() + seconds)
+
+    async def next_admission(self) -> float | None:
+        ask = getattr(self._inner, "next_admission", None)
+        answer = ask() if callable(ask) else None
+        return await answer if inspect.isawaitable(answer) else answer
 
     def for_sms_user(self, sms_user: str) -> _Adapted:
         return self

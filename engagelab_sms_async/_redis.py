@@ -64,6 +64,21 @@ local wait_us = tonumber(oldest[2]) + span - now
 return {0, math.floor(wait_us / 1000) + 1}
 """
 
+# Read-only: microseconds until the set admits one more (0: at once), or until the hold ends.
+#   KEYS and ARGV[1], ARGV[2] as for _ACQUIRE_LUA.
+_NEXT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local hold = math.max(redis.call('PTTL', KEYS[2]), 0) * 1000
+local span = tonumber(ARGV[2])
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('%d', now - span + 1), '+inf', 'WITHSCORES')
+local count = #live / 2
+if count < tonumber(ARGV[1]) then
+  return hold
+end
+return math.max(hold, tonumber(live[2]) + span - now)
+"""
+
 
 class RedisSlidingWindowLimiter:
     """An exact sliding-window limiter whose log lives in Redis, shared by all processes and machines.
@@ -116,6 +131,7 @@ class RedisSlidingWindowLimiter:
         self._span_us = math.ceil((self.window + self.margin) * 1_000_000)
         # Registered once; the script object sends EVALSHA and loads the script after a server restart.
         self._script = redis.register_script(_ACQUIRE_LUA)
+        self._next_script = redis.register_script(_NEXT_LUA)
 
     def for_sms_user(self, sms_user: str) -> RedisSlidingWindowLimiter:
         """Return this limiter bound to ``sms_user`` if it is not bound yet, else this limiter itself."""
@@ -172,6 +188,15 @@ class RedisSlidingWindowLimiter:
                 await pipe.execute()
         except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as exc:
             raise self._unavailable() from exc
+
+    async def next_admission(self) -> float | None:
+        """Seconds from now until a call could be admitted, at the earliest, on the Redis server's clock
+        (callers on other machines may come first); None when Redis cannot be reached."""
+        try:
+            reply = await self._next_script(keys=[self.key, self.hold_key], args=[self.limit, self._span_us])
+        except (redis_exceptions.RedisError, OSError):
+            return None
+        return max(0, int(reply)) / 1_000_000
 
     def _where(self) -> str:
         kwargs = self.redis.connection_pool.connection_kwargs

@@ -78,6 +78,7 @@ class ClientOptions(TypedDict, total=False):
     http_client: httpx.AsyncClient | None
     transport: httpx.AsyncBaseTransport | None
     validate_vars: bool
+    status_wait: float | None
 
 
 class SendFields(TypedDict, total=False):

@@ -175,6 +175,15 @@ def text(field: str, value: object) -> str:
     return value
 
 
+def wait(field: str, value: object) -> float | None:
+    """A number of seconds to wait, >= 0 (``math.inf``: as long as it takes), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValidationError(field, f"must be a number of seconds >= 0 or None, got {value!r}")
+    return float(value)
+
+
 def env_number(name: str, text: str, *, integer: bool = False) -> float:
     """A positive number from the environment variable ``name`` (an integer when ``integer``)."""
     try:
