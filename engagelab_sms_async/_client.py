@@ -53,6 +53,9 @@ __all__ = ["DEFAULT_BASE_URL", "AsyncClient"]
 DEFAULT_BASE_URL = "https://sms.api.engagelab.cc/v1"
 
 logger = logging.getLogger("engagelab_sms_async")
+_KEEP_ALIVE = 20
+#: A bulk job's calls in flight unless told otherwise.
+BULK_CONCURRENCY = 8
 
 T = TypeVar("T")
 
@@ -73,11 +76,13 @@ class AsyncClient:
     the API's default rule on template variables (strings of at most 16 characters, no links) for accounts
     where the provider lifted it.
 
-    ``max_concurrency`` caps the sends and statistics calls in flight. Status calls have a lane of their
-    own, at most 4 at a time beside them: a status call waiting (up to a minute) for the status limiter
-    never holds a place a send needs, and once admitted it leaves at once, so the server sees exactly the
-    spacing the limiter grants. The connection pool the client builds has room for both lanes; an
-    ``http_client`` you pass in needs ``max_concurrency + 4`` connections for the same promise.
+    ``max_concurrency`` caps the sends and statistics calls in flight across the client; its default, 100,
+    is what httpx's own pool serves, so a service is not throttled by its client (bulk jobs keep their own
+    ``concurrency``, 8 by default). Status calls have a lane of their own, at most 4 at a time beside
+    them: a status call waiting (up to a minute, or ``status_wait``) for the status limiter never holds a
+    place a send needs, and once admitted it leaves at once, so the server sees exactly the spacing the
+    limiter grants. The connection pool the client builds has room for both lanes; an ``http_client``
+    you pass in needs ``max_concurrency + 4`` connections for the same promise.
 
     ``base_url`` must be an http(s) URL with a host (checked here, ``ValidationError``). Redirects are never
     followed, even by an ``http_client`` set to follow them: a 3xx is an ``InvalidRequestError``.
@@ -97,7 +102,7 @@ class AsyncClient:
         *,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float | httpx.Timeout = 10.0,
-        max_concurrency: int = 8,
+        max_concurrency: int = 100,
         retry: RetryPolicy | None = None,
         status_limiter: StatusLimiter | SendLimiter | None = None,
         send_limiter: SendLimiter | None = None,
@@ -126,8 +131,10 @@ class AsyncClient:
         self._http = http_client or httpx.AsyncClient(
             timeout=self._timeout,
             transport=transport,
-            # Room for both lanes: an admitted status call must never wait for a connection.
-            limits=httpx.Limits(max_connections=lanes, max_keepalive_connections=lanes),
+            # Room for both lanes: an admitted status call must never wait for a connection. At most 20
+            # kept idle, as httpx's default: httpcore looks through its idle connections on every request,
+            # so a pool keeping one per place costs several times the CPU per call at 50 in flight.
+            limits=httpx.Limits(max_connections=lanes, max_keepalive_connections=min(lanes, _KEEP_ALIVE)),
             headers={"User-Agent": f"engagelab-sms-async/{__version__}"},
         )
         if send_limiter is not None and not isinstance(send_limiter, SendLimiter):
@@ -316,7 +323,7 @@ class AsyncClient:
         template_id: int,
         *,
         chunk_size: int = 1000,
-        concurrency: int | None = None,
+        concurrency: int = BULK_CONCURRENCY,
         job_id: str | None = None,
         journal: Journal | None = None,
         resend_expired: bool = False,
@@ -332,7 +339,8 @@ class AsyncClient:
         checked once before the first call. ``recipients`` is any iterable or async iterable of numbers,
         read lazily: memory does not grow with its length (but for one compact key per distinct number
         with ``dedupe``, and the results kept). It is cut into calls of ``chunk_size`` (at most 1000)
-        numbers, at most ``concurrency`` (default: the client's ``max_concurrency``) in flight. Chunk ``i``
+        numbers, at most ``concurrency`` (8 by default; within the client's ``max_concurrency``) in flight.
+        Chunk ``i``
         carries the request_id ``f"{job_id}:{i}"`` (``job_id`` defaults to a random hex id), which every
         retry reuses, so nothing is sent twice. A number repeated in the job (compared without spaces,
         dashes, dots and brackets) is sent once and counted in ``report.duplicates``; ``dedupe=False``
@@ -376,7 +384,7 @@ class AsyncClient:
             self._send_options(template_id, options, self.send_bulk),
             job_id=job_id,
             chunk_size=chunk_size,
-            concurrency=self.max_concurrency if concurrency is None else concurrency,
+            concurrency=concurrency,
             journal=journal,
             resend_expired=resend_expired,
             on_progress=on_progress,
@@ -393,7 +401,7 @@ class AsyncClient:
         template_id: int,
         *,
         chunk_size: int = 1000,
-        concurrency: int | None = None,
+        concurrency: int = BULK_CONCURRENCY,
         job_id: str | None = None,
         journal: Journal | None = None,
         resend_expired: bool = False,
@@ -415,7 +423,7 @@ class AsyncClient:
             self._send_options(template_id, options, self.iter_send),
             job_id=job_id,
             chunk_size=chunk_size,
-            concurrency=self.max_concurrency if concurrency is None else concurrency,
+            concurrency=concurrency,
             journal=journal,
             resend_expired=resend_expired,
             on_progress=on_progress,

@@ -14,6 +14,7 @@ from .. import (
     SQLiteJournal,
     ValidationError,
 )
+from .._client import BULK_CONCURRENCY
 from . import _render as render
 from ._input import NumberSource, count_numbers, in_thread, open_numbers, parse_vars
 from ._options import BaseUrl, Json, Key, User, Verbose
@@ -156,7 +157,7 @@ async def _send_with_progress(
                 in_thread(iter(source)),
                 template_id,
                 chunk_size=chunk_size,
-                concurrency=concurrency,
+                concurrency=BULK_CONCURRENCY if concurrency is None else concurrency,
                 job_id=job_id,
                 journal=journal,
                 on_progress=lambda done, _total: bar.update(task, completed=done),
