@@ -159,16 +159,24 @@ class RedisSlidingWindowLimiter:
             await asyncio.sleep(value / 1000)
 
     async def _try_acquire(self) -> tuple[bool, int]:
-        try:
-            reply = await self._script(
-                keys=[self.key, self.hold_key],
-                args=[self.limit, self._span_us, uuid.uuid4().hex],
-            )
-        except redis_exceptions.MaxConnectionsError:
-            # Our own pool is exhausted (a local sizing problem, Redis itself is fine): say so unchanged.
-            raise
-        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as exc:
-            raise self._unavailable() from exc
+        member = uuid.uuid4().hex
+        for attempt in range(2):
+            try:
+                reply = await self._script(
+                    keys=[self.key, self.hold_key], args=[self.limit, self._span_us, member]
+                )
+                break
+            except redis_exceptions.MaxConnectionsError:
+                # Our own pool is exhausted (a local sizing problem, Redis itself is fine): say so unchanged.
+                raise
+            except redis_exceptions.ConnectionError as exc:
+                # An idle connection Redis (its `timeout`) or a proxy closed fails its next command: one more
+                # try on a fresh connection. Were the first one carried out, the retry only counts one call
+                # more than was made, never fewer.
+                if attempt:
+                    raise self._unavailable() from exc
+            except (redis_exceptions.TimeoutError, OSError) as exc:
+                raise self._unavailable() from exc
         admitted, value = int(reply[0]), int(reply[1])
         return admitted == 1, value
 
