@@ -96,6 +96,9 @@ async def main(client: AsyncClient) -> list[str]:
     seen.extend(str(row.other) for row in await client.process_failed_total(week_ago, today, msg_type=2))
     seen.extend(str(row.busy) for row in await client.send_failed_stats(week_ago, today, label_ids=7))
     seen.extend(str(row.busy) for row in await client.send_failed_total(week_ago, today, time_zone="-5"))
+    # Ids as people have them at hand: a tuple, a range, strings read from a file.
+    await client.stats_day(week_ago, today, template_ids=(101, 102), label_ids=range(7, 9))
+    await client.stats_day(week_ago, today, template_ids=["101", "102"], label_ids="7")
 
     try:
         await client.send([], 1)
