@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ._converter import converter
+from ._errors import ValidationError
 from ._models import ChunkRecord
 
 __all__ = ["ChunkRecord", "Journal", "MemoryJournal", "SQLiteJournal", "decode", "digest", "encode"]
@@ -91,14 +92,18 @@ class SQLiteJournal:
         self._lock = threading.Lock()
         import sqlite3  # here: a process without an SQLite journal never loads it (about 1 MiB)
 
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS chunks ("
-                " job_id TEXT NOT NULL, idx INTEGER NOT NULL, entry TEXT NOT NULL,"
-                " PRIMARY KEY (job_id, idx))"
-            )
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS chunks ("
+                    " job_id TEXT NOT NULL, idx INTEGER NOT NULL, entry TEXT NOT NULL,"
+                    " PRIMARY KEY (job_id, idx))"
+                )
+        except sqlite3.Error as exc:
+            # Before any job starts: a path that cannot hold a journal is bad input, not a crash.
+            raise ValidationError("path", f"cannot use {str(self.path)!r} as a journal: {exc}") from None
 
     def _load(self, job_id: str) -> dict[int, ChunkRecord]:
         with self._lock:

@@ -137,3 +137,8 @@ async def test_a_rejected_chunk_is_sent_again_on_resume_since_nothing_of_it_was_
     async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as right:
         second = await right.send_bulk(phones(1000), 4, job_id="j", journal=journal)
     assert second.succeeded == 1000 and set(sandbox.deliveries.values()) == {1}
+
+
+def test_a_path_that_cannot_hold_a_journal_is_a_validation_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"cannot use .* as a journal"):
+        SQLiteJournal(tmp_path / "no" / "such" / "folder" / "job.db")
