@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import inspect
 import logging
 import math
@@ -226,7 +227,7 @@ class AsyncClient:
         within the hour for other numbers: nothing was sent). An error with ``outcome_unknown`` set means an
         attempt may have reached the API: resend only with the same ``request_id``, within the hour.
         """
-        fields = self._send_options(template_id, options, self.send)
+        fields = self._send_options(template_id, options, AsyncClient.send)
         call = api.build_send(to, fields, request_id=uuid.uuid4().hex if request_id is None else request_id)
         return await self._execute(call, api.parse_send)
 
@@ -381,7 +382,7 @@ class AsyncClient:
         """
         job = bulk.Job.check(
             recipients,
-            self._send_options(template_id, options, self.send_bulk),
+            self._send_options(template_id, options, AsyncClient.send_bulk),
             job_id=job_id,
             chunk_size=chunk_size,
             concurrency=concurrency,
@@ -420,7 +421,7 @@ class AsyncClient:
         """
         job = bulk.Job.check(
             recipients,
-            self._send_options(template_id, options, self.iter_send),
+            self._send_options(template_id, options, AsyncClient.iter_send),
             job_id=job_id,
             chunk_size=chunk_size,
             concurrency=concurrency,
@@ -439,11 +440,10 @@ class AsyncClient:
     def _send_options(
         self, template_id: int, options: SendFields, method: Callable[..., object]
     ) -> api.SendOptions:
-        if unknown := [name for name in options if name not in api.SEND_OPTIONS]:
-            # A typo of one of the method's own keywords (chunksize=) lands here too: suggest those as well.
-            own = [p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY]
-            raise check.unknown_keyword(unknown, (*own, *api.SEND_OPTIONS))
-        return api.SendOptions.check(template_id, strict_vars=self.validate_vars, **options)
+        # A typo of one of the method's own keywords (chunksize=) lands in ``options``: suggest those too.
+        return api.SendOptions.check(
+            template_id, options, strict_vars=self.validate_vars, suggest=_keywords(method)
+        )
 
     async def _send(self, call: api.Call) -> SendResult:
         return await self._execute(call, api.parse_send)
@@ -610,6 +610,12 @@ async def _busy(limiter: StatusLimiter, wait: float | None) -> StatusLimitBusyEr
         f"the status limiter (60 calls a minute) admitted no call within status_wait={wait:g}s{when}",
         retry_at=retry_at,
     )
+
+
+@functools.cache
+def _keywords(method: Callable[..., object]) -> tuple[str, ...]:
+    """The keyword-only parameters of a method: the candidates when a keyword is misspelt."""
+    return tuple(p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY)
 
 
 def _attempt_deadline(

@@ -133,48 +133,48 @@ class SendOptions:
     """What every call of a send shares besides its numbers and request_id: the template and its options,
     validated once (``SendOptions.check``) and encoded once, however many chunks a job has.
 
-    ``sender`` is the wire field ``from``. ``strict_vars`` applies the API's default rule on ``vars``
-    (strings of at most 16 characters, no links).
+    ``given`` keeps the options as the caller gave them (a job's journal fingerprints them so, see
+    ``_chunk.settings_record``); what the calls send is their checked encoding.
     """
 
     template_id: int
-    vars: Mapping[str, Any] | None = None
-    sender: str | None = None
-    label_id: int | None = None
-    msg_type: int | None = None
-    custom_args: Mapping[str, Any] | None = None
+    given: Mapping[str, Any] = attrs.field(factory=dict)
     #: The body's JSON after ``"to"`` and before ``"request_id"``, encoded once.
     _middle: bytes = attrs.field(default=b"", repr=False, eq=False)
-    #: The options as given (a job's journal fingerprints them so, see ``_chunk.settings_record``).
-    given: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     @classmethod
-    def check(cls, template_id: int, *, strict_vars: bool = True, **options: Any) -> SendOptions:
-        """Validated options (``ValidationError`` naming the first bad one, or an unknown keyword), ready
-        for any number of calls."""
-        if unknown := [name for name in options if name not in SEND_OPTIONS]:
-            raise check.unknown_keyword(unknown, SEND_OPTIONS)
+    def check(
+        cls,
+        template_id: int,
+        options: Mapping[str, Any] | None = None,
+        *,
+        strict_vars: bool = True,
+        suggest: Sequence[str] = (),
+    ) -> SendOptions:
+        """Validated options (``ValidationError`` naming the first bad one), ready for any number of calls.
+
+        An unknown option is refused with the closest of ``SEND_OPTIONS`` and ``suggest`` (the caller's own
+        keywords: ``chunksize`` was meant as ``chunk_size``). ``strict_vars`` applies the API's default rule
+        on ``vars`` (strings of at most 16 characters, no links). ``sender`` is the wire field ``from``.
+        """
+        options = options or {}
+        check.keywords(options, SEND_OPTIONS, suggest=suggest)
         get = options.get
-        vars, sender, label_id = get("vars"), get("sender"), get("label_id")
-        msg_type, custom_args = get("msg_type"), get("custom_args")
         body: dict[str, Any] = {"template_id": check.positive_int("template_id", template_id)}
         # Resolution of API.md: template_id, msg_type, label_id and vars nest in "body" as the example shows.
-        if msg_type is not None:
+        if (msg_type := get("msg_type")) is not None:
             body["msg_type"] = check.positive_int("msg_type", msg_type)
-        if label_id is not None:
+        if (label_id := get("label_id")) is not None:
             body["label_id"] = check.positive_int("label_id", label_id)
-        checked_vars = check.template_vars(vars, strict=strict_vars)
-        if checked_vars is not None:
+        if (checked_vars := check.template_vars(get("vars"), strict=strict_vars)) is not None:
             body["vars"] = checked_vars
         rest: dict[str, Any] = {"body": body}
-        if (name := check.sender(sender)) is not None:
+        if (name := check.sender(get("sender"))) is not None:
             rest["from"] = name
-        checked_args = check.custom_args(custom_args)
-        if checked_args is not None:
+        if (checked_args := check.custom_args(get("custom_args"))) is not None:
             rest["custom_args"] = checked_args
         middle = check.json_bytes(rest)[1:-1]  # the members, without the braces
-        given = {name: options.get(name) for name in SEND_OPTIONS}
-        return cls(template_id, checked_vars, sender, label_id, msg_type, checked_args, middle, given)
+        return cls(template_id, {name: get(name) for name in SEND_OPTIONS}, middle)
 
 
 #: The options of a send besides its template (the keywords ``SendFields`` types).

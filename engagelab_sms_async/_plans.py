@@ -24,7 +24,6 @@ from ._types import DateLike, StatsFilters
 
 __all__ = [
     "id_groups",
-    "known_keywords",
     "merge_stats",
     "next_page",
     "resum",
@@ -53,7 +52,7 @@ def status_calls(
     ``sent`` is the send date, or what was sent: a ``SendResult`` (or, with ``every_id``, a ``SendReport``)
     stands for its sms_ids on the day it was sent, counted in the query's time zone."""
     # get_status also takes offset and limit (its own parameters): named in the suggestions of a typo.
-    known_keywords(filters, api.STATUS_FILTERS if every_id else ("offset", "limit", *api.STATUS_FILTERS))
+    check.keywords(filters, api.STATUS_FILTERS, suggest=() if every_id else ("offset", "limit"))
     fixed = {name: value for name, value in filters.items() if name != "sms_ids"}
     if isinstance(sent, (SendResult, SendReport)):
         days = _sent_days(sent, filters, every_id=every_id)
@@ -108,7 +107,7 @@ def stats_calls(
 ) -> list[api.Call]:
     """The calls a statistics query takes: spans of at most 90 days, lists of at most 10 items (every
     combination of one group of each list)."""
-    known_keywords(filters, _STATS_FILTERS)
+    check.keywords(filters, _STATS_FILTERS)
     first, last = check.date_span(start, end, limit=None)
     lists = {name: check.id_list(name, filters.get(name), limit=None) for name in _STATS_LISTS}
     return [
@@ -130,12 +129,6 @@ def merge_stats(answers: Sequence[list[Row]], *, aggregate: bool) -> list[Row]:
     """The rows of every call, in call order; aggregated rows of several calls summed per msg_type."""
     rows = [row for answer in answers for row in answer]
     return resum(rows) if aggregate and len(answers) > 1 else rows
-
-
-def known_keywords(given: Mapping[str, Any], known: Sequence[str]) -> None:
-    """Refuse a keyword none of ``known`` (a misspelled filter), naming the closest."""
-    if unknown := [name for name in given if name not in known]:
-        raise check.unknown_keyword(unknown, known)
 
 
 T = TypeVar("T")

@@ -322,6 +322,13 @@ def _one_id(field: str, item: object) -> str:
     return text
 
 
+def keywords(given: Iterable[str], allowed: Sequence[str], *, suggest: Sequence[str] = ()) -> None:
+    """Refuse a keyword that is none of ``allowed`` (a misspelt filter or option), naming the closest of
+    ``allowed`` and ``suggest`` (the caller's other keywords)."""
+    if unknown := [name for name in given if name not in allowed]:
+        raise unknown_keyword(unknown, (*suggest, *allowed))
+
+
 def unknown_keyword(given: Iterable[str], known: Iterable[str]) -> ValidationError:
     """The error for a keyword argument that is none of ``known``: it names the first such keyword and the
     closest known one (a typo such as ``sms_id`` for ``sms_ids``), or lists them all.

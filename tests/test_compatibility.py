@@ -63,7 +63,7 @@ FIRST_VERSION_PICKLE = bytes.fromhex(
 def test_a_job_the_first_version_started_resumes_with_the_same_settings(
     options: dict[str, typing.Any], digest: str
 ) -> None:
-    checked = api.SendOptions.check(5, **options)
+    checked = api.SendOptions.check(5, options)
     assert chunk_life.settings_record("job", checked, chunk_size=100, dedupe=True).digest == digest
 
 
