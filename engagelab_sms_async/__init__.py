@@ -65,6 +65,10 @@ from ._types import (
 )
 from ._version import __version__
 
+if typing.TYPE_CHECKING:
+    # Imported lazily at run time (they need the [redis] extra), but typed for every caller.
+    from ._redis import RedisJournal, RedisSlidingWindowLimiter
+
 __all__ = [
     "DEFAULT_BASE_URL",
     "APIError",

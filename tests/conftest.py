@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -56,6 +58,31 @@ def fresh_status_limiters(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
     _limiter._STATUS_LIMITERS.clear()
     yield
     _limiter._STATUS_LIMITERS.clear()
+
+
+def trust_fresh_redis(host: str, port: int, sms_user: str = "demo") -> None:
+    """Record, through the public API, that this test's Redis (started moments ago, or just emptied) holds
+    all there is for ``sms_user``'s status limit.
+
+    Otherwise the Redis limiter's restart guard holds the first status call for two minutes, as it must in
+    production: a server that started moments ago may have lost the admissions of the last minute. A hold of
+    one microsecond by a limiter without the guard marks the state as this server run's.
+    """
+
+    async def claim() -> None:
+        import redis.asyncio as redis_asyncio
+
+        from engagelab_sms_async import RedisSlidingWindowLimiter
+
+        conn = redis_asyncio.Redis(host=host, port=port)
+        try:
+            await RedisSlidingWindowLimiter(conn, sms_user=sms_user, restart_guard=False).hold(0)
+        finally:
+            await conn.aclose()
+
+    # In a thread of its own: callers may be inside a running event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, claim()).result()
 
 
 @pytest.fixture

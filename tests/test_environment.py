@@ -22,6 +22,8 @@ from engagelab_sms_async import (
 )
 from engagelab_sms_async.sandbox import Sandbox
 
+from .conftest import trust_fresh_redis
+
 env_redis_proc = factories.redis_proc(port=None)  # type: ignore[arg-type]
 PLUS8 = dt.timezone(dt.timedelta(hours=8))  # the sandbox reads send dates in +8 by default
 
@@ -78,6 +80,7 @@ async def test_a_redis_url_shares_the_status_limit_and_the_client_closes_what_it
     credentials: pytest.MonkeyPatch, env_redis_proc: Any
 ) -> None:
     credentials.setenv("ENGAGELAB_SMS_REDIS_URL", f"redis://{env_redis_proc.host}:{env_redis_proc.port}/0")
+    trust_fresh_redis(env_redis_proc.host, env_redis_proc.port)
     observer = redis_asyncio.Redis(host=env_redis_proc.host, port=env_redis_proc.port)
     before = (await observer.info("clients"))["connected_clients"]
     sandbox = Sandbox()

@@ -14,6 +14,8 @@ from pytest_redis import factories
 
 from engagelab_sms_async.sandbox import Sandbox
 
+from .conftest import trust_fresh_redis
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"(?:<!-- readme-test: (?P<kind>\w+) -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
 BLOCKS = [(match["kind"] or "run", match["code"]) for match in BLOCK.finditer(README.read_text())]
@@ -101,7 +103,8 @@ def test_the_redis_example_shares_one_limit(
     import redis
 
     monkeypatch.setenv("REDIS_URL", f"redis://{readme_redis_proc.host}:{readme_redis_proc.port}/0")
+    trust_fresh_redis(readme_redis_proc.host, readme_redis_proc.port)
     exec(compile(_blocks("redis")[0], str(README), "exec"), {"__name__": "readme"})
     assert capsys.readouterr().out.strip() == "[0, 0, 0]"
     store = redis.Redis(host=readme_redis_proc.host, port=readme_redis_proc.port)
-    assert store.zcard("engagelab:sms:status:demo") == 3  # three calls, one shared log, keyed by sms_user
+    assert store.zcard("engagelab:sms:status:{demo}") == 3  # three calls, one shared log, keyed by sms_user

@@ -42,6 +42,8 @@ from engagelab_sms_async import AsyncClient, ChunkRecord, SendReport, SQLiteJour
 from tests import _sandbox_process
 from tests._web_app import TEMPLATE_ID, campaign_numbers
 
+from .conftest import trust_fresh_redis
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM and select() on pipes are POSIX")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,6 +62,7 @@ def redis_url(proc: Any, *, idle_timeout: int) -> str:
     with redis.Redis(host=proc.host, port=proc.port) as conn:
         conn.config_set("timeout", idle_timeout)
         conn.flushdb()
+    trust_fresh_redis(proc.host, proc.port)
     return f"redis://{proc.host}:{proc.port}/0"
 
 

@@ -1,0 +1,444 @@
+"""The ``/v1/status`` limiter shared through Redis by every process and machine of one sms_user.
+
+One Lua script does all the work, one round trip per admission: it reserves the caller's admission time in a
+log kept on the Redis server's clock, and the caller sleeps once until then. Callers are served in the order
+their reservations reach Redis, whichever machine they run on.
+
+Three things make the reservation safe where a plain "check and add" is not:
+
+- **Restarts.** The script remembers which server run (``INFO server`` ``run_id``) last wrote the limiter's
+  state. Finding it written by another run (restarted, restored from an older snapshot, failed over) or gone,
+  it admits nothing until the lost entries can no longer share a window with new ones: the restart guard.
+- **Reservations made before a restart.** A caller sleeping on a reservation goes only if its process heard
+  from that same server run within ``window + 2 * margin`` before the reserved time; otherwise it asks Redis
+  again first. So a reservation lost in a restart and still honoured is at most that long after the loss,
+  and the guard covers it.
+- **Late wake-ups.** A caller whose event loop wakes it more than ``margin / 2`` after its time gives the
+  reservation back and takes a new one, so the log never says a call left earlier than it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import secrets
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import Any, Union, cast
+
+try:
+    import redis.asyncio as redis_asyncio
+    import redis.exceptions as redis_exceptions
+    from redis.asyncio.cluster import RedisCluster
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis
+    raise ImportError(
+        'RedisSlidingWindowLimiter needs redis-py: pip install "engagelab-sms-async[redis]"'
+    ) from exc
+
+from ._compat import deadline
+from ._errors import LimiterUnavailableError
+
+__all__ = ["MIN_REDIS_VERSION", "RedisSlidingWindowLimiter"]
+
+#: The oldest Redis server the limiter runs on (its script checks, on every node it reaches).
+MIN_REDIS_VERSION = (7, 0)
+
+AnyRedis = Union["redis_asyncio.Redis", "RedisCluster"]
+
+# All times are the Redis server's (TIME), in integer microseconds: one clock for every machine, and exact in
+# a Lua number (a double) until the year 2255.
+#   KEYS[1] the log: a sorted set of admissions, past and reserved, scored by their time
+#   KEYS[2] the state: a hash {run = the run_id of the server that wrote it, at = when, hold = until when}
+#   ARGV[1] mode: 'take' (reserve), 'next' (read only: when a newcomer would be admitted), 'hold', 'leave'
+#   ARGV[2] limit   ARGV[3] span = window + margin   ARGV[4] restart guard (0: off)
+#   ARGV[5] the run the caller last heard ('' if none)
+#   ARGV[6] the caller's member (take, leave), or the hold's length (hold)
+#   ARGV[7] a member to give back first ('' if none)   ARGV[8] '1': keep the member's reservation if it stands
+# Returns {1, wait, run, at, 1} for a reservation at `at`, `wait` from now; {0, wait, run, 0, intact} for
+# 'next', intact = 1 when the state is this server run's own; {-1, 0, version, 0, 0} on a server too old.
+_SCRIPT = """
+local version = redis.REDIS_VERSION_NUM
+if version == nil or version < 0x070000 then
+  return {-1, 0, redis.REDIS_VERSION or 'older than 7.0', 0, 0}
+end
+local mode = ARGV[1]
+if mode == 'leave' then
+  redis.call('ZREM', KEYS[1], ARGV[6])
+  return {0, 0, '', 0, 0}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local info = redis.call('INFO', 'server')
+local run = string.match(info, 'run_id:(%x+)')
+local state = redis.call('HMGET', KEYS[2], 'run', 'at', 'hold')
+local hold = tonumber(state[3]) or 0
+local intact = 0
+if state[1] == run then
+  intact = 1
+else
+  local guard = tonumber(ARGV[4])
+  if guard > 0 then
+    -- Entries lost with the former state were made before `lost`; none may share a window with new ones.
+    -- uptime counts whole seconds of a clock read in whole seconds: the start is within 1 s either way
+    local started = now - tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) * 1000000
+    local lost = started + 1000000
+    if state[1] and (tonumber(state[2]) or 0) >= started - 1000000 then
+      lost = now  -- written since this server started, by another: replicated from a former primary
+    elseif not state[1] and ARGV[5] == run then
+      lost = now  -- gone from a server that kept running (flushed, evicted)
+    end
+    hold = math.max(hold, lost + guard)
+  end
+  if mode ~= 'next' then
+    redis.call('HSET', KEYS[2], 'run', run, 'hold', string.format('%d', hold))
+  end
+end
+if mode == 'hold' then
+  hold = math.max(hold, now + tonumber(ARGV[6]))
+  redis.call('HSET', KEYS[2], 'hold', string.format('%d', hold), 'at', string.format('%d', now))
+  return {0, 0, run, 0, 1}
+end
+local limit = tonumber(ARGV[2])
+local span = tonumber(ARGV[3])
+if mode == 'take' then
+  -- an entry at s counts in [s, s + span): gone once now >= s + span
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now - span))
+  if ARGV[7] ~= '' then
+    redis.call('ZREM', KEYS[1], ARGV[7])
+  end
+  if ARGV[8] == '1' then
+    local mine = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[6]))
+    if mine and mine >= hold then
+      return {1, math.max(mine - now, 0), run, mine, 1}
+    end
+    redis.call('ZREM', KEYS[1], ARGV[6])
+  end
+end
+-- The earliest time at or after every earlier reservation's limit-th predecessor has left: with the
+-- limit - 1 entries after that one, never more than limit in any span.
+local at = math.max(now, hold)
+local kth = redis.call('ZRANGE', KEYS[1], -limit, -limit, 'WITHSCORES')
+if kth[2] then
+  at = math.max(at, tonumber(kth[2]) + span)
+end
+if mode == 'next' then
+  return {0, at - now, run, 0, intact}
+end
+redis.call('ZADD', KEYS[1], string.format('%d', at), ARGV[6])
+redis.call('PEXPIRE', KEYS[1], math.ceil((at - now + span) / 1000))
+redis.call('HSET', KEYS[2], 'at', string.format('%d', now))
+return {1, at - now, run, at, 1}
+"""
+
+
+class _Session:
+    """What every limiter on one Redis client shares: the script, loaded once (and again after a server
+    forgot it), and a cluster client initialized once before its first concurrent commands."""
+
+    def __init__(self, redis: AnyRedis) -> None:
+        self.redis = redis
+        self.sha: str | None = None
+        self.loads = 0  # how many times the script was loaded: one reload per NOSCRIPT wave, not per caller
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> str:
+        if self.sha is None:
+            await self.load(self.loads)
+        assert self.sha is not None
+        return self.sha
+
+    async def load(self, seen: int) -> None:
+        """Load the script, unless another caller did since it saw ``seen`` loads."""
+        async with self._lock:
+            if self.loads != seen:
+                return
+            if isinstance(self.redis, RedisCluster):
+                # redis-py's cluster client fails commands run concurrently before it is initialized.
+                await self.redis.initialize()
+            # To every primary of a cluster: any of them may own a user's slot.
+            self.sha = cast(str, await cast(Awaitable[Any], self.redis.script_load(_SCRIPT)))
+            if isinstance(self.sha, bytes):  # pragma: no cover - depends on the client's decoding
+                self.sha = self.sha.decode()
+            self.loads += 1
+
+
+class RedisSlidingWindowLimiter:
+    """An exact sliding-window limiter whose log lives in Redis, shared by all processes and machines.
+
+    Guarantee: for one ``sms_user``, at most ``limit`` calls are admitted in any ``window`` seconds (indeed in
+    any ``window + margin``) of the Redis server's clock (``TIME``), however many processes on however many
+    machines take part, across Redis restarts. Each admission is one script call that reserves the caller's
+    time: the earliest moment that keeps the log within the limit, after every reservation made before it
+    (first come, first served across machines). The caller then sleeps once. A caller cancelled while it waits
+    gives its reservation back. The call is counted from its admission: ``margin`` (0.25 s) absorbs how long
+    the request takes to reach the API after that, and a caller woken more than ``margin / 2`` late takes a
+    new time.
+
+    **Restart guard** (``restart_guard=True``, the default): when Redis lost the limiter's state (restarted
+    without persistence, or with an older snapshot, failed over, flushed), the limiter admits nothing until
+    ``2 * window + 3 * margin`` after the loss (2 min 0.75 s at the defaults), so a restart costs a short
+    wait, never a burst of 429s. A server that started long ago with no state (the first use) costs nothing; a
+    server started less than that ago does make its first caller wait out the rest. Turn it off only where
+    nothing else calls ``/v1/status`` for the sms_user (a test's own Redis).
+
+    **Fails closed, fast**: every Redis call has its own deadline (``timeout``, 2 s), and every failure
+    (refused, hung, timed out, an error reply, a cluster error, an exhausted pool) raises
+    :class:`~engagelab_sms_async.LimiterUnavailableError` with the cause. A server older than Redis 7.0
+    raises it too. ``acquire`` never returns without a recorded admission.
+
+    Keys are hash-tagged per sms_user (``engagelab:sms:status:{alice}`` and ``...:{alice}:state``), so they
+    share a slot on Redis Cluster while users spread over the shards; ``redis`` may be an asyncio ``Redis``
+    or ``RedisCluster``. The script is loaded once per client (``SCRIPT LOAD``, then ``EVALSHA``).
+
+    Example::
+
+        limiter = RedisSlidingWindowLimiter(redis.asyncio.Redis(host="cache"))
+        client = AsyncClient(user, key, status_limiter=limiter)  # bound to the client's sms_user
+    """
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        *,
+        sms_user: str | None = None,
+        key_prefix: str = "engagelab:sms:status",
+        limit: int = 60,
+        window: float = 60.0,
+        margin: float = 0.25,
+        timeout: float = 2.0,
+        restart_guard: bool = True,
+    ) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"limit must be an integer >= 1, not {limit!r}")
+        for name, value, least in (("window", window, 0.0), ("timeout", timeout, 0.0)):
+            if not (math.isfinite(value) and value > least):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+        if not (math.isfinite(margin) and margin >= 0):
+            raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
+        self.redis = redis
+        self.sms_user = sms_user
+        self.key_prefix = key_prefix
+        self.limit = limit
+        self.window = float(window)
+        self.margin = float(margin)
+        self.timeout = float(timeout)
+        self.restart_guard = bool(restart_guard)
+        # The braces are the hash tag: every key of one user in one cluster slot.
+        self.key = f"{{{key_prefix}}}" if sms_user is None else f"{key_prefix}:{{{sms_user}}}"
+        self.state_key = f"{self.key}:state"
+        span = self.window + self.margin
+        self._span_us = math.ceil(span * 1_000_000)
+        # How recently a sleeping reservation's server run must have been heard from for it to go unasked.
+        # Longer than one span: under saturation a process is heard from once a span, as each batch goes.
+        self._fresh = span + self.margin
+        # A reservation lost in a restart and honoured anyway is at most _fresh after the loss, and must
+        # not share a window with a new admission.
+        self._guard_us = math.ceil((self._fresh + span) * 1_000_000) if self.restart_guard else 0
+        self._session = _Session(redis)
+        # The server run this process last heard from, and when (loop time the request left): a sleeping
+        # reservation is honoured only if that run was heard from within one span before its time.
+        self._run = ""
+        self._heard_at = -math.inf
+        self._giving_back: set[asyncio.Task[None]] = set()
+        self._hearing: asyncio.Future[list[Any]] | None = None
+
+    def for_sms_user(self, sms_user: str) -> RedisSlidingWindowLimiter:
+        """Return this limiter bound to ``sms_user`` if it is not bound yet, else this limiter itself."""
+        if self.sms_user is not None:
+            return self
+        bound = RedisSlidingWindowLimiter(
+            self.redis,
+            sms_user=sms_user,
+            key_prefix=self.key_prefix,
+            limit=self.limit,
+            window=self.window,
+            margin=self.margin,
+            timeout=self.timeout,
+            restart_guard=self.restart_guard,
+        )
+        bound._session = self._session
+        return bound
+
+    async def acquire(self) -> None:
+        """Wait until a call is admitted, and count it; raise ``LimiterUnavailableError`` without Redis."""
+        await self._acquire_at()
+
+    async def _acquire_at(self) -> int:
+        """As :meth:`acquire`, returning the admission's time on the Redis server, in microseconds."""
+        loop = asyncio.get_running_loop()
+        member, giving_back, confirm = _member(), "", False
+        try:
+            while True:
+                run, wait_us, at = await self._take(member, giving_back, confirm)
+                received = loop.time()
+                giving_back, confirm = "", False
+                due = received + wait_us / 1_000_000
+                # Wake a little early: time for one more round trip if the reservation must be confirmed.
+                await _sleep_until(loop, due - self.margin / 2)
+                if run == self._run and self._heard_at < due - self._fresh:
+                    await self._hear()  # nothing heard from this server run lately
+                if run != self._run or self._heard_at < due - self._fresh:
+                    confirm = True  # the server run changed, or lost its state: does ours still stand?
+                    continue
+                await _sleep_until(loop, due)
+                if loop.time() - due > self.margin / 2:
+                    giving_back, member = member, _member()  # woken too late to go at the time logged
+                    continue
+                return at
+        except BaseException:
+            self._give_back(member, giving_back)
+            raise
+
+    async def _hear(self) -> None:
+        """Hear from the server (which run it is, whether its state is intact) with one call for all the
+        waiters of this limiter that need it at once."""
+        if self._hearing is None:
+            hearing = asyncio.ensure_future(self._call("next"))
+            self._hearing = hearing
+
+            def done(_: object) -> None:
+                self._hearing = None
+                if not hearing.cancelled():
+                    hearing.exception()  # retrieved here too: every waiter may have been cancelled
+
+            hearing.add_done_callback(done)
+        # Shielded: a waiter cancelled meanwhile does not cancel the call the others wait for.
+        await asyncio.shield(self._hearing)
+
+    async def _take(self, member: str, giving_back: str, confirm: bool) -> tuple[str, int, int]:
+        reply = await self._call("take", member, giving_back, "1" if confirm else "")
+        return _text(reply[2]), int(reply[1]), int(reply[3])
+
+    def _give_back(self, *members: str) -> None:
+        """Remove reservations no one will use, without delaying the caller who gave them up."""
+        members = tuple(m for m in members if m)
+        if not members:
+            return
+
+        async def leave() -> None:
+            with contextlib.suppress(LimiterUnavailableError):  # left in the log: it only wastes a slot
+                for m in members:
+                    await self._call("leave", m)
+
+        try:
+            task = asyncio.get_running_loop().create_task(leave())
+        except RuntimeError:  # pragma: no cover - no running loop: nothing can be sent
+            return
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
+
+    async def hold(self, seconds: float) -> None:
+        """Admit nothing, for every process, until ``seconds`` from now (HTTP 429 ``Retry-After``).
+
+        Holds only extend, never shorten. Admissions already reserved before the hold keep their time.
+        """
+        if not (seconds >= 0 and math.isfinite(seconds)):
+            raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
+        await self._call("hold", str(max(1, math.ceil(seconds * 1_000_000))))
+
+    async def next_admission(self) -> float | None:
+        """Seconds from now until a caller arriving now would be admitted, on the Redis server's clock (behind
+        every reservation already made); None when Redis cannot be reached. Reserves nothing."""
+        try:
+            reply = await self._call("next")
+        except LimiterUnavailableError:
+            return None
+        return max(0, int(reply[1])) / 1_000_000
+
+    async def _call(self, mode: str, *args: str) -> list[Any]:
+        """Run the script within ``timeout``; every failure is a ``LimiterUnavailableError``."""
+        loop = asyncio.get_running_loop()
+        session = self._session
+        sent = loop.time()
+        try:
+            async with deadline(self.timeout):
+                sha = await session.ready()
+                seen = session.loads
+                keys_and_args = (self.key, self.state_key, mode, self.limit, self._span_us, self._guard_us)
+                reconnected = reloaded = False
+                while True:
+                    try:
+                        evalsha = self.redis.evalsha(sha, 2, *keys_and_args, self._run, *args)
+                        reply = cast(list[Any], await evalsha)
+                        break
+                    except redis_exceptions.NoScriptError:
+                        # The server restarted or flushed its scripts: one caller loads it again.
+                        if reloaded:
+                            raise
+                        reloaded = True
+                        await session.load(seen)
+                        sha = await session.ready()
+                    except redis_exceptions.MaxConnectionsError:
+                        raise  # our own pool is full: no other connection to try
+                    except redis_exceptions.ConnectionError:
+                        # An idle connection that Redis (its `timeout`) or a proxy closed fails its next
+                        # command: try once more on a fresh one. Were the first carried out, the log only
+                        # holds one entry more than was used, never fewer.
+                        if reconnected:
+                            raise
+                        reconnected = True
+        except asyncio.TimeoutError:
+            raise self._unavailable(f"no answer within timeout={self.timeout:g}s") from None
+        except (redis_exceptions.RedisError, OSError) as exc:
+            raise self._unavailable(f"{type(exc).__name__}: {exc}") from exc
+        if int(reply[0]) < 0:
+            version = ".".join(str(n) for n in MIN_REDIS_VERSION)
+            raise self._unavailable(
+                f"Redis {_text(reply[2])} is too old: the limiter needs {version} or newer"
+            )
+        if int(reply[4]):  # the state is the run's own: the run's reservations stand
+            run = _text(reply[2])
+            if run != self._run:
+                self._run, self._heard_at = run, sent
+            else:
+                self._heard_at = max(self._heard_at, sent)
+        return reply
+
+    def _where(self) -> str:
+        pool = getattr(self.redis, "connection_pool", None)
+        if pool is None:  # a cluster client: its first startup node
+            nodes = list(getattr(getattr(self.redis, "nodes_manager", None), "startup_nodes", {}) or ["?"])
+            return f"cluster {nodes[0]}"
+        kwargs = pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix:{kwargs['path']}"
+        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+    def _unavailable(self, cause: str) -> LimiterUnavailableError:
+        return LimiterUnavailableError(
+            f"status limiter unavailable: Redis at {self._where()}: {cause}; refusing to call /v1/status"
+            " without it"
+        )
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        # Only host and port: connection kwargs may carry a password, and URLs may embed one.
+        return (
+            f"<RedisSlidingWindowLimiter(redis={self._where()}, key={self.key!r}, limit={self.limit!r}, "
+            f"window={self.window!r}, margin={self.margin!r})>"
+        )
+
+
+def _member() -> str:
+    return secrets.token_hex(8)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    delay = when - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
