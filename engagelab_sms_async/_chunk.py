@@ -15,7 +15,14 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from . import _endpoints as api
-from ._errors import BulkAbortedError, ClientClosedError, EngageLabError, TransportError, ValidationError
+from ._errors import (
+    BulkAbortedError,
+    ClientClosedError,
+    EngageLabError,
+    RequestIdExpiredError,
+    TransportError,
+    ValidationError,
+)
 from ._journal import ChunkRecord, Journal, digest
 from ._models import (
     RESEND_WINDOW,
@@ -32,7 +39,6 @@ __all__ = [
     "JournalFailed",
     "Outcome",
     "Send",
-    "check_resumable",
     "check_settings",
     "classify",
     "resume",
@@ -56,8 +62,9 @@ async def resume(
     resend_expired: bool,
 ) -> dict[int, ChunkRecord]:
     """What the journal knows of the job's chunks, after refusing (``ValidationError``, nothing sent) a
-    resume with other settings or with pending chunks the API may have forgotten; the job's settings are
-    recorded. A journal that fails here aborts the job before it starts (``BulkAbortedError``)."""
+    resume with other settings; the job's settings are recorded. Pending chunks the API may have forgotten
+    do not stop the job: each is reported unresolved when reached, and the rest is sent. A journal that
+    fails here aborts the job before it starts (``BulkAbortedError``)."""
     if journal is None:
         return {}
     settings = settings_record(job_id, options, chunk_size=chunk_size, dedupe=dedupe)
@@ -66,7 +73,6 @@ async def resume(
     except Exception as exc:
         raise _aborted_at_start(job_id, exc) from exc
     check_settings(job_id, known.pop(SETTINGS, None), settings)
-    check_resumable(job_id, known, resend_expired=resend_expired)
     try:
         await journal.record(job_id, SETTINGS, settings)
     except Exception as exc:
@@ -118,21 +124,6 @@ def check_settings(job_id: str, saved: ChunkRecord | None, settings: ChunkRecord
         )
 
 
-def check_resumable(job_id: str, known: dict[int, ChunkRecord], *, resend_expired: bool) -> None:
-    """Refuse, before anything is sent, to resume a job whose pending chunks the API may have forgotten."""
-    now = _now()
-    stale = sorted(
-        index for index, entry in known.items() if entry.state == "pending" and _expired(entry, now)
-    )
-    if stale and not resend_expired:
-        raise ValidationError(
-            "resend_expired",
-            f"job {job_id!r} has {len(stale)} chunk(s) (first: {stale[0]}) whose first attempt is over "
-            f"{RESEND_WINDOW.seconds // 60} minutes old: the API may have forgotten their request_id, so a "
-            "resend could send twice; pass resend_expired=True to resend them anyway",
-        )
-
-
 async def run_chunk(
     index: int,
     chunk: list[str],
@@ -148,10 +139,10 @@ async def run_chunk(
 
     A chunk the journal holds as sent is not sent again: its recorded result is returned. One it holds as
     pending (it may have been sent) is resent with its request_id only while the API still remembers that
-    id: reached more than 55 minutes after its first attempt (a slow source, a long queue), it is reported
-    unresolved instead, unless ``resend_expired``. A journal that fails before the call leaves the chunk
-    unsent; one that fails after it leaves the outcome known: both raise :class:`JournalFailed` carrying
-    the outcome.
+    id: reached more than 55 minutes after its first attempt (a resume after the hour, a slow source), it
+    is reported unresolved with a :class:`RequestIdExpiredError` instead, unless ``resend_expired``. A
+    journal that fails before the call leaves the chunk unsent; one that fails after it leaves the outcome
+    known: both raise :class:`JournalFailed` carrying the outcome.
     """
     request_id = f"{job_id}:{index}"
     entry = known.get(index) if known else None
@@ -167,11 +158,7 @@ async def run_chunk(
         if entry.state in ("rejected", "unsent"):
             entry = None  # refused whole before: nothing of it was sent, this is a first attempt again
         elif not resend_expired and _expired(entry, _now()):
-            stale = ValidationError(
-                "resend_expired",
-                f"chunk {request_id} was first attempted at {entry.first_attempt_at:%Y-%m-%d %H:%M:%S} UTC, "
-                "over 55 minutes ago: the API may have forgotten its request_id, so it was not resent",
-            )
+            stale = RequestIdExpiredError(request_id, entry.first_attempt_at)
             return UnresolvedChunk(request_id, tuple(chunk), stale, first_attempt_at=entry.first_attempt_at)
     if entry is None and journal is not None:
         entry = ChunkRecord(request_id, digest(chunk), len(chunk), _now())

@@ -14,6 +14,7 @@
     ├── ClientClosedError          the client was closed (aclose): it makes no call any more
     ├── StatusLimitBusyError       a status call not admitted within status_wait (retry_at: when to come back)
     ├── RequestIdReusedError       the answer names numbers not asked: the request_id was used within the hour
+    ├── RequestIdExpiredError      a resend of a request_id first attempted over 55 minutes ago: not sent
     ├── BulkSendError              iter_send finished with chunks refused, unresolved or unsent (lists them)
     ├── BulkAbortedError           send_bulk stopped by its source, on_progress or journal (has the report)
     └── ValidationError            bad input caught before any request is sent (also a ValueError)
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidRequestError",
     "LimiterUnavailableError",
     "RateLimitedError",
+    "RequestIdExpiredError",
     "RequestIdReusedError",
     "ServerError",
     "StatusLimitBusyError",
@@ -229,6 +231,27 @@ class RequestIdReusedError(EngageLabError):
             f"request_id {request_id!r} was already used within the hour for other numbers: the answer names "
             f"{len(answered)} number(s), not all of the {len(recipients)} asked; nothing was sent. Use a "
             "request_id (or job_id) never used before"
+        )
+
+
+class RequestIdExpiredError(EngageLabError):
+    """A send that may already have been carried out was not sent again: its request_id was first
+    attempted at ``first_attempt_at`` (aware, UTC), over 55 minutes ago, and the API forgets a request_id
+    after an hour, so a resend could deliver its numbers twice.
+
+    ``outcome_unknown`` is True: the numbers may or may not have been sent. Check their delivery statuses
+    (``iter_status``) before sending any of them again, with a new request_id.
+    """
+
+    outcome_unknown = True
+
+    def __init__(self, request_id: str, first_attempt_at: dt.datetime) -> None:
+        self.request_id = request_id
+        self.first_attempt_at = first_attempt_at
+        super().__init__(
+            f"request_id {request_id!r} was first attempted at {first_attempt_at:%Y-%m-%d %H:%M:%S} UTC, "
+            "over 55 minutes ago: the API may have forgotten it, so it was not sent again; check the "
+            "numbers' delivery statuses (iter_status) before sending any of them again"
         )
 
 

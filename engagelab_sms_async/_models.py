@@ -279,6 +279,13 @@ class UnresolvedChunk:
     def hint(self) -> str:
         """How to complete this chunk without sending anything twice."""
         deadline = self.resend_before
+        if deadline is not None and dt.datetime.now(dt.timezone.utc) > deadline:
+            return (
+                f"outcome of {len(self.recipients)} recipient(s) unknown, and request_id {self.request_id!r} "
+                f"was first attempted over 55 minutes ago (at {self.first_attempt_at:%Y-%m-%d %H:%M:%S} "
+                "UTC): the API may have forgotten it, so a resend could deliver twice; check their delivery "
+                "statuses (iter_status) before sending any of them again"
+            )
         when = f" before {deadline:%Y-%m-%d %H:%M:%S} UTC" if deadline is not None else " within the hour"
         return (
             f"outcome of {len(self.recipients)} recipient(s) unknown ({type(self.error).__name__}): "

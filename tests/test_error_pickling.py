@@ -27,6 +27,7 @@ from engagelab_sms_async import (
     LimiterUnavailableError,
     RateLimitedError,
     RejectedChunk,
+    RequestIdExpiredError,
     RequestIdReusedError,
     RetryPolicy,
     SendReport,
@@ -164,6 +165,7 @@ EXAMPLES: list[EngageLabError] = [
     ),
     ValidationError("to", "must hold 1 to 1000 numbers, got 0"),
     RequestIdReusedError("r-6", ("+10000000000",), ("+19999999999",)),
+    RequestIdExpiredError("r-7", dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.timezone.utc)),
     BulkSendError((REJECTED,), (UNRESOLVED,), (UNSENT,)),
     BulkAbortedError(REPORT, "the recipients source raised OSError"),
 ]

@@ -17,6 +17,7 @@ from engagelab_sms_async import (
     Journal,
     MemoryJournal,
     RedisJournal,
+    RequestIdExpiredError,
     SQLiteJournal,
     ValidationError,
 )
@@ -96,7 +97,27 @@ async def test_a_finished_job_run_again_sends_nothing_and_reports_everything() -
     assert again.results == first.results
 
 
-async def test_a_pending_chunk_older_than_55_minutes_is_refused_before_anything_is_sent() -> None:
+async def test_a_resume_after_the_hour_sends_what_was_never_attempted_and_reports_the_stale_chunk() -> None:
+    sandbox = Sandbox()
+    journal = MemoryJournal()
+    numbers = [f"+1444{i:07d}" for i in range(3000)]
+    from engagelab_sms_async._journal import digest
+
+    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=56)
+    # A job that died after chunk 1's first attempt, over 55 minutes ago; chunks 0 and 2 never left.
+    await journal.record("old", 1, ChunkRecord("old:1", digest(numbers[1000:2000]), 1000, long_ago))
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        report = await client.send_bulk(numbers, 4, job_id="old", journal=journal)
+    assert report.succeeded == 2000 and sandbox.count_calls("send") == 2
+    assert sandbox.deliveries.get(numbers[1000], 0) == 0  # never resent: the API may have forgotten it
+    [stale] = report.unresolved
+    assert stale.request_id == "old:1" and stale.recipients == tuple(numbers[1000:2000])
+    assert isinstance(stale.error, RequestIdExpiredError) and stale.error.outcome_unknown
+    assert stale.error.first_attempt_at == long_ago
+    assert "check their delivery statuses" in stale.hint
+
+
+async def test_resend_expired_is_the_switch_that_accepts_duplicates() -> None:
     sandbox = Sandbox()
     journal = MemoryJournal()
     chunk = [f"+1444{i:07d}" for i in range(1000)]
@@ -105,11 +126,6 @@ async def test_a_pending_chunk_older_than_55_minutes_is_refused_before_anything_
     long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=56)
     await journal.record("old", 0, ChunkRecord("old:0", digest(chunk), 1000, long_ago))
     async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
-        with pytest.raises(ValidationError) as info:
-            await client.send_bulk(chunk, 4, job_id="old", journal=journal)
-        assert info.value.field == "resend_expired"
-        assert sandbox.count_calls() == 0
-
         report = await client.send_bulk(chunk, 4, job_id="old", journal=journal, resend_expired=True)
     assert report.succeeded == 1000
 

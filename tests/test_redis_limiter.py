@@ -8,6 +8,7 @@ time by design: 8 processes for 20 s, and a restart of Redis mid-run.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
 import math
@@ -564,3 +565,27 @@ def test_a_redis_restart_mid_run_never_lets_more_than_the_limit_into_a_window(se
     assert max_in_any_window(stamps, int(window * 1_000_000)) <= limit
     # admissions resumed once the guard allowed (the same machine: Redis TIME is this clock)
     assert any(s > (restarted_at + 2.5) * 1e6 for s in stamps)
+
+
+# --- in the client --------------------------------------------------------------------------------
+
+
+async def test_a_status_call_not_admitted_within_status_wait_gives_its_reservation_back(
+    client: redis_asyncio.Redis,
+) -> None:
+    from engagelab_sms_async import AsyncClient, StatusLimitBusyError
+    from engagelab_sms_async.sandbox import Sandbox
+
+    limiter = limiter_on(client, sms_user=None, limit=2, window=30.0)
+    sandbox = Sandbox()
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), status_limiter=limiter) as api:
+        await api.get_status(today)
+        await api.get_status(today)
+        bound = limiter.for_sms_user("demo")
+        with pytest.raises(StatusLimitBusyError) as info:
+            await api.get_status(today, status_wait=0.2)
+        assert info.value.retry_at is not None  # read from Redis: the first entry leaves in 30.25 s
+        await eventually(lambda: in_log(client, bound, 2))  # the reservation it made was given back
+        ahead = await bound.next_admission()
+        assert ahead is not None and 29.5 < ahead <= 30.25
