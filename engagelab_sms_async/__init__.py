@@ -30,6 +30,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
+from ._idempotency import idempotency_key
 from ._journal import Journal, MemoryJournal, SQLiteJournal
 from ._limiter import SendLimiter, SlidingWindowLimiter, StatusLimiter
 from ._models import (
@@ -125,6 +126,7 @@ __all__ = [
     "UnsentChunk",
     "ValidationError",
     "converter",
+    "idempotency_key",
     "is_retryable",
     "__version__",
 ]

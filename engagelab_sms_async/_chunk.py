@@ -23,7 +23,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._journal import ChunkRecord, Journal, digest
+from ._journal import ChunkRecord, Clocked, Journal, digest
 from ._models import (
     RESEND_WINDOW,
     RejectedChunk,
@@ -43,6 +43,7 @@ __all__ = [
     "classify",
     "resume",
     "run_chunk",
+    "send_once",
     "settings_record",
 ]
 
@@ -134,6 +135,7 @@ async def run_chunk(
     known: dict[int, ChunkRecord],
     *,
     resend_expired: bool,
+    request_id: str | None = None,
 ) -> Outcome:
     """Send chunk ``index`` as ``f"{job_id}:{index}"`` and say what became of it, journaling both ends.
 
@@ -144,7 +146,7 @@ async def run_chunk(
     journal that fails before the call leaves the chunk unsent; one that fails after it leaves the outcome
     known: both raise :class:`JournalFailed` carrying the outcome.
     """
-    request_id = f"{job_id}:{index}"
+    request_id = f"{job_id}:{index}" if request_id is None else request_id
     entry = known.get(index) if known else None
     if entry is not None:
         if entry.request_id != request_id or entry.digest != digest(chunk):
@@ -157,12 +159,12 @@ async def run_chunk(
             return entry.result
         if entry.state in ("rejected", "unsent"):
             entry = None  # refused whole before: nothing of it was sent, this is a first attempt again
-        elif not resend_expired and _expired(entry, _now()):
+        elif not resend_expired and _expired(entry, await _now_by(journal)):
             stale = RequestIdExpiredError(request_id, entry.first_attempt_at)
             return UnresolvedChunk(request_id, tuple(chunk), stale, first_attempt_at=entry.first_attempt_at)
     if entry is None and journal is not None:
-        entry = ChunkRecord(request_id, digest(chunk), len(chunk), _now())
         try:
+            entry = ChunkRecord(request_id, digest(chunk), len(chunk), await _now_by(journal))
             # Not shielded from a cancellation: nothing has been sent yet.
             await journal.record(job_id, index, entry)
         except Exception as exc:
@@ -202,6 +204,46 @@ async def run_chunk(
     return outcome
 
 
+async def send_once(call: api.Call, options: api.SendOptions, send: Send, journal: Journal) -> SendResult:
+    """One ``send()`` whose request_id's first attempt is kept in ``journal``, under
+    ``f"send:{request_id}"``: a journaled chunk of one, raising what a bulk job would report.
+
+    Answered before: the recorded result, with no call. Pending (it may have been sent): resent with the
+    same request_id within 55 minutes of its first attempt, else ``RequestIdExpiredError``. An error whose
+    outcome is unknown carries the first attempt's time as the journal recorded it.
+    """
+    request_id = call.request_id
+    assert request_id is not None, "a send always has a request_id"
+    job_id = f"send:{request_id}"
+    chunk = list(call.recipients)
+    known = await journal.load(job_id)
+    entry = known.get(0)
+    if entry is not None and entry.digest != digest(chunk):
+        raise ValidationError(
+            "request_id",
+            f"{request_id!r} was journaled for other numbers (or another order): one request_id names one "
+            "send; make one per send with idempotency_key(...)",
+        )
+    try:
+        outcome = await run_chunk(
+            0, chunk, job_id, options, send, journal, known, resend_expired=False, request_id=request_id
+        )
+    except JournalFailed as failed:
+        if isinstance(failed.outcome, SendResult):
+            # Sent, but not recorded: a rerun within the hour resends with this id and sends nothing.
+            logger.warning("send %s: the journal failed after the answer; the result stands", request_id)
+            return failed.outcome
+        raise failed.__cause__ or failed from None
+    if isinstance(outcome, SendResult):
+        return outcome
+    if isinstance(outcome, UnsentChunk):
+        raise ClientClosedError(f"the client closed before send {request_id!r} could leave")
+    error = outcome.error
+    if isinstance(outcome, UnresolvedChunk) and isinstance(error, EngageLabError):
+        error.first_attempt_at = outcome.first_attempt_at  # the journal's: the hour began then
+    raise error
+
+
 def _as_datetime(moment: dt.datetime | float) -> dt.datetime:
     if isinstance(moment, dt.datetime):
         return moment
@@ -232,6 +274,13 @@ async def _durably(write: Awaitable[None]) -> None:
 def _expired(entry: ChunkRecord, now: dt.datetime) -> bool:
     """Whether the API may have forgotten the request_id of a chunk first attempted at ``entry``'s time."""
     return now - entry.first_attempt_at > RESEND_WINDOW
+
+
+async def _now_by(journal: Journal | None) -> dt.datetime:
+    """The time by the journal's clock if it keeps one (Redis's: one for every machine), else ours."""
+    if isinstance(journal, Clocked):
+        return await journal.now()
+    return _now()
 
 
 def _now() -> dt.datetime:

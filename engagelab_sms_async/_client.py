@@ -13,6 +13,7 @@ import inspect
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from . import _bulk as bulk
 from . import _endpoints as api
 from . import _plans as plans
 from . import _validation as check
+from ._chunk import send_once
 from ._compat import Unpack, deadline
 from ._environment import from_environment
 from ._errors import (
@@ -212,6 +214,7 @@ class AsyncClient:
         template_id: int,
         *,
         request_id: str | None = None,
+        journal: Journal | None = None,
         **options: Unpack[SendFields],
     ) -> SendResult:
         """Send template ``template_id`` to at most 1000 distinct numbers in one call.
@@ -225,11 +228,26 @@ class AsyncClient:
 
         Raises ``RequestIdReusedError`` when the answer names numbers not asked (the request_id was used
         within the hour for other numbers: nothing was sent). An error with ``outcome_unknown`` set means an
-        attempt may have reached the API: resend only with the same ``request_id``, within the hour.
+        attempt may have reached the API: resend only with the same ``request_id``, within the hour (its
+        ``first_attempt_at`` says when that hour began).
+
+        In a job queue, which may run a job again, give every send a ``request_id`` that the rerun makes
+        again (``idempotency_key(campaign, index, recipients=to)``) and a ``journal`` (``RedisJournal`` for
+        workers on many machines): the first attempt of that request_id is recorded there. A rerun of a send
+        already answered returns the recorded result without a call; one within 55 minutes of the first
+        attempt resends with the same id (the API sends nothing twice); one later raises
+        ``RequestIdExpiredError`` instead of risking a second SMS.
         """
         fields = self._send_options(template_id, options, AsyncClient.send)
+        if journal is not None and request_id is None:
+            raise ValidationError(
+                "request_id",
+                "a journaled send needs the request_id its reruns will make again: idempotency_key(...)",
+            )
         call = api.build_send(to, fields, request_id=uuid.uuid4().hex if request_id is None else request_id)
-        return await self._execute(call, api.parse_send)
+        if journal is None:
+            return await self._execute(call, api.parse_send)
+        return await send_once(call, fields, self._send, journal)
 
     async def get_status(
         self,
@@ -482,12 +500,13 @@ class AsyncClient:
     async def _retried(
         self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None
     ) -> T:
+        started = time.time()
         try:
             return await self._attempt(call, parse, wait)
         except EngageLabError as exc:
             reached = api.may_have_reached(exc)
             if self.retry.attempts == 1 or not is_retryable(exc):
-                _judge(call, exc, reached=reached)
+                _judge(call, exc, reached=reached, started=started)
                 raise
             first: EngageLabError | None = exc
         # Only a call that failed meets tenacity: its first failure is replayed as attempt 1, so the waits,
@@ -504,7 +523,7 @@ class AsyncClient:
                         reached = reached or api.may_have_reached(exc)
                         raise
         except EngageLabError as exc:
-            _judge(call, exc, reached=reached)
+            _judge(call, exc, reached=reached, started=started)
             raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
@@ -630,8 +649,12 @@ def _attempt_deadline(
     return max(limits) if limits else None
 
 
-def _judge(call: api.Call, error: EngageLabError, *, reached: bool) -> None:
+def _judge(call: api.Call, error: EngageLabError, *, reached: bool, started: float) -> None:
     """Mark a call's final error: a send any attempt of which may have been carried out never reads as
-    "nothing sent"."""
-    if reached and call.endpoint == "send" and not isinstance(error, RequestIdReusedError):
+    "nothing sent", and says when its first attempt left."""
+    if call.endpoint != "send" or isinstance(error, RequestIdReusedError):
+        return
+    if reached:
         error.outcome_unknown = True
+    if (error.outcome_unknown or isinstance(error, TransportError)) and error.first_attempt_at is None:
+        error.first_attempt_at = dt.datetime.fromtimestamp(started, dt.timezone.utc)

@@ -74,10 +74,14 @@ class EngageLabError(Exception):
 
     ``outcome_unknown`` is True when the failed call may nevertheless have been carried out by the API (a
     send whose answer was lost, or refused only after an earlier attempt got no answer): resend it with the
-    same request_id within the hour, never with a new one.
+    same request_id within the hour, never with a new one. ``first_attempt_at`` then says when that hour
+    began.
     """
 
     outcome_unknown: bool = False
+    #: When the call's first attempt left (aware, UTC), on an error of a send whose outcome is unknown (and on
+    #: every ``TransportError`` of a send): resend with the same request_id only until 55 minutes after it.
+    first_attempt_at: dt.datetime | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle the message and every field (``outcome_unknown`` too, when set on the error).

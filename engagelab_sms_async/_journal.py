@@ -7,8 +7,13 @@ again with the same ``job_id`` and the same recipients, and it:
 - skips the chunks already resolved, putting their recorded results in the report;
 - resends the chunks left pending (a crash mid-call, or unresolved after every retry) with their original
   request_id, which the API deduplicates for an hour, so numbers already sent are not sent again;
-- refuses, before sending anything, to resend a pending chunk first attempted more than 55 minutes ago:
-  the API may have forgotten its request_id. ``resend_expired=True`` accepts that risk.
+- never resends a pending chunk first attempted more than 55 minutes ago (the API may have forgotten its
+  request_id): it is reported unresolved with a ``RequestIdExpiredError``, and the rest of the job is sent.
+  ``resend_expired=True`` accepts the risk of duplicates.
+
+``send(..., request_id=..., journal=...)`` keeps a single send's first attempt the same way, under
+``f"send:{request_id}"``. Times are the journal's own when it keeps a clock (``RedisJournal``: the Redis
+server's, one clock for every machine), else this machine's.
 
 ``MemoryJournal`` lives in the process (tests, or resuming within one run), ``SQLiteJournal`` in a file
 (stdlib ``sqlite3``, off the event loop), ``RedisJournal`` (extra ``[redis]``) in Redis for workers on
@@ -18,6 +23,7 @@ many machines.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -29,7 +35,16 @@ from ._converter import converter
 from ._errors import ValidationError
 from ._models import ChunkRecord
 
-__all__ = ["ChunkRecord", "Journal", "MemoryJournal", "SQLiteJournal", "decode", "digest", "encode"]
+__all__ = [
+    "ChunkRecord",
+    "Clocked",
+    "Journal",
+    "MemoryJournal",
+    "SQLiteJournal",
+    "decode",
+    "digest",
+    "encode",
+]
 
 
 def digest(recipients: Sequence[str]) -> str:
@@ -56,6 +71,14 @@ class Journal(Protocol):
 
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         """Store (or replace) the record of chunk ``index`` of ``job_id``."""
+
+
+@runtime_checkable
+class Clocked(Protocol):
+    """A journal with a clock of its own, shared by every machine that uses it."""
+
+    async def now(self) -> dt.datetime:
+        """The time now by the journal's clock, aware (UTC)."""
 
 
 class MemoryJournal:

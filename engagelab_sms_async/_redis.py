@@ -6,6 +6,8 @@ Needs the ``redis`` extra: ``pip install "engagelab-sms-async[redis]"``.
 
 from __future__ import annotations
 
+import datetime as dt
+
 try:
     import redis.asyncio as redis_asyncio
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis
@@ -46,6 +48,13 @@ class RedisJournal:
 
     def _key(self, job_id: str) -> str:
         return f"{self.key_prefix}:{job_id}"
+
+    async def now(self) -> dt.datetime:
+        """The Redis server's time (``TIME``): the 55-minute guard reads one clock on every machine."""
+        seconds, micros = await self.redis.time()
+        return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc) + dt.timedelta(
+            microseconds=int(micros)
+        )
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:
         entries = await self.redis.hgetall(self._key(job_id))

@@ -158,3 +158,20 @@ async def test_a_rejected_chunk_is_sent_again_on_resume_since_nothing_of_it_was_
 def test_a_path_that_cannot_hold_a_journal_is_a_validation_error(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"cannot use .* as a journal"):
         SQLiteJournal(tmp_path / "no" / "such" / "folder" / "job.db")
+
+
+async def test_the_redis_journal_keeps_time_by_the_redis_server_one_clock_for_every_machine(
+    journal_redis_proc: Any,
+) -> None:
+    store = redis_asyncio.Redis(host=journal_redis_proc.host, port=journal_redis_proc.port)
+    journal = RedisJournal(store)
+    seconds, micros = await store.time()
+    server = dt.datetime.fromtimestamp(seconds + micros / 1e6, dt.timezone.utc)
+    assert dt.timedelta(0) <= await journal.now() - server < dt.timedelta(seconds=1)
+    # and a single journaled send records its first attempt by it
+    sandbox = Sandbox()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        await client.send(["+12025550100"], 4, request_id="clocked", journal=journal)
+    [entry] = (await journal.load("send:clocked")).values()
+    assert dt.timedelta(0) <= entry.first_attempt_at - server < dt.timedelta(seconds=1)
+    await store.aclose()

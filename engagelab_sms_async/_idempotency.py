@@ -1,0 +1,47 @@
+"""Request ids for sends that a job queue may run more than once."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from . import _numbers
+from . import _validation as check
+from ._errors import ValidationError
+
+__all__ = ["idempotency_key"]
+
+_DIGEST_BYTES = 12  # 24 hex characters, 96 bits: no two different lists of numbers share one
+
+
+def idempotency_key(*parts: str | int, recipients: Sequence[str]) -> str:
+    """A request_id for one ``send()`` that a job queue may run again: ``"part:part:...:digest"``.
+
+    Guarantee: the same ``parts`` and the same numbers give the same id, whatever their order or spelling
+    (``"+1 (555) 010-0001"`` and ``"+15550100001"`` are one number), so a retried or re-run job resends
+    with the id the API has seen, and the API sends nothing twice within its hour. Other numbers give
+    another id, so a list cut into other chunks can never take the answer of an earlier chunk. The id fits
+    the API's 128 characters.
+
+    ``parts`` say what the send is for: at least one, such as the campaign and the chunk's index. Without
+    them, the same numbers sent for two campaigns within the hour would share an id, and the second
+    campaign would not be sent.
+
+    Example::
+
+        request_id = idempotency_key("spring-sale", chunk_index, recipients=chunk)
+        await client.send(chunk, template_id, request_id=request_id)
+    """
+    if not parts:
+        raise ValidationError("parts", "give at least one (a campaign, a chunk index): they keep sends apart")
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, (str, int)) or part == "":
+            raise ValidationError("parts", f"each must be a non-empty string or an int, got {part!r}")
+    phones = check.recipients(recipients)
+    digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
+    digest.update("\n".join(sorted(map(str, _numbers.keys(phones, compact=False)))).encode())
+    prefix = ":".join(map(str, parts))
+    room = check.MAX_REQUEST_ID - 2 * _DIGEST_BYTES - 1
+    if len(prefix) > room:
+        raise ValidationError("parts", f"must join to at most {room} characters, got {len(prefix)}")
+    return f"{prefix}:{digest.hexdigest()}"

@@ -1,0 +1,192 @@
+"""Specification of what makes a send safe when a job queue runs it more than once: a request_id the rerun
+makes again (``idempotency_key``), errors that say when the API's hour began (``first_attempt_at``), and a
+journaled ``send()`` that never sends twice, not even after the hour."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engagelab_sms_async import (
+    AsyncClient,
+    MemoryJournal,
+    RequestIdExpiredError,
+    RetryPolicy,
+    ServerError,
+    TransportError,
+    ValidationError,
+    idempotency_key,
+)
+from engagelab_sms_async.sandbox import FaultPlan, Sandbox
+
+NUMBERS = ["+12025550100", "+12025550101", "+12025550102"]
+
+
+class ClockedJournal(MemoryJournal):
+    """A journal with a clock of its own (as ``RedisJournal`` reads Redis's), which a test moves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moment = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.timezone.utc)
+
+    async def now(self) -> dt.datetime:
+        return self.moment
+
+
+# --- idempotency_key ----------------------------------------------------------------------------
+
+
+def test_the_same_parts_and_numbers_make_the_same_key_whatever_their_order_or_spelling() -> None:
+    key = idempotency_key("spring-sale", 7, recipients=NUMBERS)
+    assert key == idempotency_key("spring-sale", 7, recipients=list(reversed(NUMBERS)))
+    assert key == idempotency_key(
+        "spring-sale", 7, recipients=["+1 202-555-0100", "+1 (202) 555 0101", NUMBERS[2]]
+    )
+    assert key.startswith("spring-sale:7:") and len(key) <= 128
+
+
+@given(
+    st.lists(st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True), min_size=1, max_size=30, unique=True),
+    st.data(),
+)
+def test_other_numbers_make_another_key(numbers: list[str], data: st.DataObject) -> None:
+    others = data.draw(
+        st.lists(st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True), min_size=1, max_size=30, unique=True)
+    )
+    same = sorted(numbers) == sorted(others)
+    assert (idempotency_key("c", 0, recipients=numbers) == idempotency_key("c", 0, recipients=others)) == same
+
+
+def test_other_parts_make_another_key() -> None:
+    assert idempotency_key("a", 1, recipients=NUMBERS) != idempotency_key("a", 2, recipients=NUMBERS)
+    assert idempotency_key("a", 1, recipients=NUMBERS) != idempotency_key("b", 1, recipients=NUMBERS)
+
+
+@pytest.mark.parametrize(
+    ("parts", "recipients"),
+    [
+        ((), NUMBERS),
+        (("",), NUMBERS),
+        ((True,), NUMBERS),
+        (("x" * 104,), NUMBERS),
+        (("c",), []),
+        (("c",), "+1"),
+    ],
+)
+def test_a_key_that_could_not_keep_sends_apart_is_refused(
+    parts: tuple[object, ...], recipients: object
+) -> None:
+    with pytest.raises(ValidationError):
+        idempotency_key(*parts, recipients=recipients)  # type: ignore[arg-type]
+
+
+# --- a rerun of send() --------------------------------------------------------------------------------
+
+
+async def test_a_send_rerun_with_its_key_after_a_lost_answer_sends_nothing_twice() -> None:
+    # The queue's first run: the API sends, the answer is lost, every retry of the client fails too.
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop", 1: "reset", 2: "reset"}}))
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), retry=RetryPolicy(attempts=3, initial=0.0)
+    ) as client:
+        request_id = idempotency_key("campaign", 0, recipients=NUMBERS)
+        with pytest.raises(TransportError) as lost:
+            await client.send(NUMBERS, 4, request_id=request_id)
+        assert lost.value.outcome_unknown and lost.value.request_id == request_id
+        # The queue runs the job again: the same key, so the API answers without sending.
+        result = await client.send(NUMBERS, 4, request_id=request_id)
+    assert result.succeeded == 3
+    assert all(sandbox.deliveries[number] == 1 for number in NUMBERS)
+
+
+async def test_an_error_whose_outcome_is_unknown_says_when_the_first_attempt_left() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop", 1: "503"}}))
+    before = dt.datetime.now(dt.timezone.utc)
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), retry=RetryPolicy(attempts=2, initial=0.0)
+    ) as client:
+        with pytest.raises(ServerError) as info:  # the 503 after an attempt that was carried out
+            await client.send(NUMBERS, 4, request_id="r-1")
+    error = info.value
+    assert error.outcome_unknown and error.first_attempt_at is not None
+    assert before <= error.first_attempt_at <= dt.datetime.now(dt.timezone.utc)
+    assert pickle.loads(pickle.dumps(error)).first_attempt_at == error.first_attempt_at
+
+
+async def test_a_transport_error_of_a_send_carries_its_request_id_and_first_attempt() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "reset"}}))
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), retry=RetryPolicy.none()
+    ) as client:
+        with pytest.raises(TransportError) as info:
+            await client.send(NUMBERS, 4, request_id="r-2")
+    assert info.value.request_id == "r-2" and info.value.first_attempt_at is not None
+
+
+# --- send(..., journal=) ------------------------------------------------------------------------------
+
+
+async def test_a_journaled_send_answered_before_returns_its_result_without_a_call() -> None:
+    sandbox = Sandbox()
+    journal = MemoryJournal()
+    request_id = idempotency_key("campaign", 0, recipients=NUMBERS)
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        first = await client.send(NUMBERS, 4, request_id=request_id, journal=journal)
+        again = await client.send(NUMBERS, 4, request_id=request_id, journal=journal)
+    assert again == first
+    assert sandbox.count_calls("send") == 1
+
+
+async def test_a_journaled_send_rerun_within_the_hour_resends_with_its_id_and_nothing_is_sent_twice() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop"}}))
+    journal = ClockedJournal()
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), retry=RetryPolicy.none()
+    ) as client:
+        with pytest.raises(TransportError) as lost:
+            await client.send(NUMBERS, 4, request_id="k-1", journal=journal)
+        assert lost.value.first_attempt_at == journal.moment  # the journal's clock: the hour began then
+        journal.moment += dt.timedelta(minutes=54)
+        result = await client.send(NUMBERS, 4, request_id="k-1", journal=journal)
+    assert result.succeeded == 3 and sandbox.count_calls("send") == 2
+    assert all(sandbox.deliveries[number] == 1 for number in NUMBERS)
+
+
+async def test_a_journaled_send_rerun_after_55_minutes_raises_request_id_expired_and_sends_nothing() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop"}}))
+    journal = ClockedJournal()
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), retry=RetryPolicy.none()
+    ) as client:
+        with pytest.raises(TransportError):
+            await client.send(NUMBERS, 4, request_id="k-2", journal=journal)
+        first_attempt = journal.moment
+        journal.moment += dt.timedelta(minutes=56)
+        with pytest.raises(RequestIdExpiredError) as expired:
+            await client.send(NUMBERS, 4, request_id="k-2", journal=journal)
+    assert expired.value.request_id == "k-2" and expired.value.first_attempt_at == first_attempt
+    assert expired.value.outcome_unknown
+    assert "delivery statuses" in str(expired.value)
+    assert sandbox.count_calls("send") == 1
+    assert all(sandbox.deliveries[number] == 1 for number in NUMBERS)
+
+
+async def test_a_journaled_send_needs_a_request_id_its_rerun_makes_again() -> None:
+    async with AsyncClient("demo", "demo-key", transport=Sandbox().transport()) as client:
+        with pytest.raises(ValidationError, match="idempotency_key") as info:
+            await client.send(NUMBERS, 4, journal=MemoryJournal())
+    assert info.value.field == "request_id"
+
+
+async def test_one_journaled_request_id_for_other_numbers_is_refused_before_sending() -> None:
+    sandbox = Sandbox()
+    journal = MemoryJournal()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        await client.send(NUMBERS, 4, request_id="k-3", journal=journal)
+        with pytest.raises(ValidationError, match="journaled for other numbers"):
+            await client.send(NUMBERS[:2], 4, request_id="k-3", journal=journal)
+    assert sandbox.count_calls("send") == 1
