@@ -28,6 +28,7 @@ from ._errors import (
     ServerError,
     StatusLimitBusyError,
     TransportError,
+    UnresolvedChunksError,
     ValidationError,
 )
 from ._idempotency import idempotency_key
@@ -122,6 +123,7 @@ __all__ = [
     "TemplateIds",
     "TimeZoneLike",
     "TransportError",
+    "UnresolvedChunksError",
     "UnresolvedChunk",
     "UnsentChunk",
     "ValidationError",

@@ -17,6 +17,7 @@
     ├── RequestIdExpiredError      a resend of a request_id first attempted over 55 minutes ago: not sent
     ├── BulkSendError              iter_send finished with chunks refused, unresolved or unsent (lists them)
     ├── BulkAbortedError           send_bulk stopped by its source, on_progress or journal (has the report)
+    ├── UnresolvedChunksError      SendReport.raise_for_unresolved(): chunks not done, for a queue to retry
     └── ValidationError            bad input caught before any request is sent (also a ValueError)
 
 ``outcome_unknown`` is True on an error raised by a send any attempt of which may have reached the API (no
@@ -54,6 +55,7 @@ __all__ = [
     "ServerError",
     "StatusLimitBusyError",
     "TransportError",
+    "UnresolvedChunksError",
     "ValidationError",
 ]
 
@@ -297,6 +299,40 @@ class BulkAbortedError(EngageLabError):
             f"bulk job {report.job_id!r} aborted: {reason}; {report.recipients} number(s) read, "
             f"{report.succeeded} accepted, {report.unresolved_recipients} unresolved, "
             f"{report.unsent_recipients} never sent"
+        )
+
+
+class UnresolvedChunksError(EngageLabError):
+    """A bulk job's chunks that are not done, raised by ``SendReport.raise_for_unresolved()`` so that a job
+    queue retries the job: ``unresolved`` (outcome unknown), ``unsent`` (never sent) and ``rejected``
+    (refused whole; only when asked for), with their request_ids and numbers. ``job_id`` is the job's id:
+    run it again with it and the same journal. ``outcome_unknown`` is True when any chunk is unresolved.
+    """
+
+    def __init__(
+        self,
+        job_id: str | None,
+        unresolved: tuple[UnresolvedChunk, ...],
+        unsent: tuple[UnsentChunk, ...] = (),
+        rejected: tuple[RejectedChunk, ...] = (),
+    ) -> None:
+        self.job_id = job_id
+        self.unresolved = unresolved
+        self.unsent = unsent
+        self.rejected = rejected
+        if unresolved:
+            self.outcome_unknown = True
+
+        def numbers(
+            chunks: tuple[UnresolvedChunk, ...] | tuple[UnsentChunk, ...] | tuple[RejectedChunk, ...],
+        ) -> int:
+            return sum(len(chunk.recipients) for chunk in chunks)
+
+        super().__init__(
+            f"bulk job {job_id!r} is not done: {len(unresolved)} chunk(s) unresolved ({numbers(unresolved)} "
+            f"numbers), {len(unsent)} unsent ({numbers(unsent)}), {len(rejected)} rejected "
+            f"({numbers(rejected)}); run it again with the same job_id and journal (within the hour for the "
+            "unresolved ones): nothing already sent is sent twice"
         )
 
 

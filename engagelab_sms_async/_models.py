@@ -389,6 +389,23 @@ class SendReport:
             and not self.unanswered
         )
 
+    def raise_for_unresolved(self, *, unsent: bool = True, rejected: bool = False) -> None:
+        """Raise :class:`~engagelab_sms_async.UnresolvedChunksError` if chunks of the job are not done:
+        unresolved ones (their outcome is unknown), unsent ones (the job stopped before them) unless
+        ``unsent=False``, and rejected ones (refused whole, e.g. 401) when ``rejected=True``.
+
+        One line turns a partial result into a job-queue retry: inside an arq or Celery task, a report that
+        returns normally marks the job done, and its unresolved numbers would never be retried. Run the job
+        again with the same ``job_id`` and journal: chunks already sent are skipped, unresolved ones resent
+        with their request_ids (the API sends nothing twice within its hour), unsent ones sent. The error
+        pickles with its chunks, so the queue's result backend can show them.
+        """
+        from ._errors import UnresolvedChunksError
+
+        chunks = (self.unresolved, self.unsent if unsent else (), self.rejected if rejected else ())
+        if any(chunks):
+            raise UnresolvedChunksError(self.job_id, *chunks)
+
 
 @attrs.frozen
 class ChunkRecord:

@@ -7,6 +7,7 @@ Needs the ``redis`` extra: ``pip install "engagelab-sms-async[redis]"``.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 try:
     import redis.asyncio as redis_asyncio
@@ -24,11 +25,14 @@ __all__ = ["RedisJournal", "RedisSlidingWindowLimiter", "connect"]
 
 def connect(name: str, url: str) -> redis_asyncio.Redis:
     """A Redis client for the URL in the environment variable ``name`` (nothing connects until used)."""
+    # Typed Any: redis-py 5 and 8 type these calls differently, and both are supported.
+    from_url: Any = redis_asyncio.from_url
     try:
-        return redis_asyncio.from_url(url)
+        client: redis_asyncio.Redis = from_url(url)
     except ValueError:
         # The URL itself is never shown: it may hold a password.
         raise ValidationError(name, "is not a Redis URL (redis://, rediss:// or unix://)") from None
+    return client
 
 
 class RedisJournal:
@@ -43,6 +47,7 @@ class RedisJournal:
         self, redis: redis_asyncio.Redis, *, key_prefix: str = "engagelab:sms:journal", ttl: int = 86_400
     ) -> None:
         self.redis = redis
+        self._conn: Any = redis  # untyped here: redis-py 5 and 8 type their commands differently
         self.key_prefix = key_prefix
         self.ttl = ttl
 
@@ -51,17 +56,17 @@ class RedisJournal:
 
     async def now(self) -> dt.datetime:
         """The Redis server's time (``TIME``): the 55-minute guard reads one clock on every machine."""
-        seconds, micros = await self.redis.time()
+        seconds, micros = await self._conn.time()
         return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc) + dt.timedelta(
             microseconds=int(micros)
         )
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:
-        entries = await self.redis.hgetall(self._key(job_id))
+        entries = await self._conn.hgetall(self._key(job_id))
         return {int(index): decode(entry) for index, entry in entries.items()}
 
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self._conn.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(job_id), str(index), encode(entry))
             pipe.expire(self._key(job_id), self.ttl)
             await pipe.execute()

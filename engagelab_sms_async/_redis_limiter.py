@@ -23,9 +23,8 @@ import asyncio
 import contextlib
 import math
 import secrets
-from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, Union, cast
+from typing import Any, Union
 
 try:
     import redis.asyncio as redis_asyncio
@@ -157,7 +156,8 @@ class _Session:
                 # redis-py's cluster client fails commands run concurrently before it is initialized.
                 await self.redis.initialize()
             # To every primary of a cluster: any of them may own a user's slot.
-            self.sha = cast(str, await cast(Awaitable[Any], self.redis.script_load(_SCRIPT)))
+            conn: Any = self.redis  # untyped here: redis-py 5 and 8 type their commands differently
+            self.sha = await conn.script_load(_SCRIPT)
             if isinstance(self.sha, bytes):  # pragma: no cover - depends on the client's decoding
                 self.sha = self.sha.decode()
             self.loads += 1
@@ -217,6 +217,7 @@ class RedisSlidingWindowLimiter:
         if not (math.isfinite(margin) and margin >= 0):
             raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
         self.redis = redis
+        self._conn: Any = redis  # untyped here: redis-py 5 and 8 type their commands differently
         self.sms_user = sms_user
         self.key_prefix = key_prefix
         self.limit = limit
@@ -359,8 +360,7 @@ class RedisSlidingWindowLimiter:
                 reconnected = reloaded = False
                 while True:
                     try:
-                        evalsha = self.redis.evalsha(sha, 2, *keys_and_args, self._run, *args)
-                        reply = cast(list[Any], await evalsha)
+                        reply: list[Any] = await self._conn.evalsha(sha, 2, *keys_and_args, self._run, *args)
                         break
                     except redis_exceptions.NoScriptError:
                         # The server restarted or flushed its scripts: one caller loads it again.

@@ -36,6 +36,7 @@ from engagelab_sms_async import (
     StatusLimitBusyError,
     TransportError,
     UnresolvedChunk,
+    UnresolvedChunksError,
     UnsentChunk,
     ValidationError,
 )
@@ -167,6 +168,7 @@ EXAMPLES: list[EngageLabError] = [
     RequestIdReusedError("r-6", ("+10000000000",), ("+19999999999",)),
     RequestIdExpiredError("r-7", dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.timezone.utc)),
     BulkSendError((REJECTED,), (UNRESOLVED,), (UNSENT,)),
+    UnresolvedChunksError("job-1", (UNRESOLVED,), (UNSENT,), (REJECTED,)),
     BulkAbortedError(REPORT, "the recipients source raised OSError"),
 ]
 

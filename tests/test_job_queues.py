@@ -4,6 +4,7 @@ journaled ``send()`` that never sends twice, not even after the hour."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import pickle
 
@@ -18,6 +19,7 @@ from engagelab_sms_async import (
     RetryPolicy,
     ServerError,
     TransportError,
+    UnresolvedChunksError,
     ValidationError,
     idempotency_key,
 )
@@ -35,6 +37,10 @@ class ClockedJournal(MemoryJournal):
 
     async def now(self) -> dt.datetime:
         return self.moment
+
+
+def client_of(sandbox: Sandbox, retry: RetryPolicy | None = None) -> AsyncClient:
+    return AsyncClient("demo", "demo-key", transport=sandbox.transport(), retry=retry or RetryPolicy())
 
 
 # --- idempotency_key ----------------------------------------------------------------------------
@@ -190,3 +196,59 @@ async def test_one_journaled_request_id_for_other_numbers_is_refused_before_send
         with pytest.raises(ValidationError, match="journaled for other numbers"):
             await client.send(NUMBERS[:2], 4, request_id="k-3", journal=journal)
     assert sandbox.count_calls("send") == 1
+
+
+# --- SendReport.raise_for_unresolved -------------------------------------------------------------
+
+
+async def test_a_report_with_unresolved_chunks_raises_them_for_the_queue_to_retry() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {1: "drop"}}))
+    numbers = [f"+1555{i:07d}" for i in range(3)]
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), retry=RetryPolicy.none()
+    ) as client:
+        report = await client.send_bulk(numbers, 4, job_id="j", chunk_size=1)
+    with pytest.raises(UnresolvedChunksError) as info:
+        report.raise_for_unresolved()
+    error = info.value
+    assert error.job_id == "j" and error.outcome_unknown
+    assert [chunk.request_id for chunk in error.unresolved] == ["j:1"]
+    assert error.unresolved[0].recipients == (numbers[1],)
+    copy = pickle.loads(pickle.dumps(error))  # a result backend shows what is left
+    assert [chunk.recipients for chunk in copy.unresolved] == [(numbers[1],)]
+    assert str(copy) == str(error)
+
+
+async def test_a_done_report_does_not_raise_and_rejected_chunks_raise_only_when_asked() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "400"}}))
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), retry=RetryPolicy.none()
+    ) as client:
+        report = await client.send_bulk(NUMBERS, 4, job_id="r", chunk_size=1)
+    assert len(report.rejected) == 1
+    report.raise_for_unresolved()  # a refusal is not cured by retrying the job
+    with pytest.raises(UnresolvedChunksError) as info:
+        report.raise_for_unresolved(rejected=True)
+    assert len(info.value.rejected) == 1 and not info.value.outcome_unknown
+
+
+async def test_unsent_chunks_raise_by_default_since_rerunning_the_job_sends_them_safely() -> None:
+    sandbox = Sandbox()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+
+        def close_after_the_first(done: int, total: int | None) -> None:
+            if done == 1:
+                asyncio.get_running_loop().create_task(client.aclose())
+
+        report = await client.send_bulk(
+            [f"+1666{i:07d}" for i in range(20)],
+            4,
+            chunk_size=1,
+            concurrency=1,
+            on_progress=close_after_the_first,
+        )
+    assert report.unsent
+    with pytest.raises(UnresolvedChunksError) as info:
+        report.raise_for_unresolved()
+    assert info.value.unsent == report.unsent
+    report.raise_for_unresolved(unsent=False)

@@ -114,14 +114,16 @@ class _WireLayer:
         if endpoint is None:
             await self.app(scope, receive, send)
             return
+        # Read on arrival, before any fault or slow answer: the time a rate limit would count the call at.
+        received = self.world.clock()
         fault = self.plan.decide(endpoint) if self.plan is not None else None
         if fault is Fault.RESET:
-            self.world.record_call(endpoint, 0)
+            self.world.record_call(endpoint, 0, received)
             await _cut(send, fault)
         if fault is not None and fault in _CANNED:
             assert self.plan is not None
             status, body, headers = _CANNED[fault](self.plan)
-            self.world.record_call(endpoint, status)
+            self.world.record_call(endpoint, status, received)
             media_type = headers.pop("content-type", _JSON)
             await Response(body, status, headers, media_type=media_type)(scope, receive, send)
             return
@@ -139,14 +141,14 @@ class _WireLayer:
 
         await self.app(scope, receive, observe)
         if fault is Fault.DROP:
-            self.world.record_call(endpoint, 0)
+            self.world.record_call(endpoint, 0, received)
             await _cut(send, fault)
         if fault is Fault.SLOW:
             assert self.plan is not None
             await asyncio.sleep(self.plan.slow_seconds)
             for message in held:
                 await send(message)
-        self.world.record_call(endpoint, answered[0] if answered else 0)
+        self.world.record_call(endpoint, answered[0] if answered else 0, received)
 
 
 async def _cut(send: Send, kind: Fault) -> None:

@@ -113,6 +113,23 @@ class FaultPlan:
         self._random = random.Random(seed)
         self._calls: Counter[str] = Counter()
 
+    @classmethod
+    def parse(
+        cls, *specs: str, seed: int | None = 0, retry_after: int = 1, slow_seconds: float = 30.0
+    ) -> FaultPlan:
+        """The plan spelled by command-line specs: ``FaultPlan.parse("send:drop@0,3", "send:500,drop=0.1")``.
+
+        One clause per spec: ``ENDPOINT:KIND@INDEX[,INDEX...]`` (exactly those calls, 0-based, fail with
+        KIND) or ``ENDPOINTS:KIND[,KIND...]=RATE`` (that share of the calls fails, a kind drawn among
+        KINDS; ``*`` for every endpoint or for the transient kinds; RATE as ``0.2`` or ``20%``); at most one
+        rate spec. A bad spec raises ``ValueError`` naming it and listing the valid endpoints or kinds. The
+        full grammar: ``engagelab_sms_async.sandbox._fault_specs``.
+        """
+        # Imported here: the grammar builds plans, so its module imports this one.
+        from ._fault_specs import parse_fault_specs
+
+        return parse_fault_specs(*specs, seed=seed, retry_after=retry_after, slow_seconds=slow_seconds)
+
     def __repr__(self) -> str:
         kinds = [kind.value for kind in self.kinds]
         return (

@@ -61,6 +61,8 @@ class World:
         self.templates: frozenset[int] | None = None if templates is None else frozenset(templates)
         #: (endpoint, HTTP status) of every request received; 0 when the connection was cut unanswered.
         self.calls: list[tuple[str, int]] = []
+        #: When each of ``calls`` was received (epoch seconds by the clock), index for index.
+        self.call_times: list[float] = []
         self._ledger = Ledger(seed)
         self._sends = Sends(self._ledger)
         self._status = StatusLookup(self._ledger)
@@ -77,9 +79,13 @@ class World:
         """Number of HTTP 429 answers of the /status rate limiter (injected faults are not counted)."""
         return self._status.rate_limited
 
-    def record_call(self, endpoint: str, status: int) -> None:
-        """Note that a request of ``endpoint`` was answered with ``status`` (0: connection cut)."""
+    def record_call(self, endpoint: str, status: int, received: float | None = None) -> None:
+        """Note that a request of ``endpoint`` received at ``received`` (default: now) got ``status``.
+
+        ``status`` is 0 when the connection was cut unanswered.
+        """
         self.calls.append((endpoint, status))
+        self.call_times.append(self.clock() if received is None else received)
 
     def messages(self) -> list[SentMessage]:
         """Every SMS created, in creation order (O(number of SMS): for tests)."""
