@@ -6,7 +6,7 @@ under ``/v1`` are the same with or without them, and admin calls are never count
 
 - ``GET /_admin``: the list of these routes;
 - ``GET /_admin/deliveries[?prefix=+1555]``: ``{phone: number of SMS created for it}`` (only the phones
-  starting with ``prefix``); a value above 1 means a phone got the template twice;
+  starting with ``prefix``, its ``+`` encoded or not); a value above 1 means a phone got the template twice;
 - ``GET /_admin/calls``: the API calls received, by endpoint and HTTP status (``"0"``: connection cut),
   a total per endpoint, ``rate_limited`` (429s of the /status rate limiter, injected ones excluded) and
   ``injected`` (faults injected, by kind);
@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ._clock import MovableClock
-from ._faults import ENDPOINTS, FaultPlan
+from ._faults import ENDPOINTS, Fault, FaultPlan
 from ._world import World
 
 __all__ = ["ADMIN_PATH", "admin_routes", "busiest_window"]
@@ -62,6 +62,9 @@ def admin_routes(world: World, plan: FaultPlan | None) -> list[Route]:
 
     async def deliveries(request: Request) -> JSONResponse:
         prefix = request.query_params.get("prefix", "")
+        # An unencoded "+" (curl ...?prefix=+1555) arrives as a space, which no phone number starts with.
+        if prefix.startswith(" "):
+            prefix = "+" + prefix[1:]
         return JSONResponse({phone: n for phone, n in world.deliveries.items() if phone.startswith(prefix)})
 
     async def calls(request: Request) -> JSONResponse:
@@ -71,11 +74,11 @@ def admin_routes(world: World, plan: FaultPlan | None) -> list[Route]:
         body: dict[str, Any] = {"calls": {endpoint: dict(by_status[endpoint]) for endpoint in ENDPOINTS}}
         body.update({endpoint: by_status[endpoint].total() for endpoint in ENDPOINTS})
         body["rate_limited"] = world.rate_limited
-        body["injected"] = {} if plan is None else {str(kind): n for kind, n in plan.injected.items()}
+        body["injected"] = {} if plan is None else {Fault(kind).value: n for kind, n in plan.injected.items()}
         return JSONResponse(body)
 
     async def status_calls(request: Request) -> JSONResponse:
-        times = [at for (endpoint, _), at in zip(world.calls, world.call_times, strict=True) if endpoint == "status"]
+        times = world.times_of("status")
         return JSONResponse({"times": times, "busiest_minute": busiest_window(times)})
 
     def clock_state() -> JSONResponse:
@@ -87,15 +90,11 @@ def admin_routes(world: World, plan: FaultPlan | None) -> list[Route]:
     async def move_clock(request: Request) -> JSONResponse:
         clock = world.clock
         if not isinstance(clock, MovableClock):
-            return _refuse(409, "this sandbox's clock is not movable (serve it with admin=True and no clock)")
+            return _refuse(409, "this sandbox runs on the clock it was given, not on a MovableClock")
         try:
-            body = json.loads(await request.body())
-        except ValueError:
-            body = None
-        seconds = body.get("advance") if isinstance(body, dict) and body.keys() == {"advance"} else None
-        if not _is_number(seconds) or seconds < 0:
-            return _refuse(400, f'expected {{"advance": seconds >= 0}}, got {body!r}')
-        clock.advance(seconds)
+            clock.advance(_advance(await request.body()))
+        except ValueError as exc:
+            return _refuse(400, str(exc))
         return clock_state()
 
     handlers = {
@@ -119,9 +118,21 @@ _ROUTES = (
 )
 
 
-def _is_number(value: object) -> bool:
+def _advance(body: bytes) -> float:
+    """The seconds of a ``{"advance": seconds}`` body; ``ValueError`` for any other body."""
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        fields = None
+    seconds = fields.get("advance") if isinstance(fields, dict) and fields.keys() == {"advance"} else None
     # bool is an int to Python, but {"advance": true} is a mistake, not one second.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        got = body.decode(errors="replace")
+        raise ValueError(f'expected a JSON body {{"advance": seconds}}, got {got!r}')
+    try:
+        return float(seconds)  # MovableClock.advance refuses what is negative or not finite
+    except OverflowError:  # an integer beyond any float: as far from finite as infinity
+        return math.inf
 
 
 def _refuse(status: int, message: str) -> JSONResponse:

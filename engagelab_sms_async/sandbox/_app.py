@@ -1,10 +1,12 @@
 """The Starlette app: thin routes (parse -> world -> JSON) and the wire layer that injects faults.
 
 The wire layer is a pure ASGI middleware inside the app. It counts every request of the five endpoints, asks
-the :class:`FaultPlan` what goes wrong, and records ``(endpoint, status)`` in ``World.calls``. Cutting a
-connection is signalled by raising :class:`ConnectionCut` after starting the response (so that Starlette does
-not turn it into a 500): the in-process transport turns it into the httpx error a real network would give,
-and uvicorn, seeing an exception after the response started, closes the socket.
+the :class:`FaultPlan` what goes wrong, and records ``(endpoint, status)`` in ``World.calls`` and the time
+the request arrived in ``World.call_times``. Cutting a connection is signalled by raising
+:class:`ConnectionCut` after starting the response (so that Starlette does not turn it into a 500): the
+in-process transport turns it into the httpx error a real network would give, and uvicorn, seeing an
+exception after the response started, closes the socket. Other paths, the test-only ``/_admin`` routes
+(``_admin``), pass through it untouched: never faulted, never counted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._admin import admin_routes
+from ._clock import MovableClock
 from ._codes import ApiError, ErrorCode, dump_json
 from ._faults import Fault, FaultPlan
 from ._requests import parse_send, parse_stats_query
@@ -54,13 +58,20 @@ def create_app(
     faults: FaultPlan | None = None,
     clock: Clock | None = None,
     templates: Collection[int] | None = None,
+    admin: bool = False,
 ) -> Starlette:
     """The EngageLab SMS API emulator as an ASGI app; its :class:`World` is ``app.state.world``.
 
     ``accounts`` maps sms_user to sms_key (default ``{"demo": "demo-key"}``); ``faults`` injects failures;
     ``clock`` returns epoch seconds (default ``time.time``); ``templates`` restricts the accepted template ids
     (default: any positive id).
+
+    ``admin=True`` adds the test-only routes of ``_admin`` under ``/_admin`` (no credentials: never expose
+    them beyond a test), and, when no ``clock`` is given, runs on a :class:`MovableClock` that
+    ``POST /_admin/clock`` moves forward.
     """
+    if admin and clock is None:
+        clock = MovableClock()
     world = World(accounts=accounts, clock=clock, templates=templates)
 
     def route(
@@ -95,6 +106,8 @@ def create_app(
         Route("/v1/stats/process_failed", route(stats("process_failed")), methods=["GET"]),
         Route("/v1/stats/send_failed", route(stats("send_failed")), methods=["GET"]),
     ]
+    if admin:
+        routes += admin_routes(world, faults)
     app = Starlette(routes=routes, middleware=[Middleware(_WireLayer, world=world, plan=faults)])
     app.state.world = world
     app.state.faults = faults

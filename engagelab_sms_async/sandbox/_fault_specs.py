@@ -59,7 +59,8 @@ def parse_fault_specs(
             planned = at.setdefault(endpoint, {})
             for index in _indexes(spec, indexes):
                 if index in planned:
-                    raise _error(spec, f"call {index} of {endpoint} already has a fault ({planned[index].value})")
+                    already = planned[index].value
+                    raise _error(spec, f"call {index} of {endpoint} already has a fault ({already})")
                 planned[index] = kind
         elif "=" in clause:
             if rate is not None:

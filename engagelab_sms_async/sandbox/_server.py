@@ -8,12 +8,13 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 
 import httpx
 from starlette.applications import Starlette
 
 from .._compat import deadline
+from ._admin import ADMIN_PATH
 from ._app import ConnectionCut, create_app
 from ._faults import Fault, FaultPlan
 from ._world import Clock, SentMessage, World
@@ -69,12 +70,19 @@ class Sandbox:
     >>> async with httpx.AsyncClient(transport=sandbox.transport(), base_url=Sandbox.BASE_URL) as http:
     ...     ...
 
-    Arguments as :func:`create_app`. ``world`` holds all the state; ``deliveries``, ``messages``, ``calls``
-    and ``rate_limited`` read it.
+    Arguments as :func:`create_app`. ``world`` holds all the state; ``deliveries``, ``messages``, ``calls``,
+    ``call_times`` and ``rate_limited`` read it, in process.
+
+    For a sandbox served to tests in another process (:meth:`serve`, :meth:`run`, ``engagelab-sms
+    sandbox``), ``admin=True`` answers the same questions over HTTP, under ``/_admin`` (test-only: no
+    credentials), and runs on a :class:`MovableClock` (unless ``clock`` is given) that
+    ``POST /_admin/clock {"advance": seconds}`` moves forward.
     """
 
     #: The base URL to pair with :meth:`transport` (any host works in process; this one reads naturally).
     BASE_URL = "https://sms.api.engagelab.cc/v1"
+    #: The admin routes' URL to pair with :meth:`transport` when ``admin=True``.
+    ADMIN_URL = "https://sms.api.engagelab.cc" + ADMIN_PATH
 
     def __init__(
         self,
@@ -83,10 +91,14 @@ class Sandbox:
         faults: FaultPlan | None = None,
         clock: Clock | None = None,
         templates: Collection[int] | None = None,
+        admin: bool = False,
     ) -> None:
-        self.app: Starlette = create_app(accounts=accounts, faults=faults, clock=clock, templates=templates)
+        self.app: Starlette = create_app(
+            accounts=accounts, faults=faults, clock=clock, templates=templates, admin=admin
+        )
         self.world: World = self.app.state.world
         self.faults = faults
+        self.admin = admin
 
     # -- introspection ----------------------------------------------------------------------------
 
@@ -108,6 +120,16 @@ class Sandbox:
         ``"send_failed"``; the status is 0 when the connection was cut (reset or drop).
         """
         return self.world.calls
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the sandbox runs on: the one given, a :class:`MovableClock` for ``admin=True``, or
+        ``time.time``."""
+        return self.world.clock
+
+    def call_times(self, endpoint: str | None = None) -> list[float]:
+        """When each call of ``endpoint`` (``None``: any) was received, in epoch seconds by :attr:`clock`."""
+        return self.world.times_of(endpoint)
 
     @property
     def rate_limited(self) -> int:
@@ -134,8 +156,35 @@ class Sandbox:
 
         ``port=0`` picks a free port. Over a socket a ``drop`` or ``reset`` fault sends the start of a
         response and closes the connection: httpx raises ``RemoteProtocolError`` (incomplete body) for both,
-        and a ``reset`` is then indistinguishable from a drop except that nothing was recorded.
+        and a ``reset`` is then indistinguishable from a drop except that nothing was recorded. With
+        ``admin=True`` the admin routes are at the same origin: ``url.removesuffix("/v1") + "/_admin"``.
         """
+        async with self._serving(host, port) as (url, _):
+            yield url
+
+    def run(
+        self, host: str = "127.0.0.1", port: int = 8000, *, ready: Callable[[str], object] | None = None
+    ) -> None:
+        """Serve over HTTP until Ctrl+C or SIGTERM (blocking; for the ``engagelab-sms sandbox`` command).
+
+        ``ready`` is called with the base URL once the port accepts connections, so that a banner printed
+        there tells whoever reads it that requests may come. Ctrl+C stops the server and returns.
+        """
+
+        async def main() -> None:
+            async with self._serving(host, port) as (url, stopped):
+                if ready is not None:
+                    ready(url)
+                await stopped
+
+        # uvicorn catches SIGINT and SIGTERM, stops gracefully, then raises the signal again: Ctrl+C arrives
+        # here as KeyboardInterrupt, the normal way to stop a sandbox (as under uvicorn.run).
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+
+    @contextlib.asynccontextmanager
+    async def _serving(self, host: str, port: int) -> AsyncIterator[tuple[str, asyncio.Task[None]]]:
+        """The base URL once uvicorn listens, and its task (done when it stops); stops it on exit."""
         import uvicorn
 
         # IPPROTO_TCP named: asyncio turns Nagle's algorithm off only on connections of a socket that says
@@ -155,20 +204,13 @@ class Sandbox:
                     task.result()  # raises why uvicorn could not start
                     raise RuntimeError("uvicorn stopped before it started")
                 await asyncio.sleep(0.01)
-            yield f"http://{host}:{bound_port}/v1"
+            yield f"http://{host}:{bound_port}/v1", task
         finally:
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             listener.close()
             logging.getLogger("uvicorn.error").removeFilter(quiet)
-
-    def run(self, host: str = "127.0.0.1", port: int = 8000) -> None:
-        """Serve over HTTP until interrupted (blocking; for the ``engagelab-sms sandbox`` command)."""
-        import uvicorn
-
-        logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
-        uvicorn.run(self.app, host=host, port=port, lifespan="off")
 
     # -- time -------------------------------------------------------------------------------------
 

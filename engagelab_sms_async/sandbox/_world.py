@@ -87,6 +87,14 @@ class World:
         self.calls.append((endpoint, status))
         self.call_times.append(self.clock() if received is None else received)
 
+    def times_of(self, endpoint: str | None = None) -> list[float]:
+        """When each call of ``endpoint`` (``None``: any) was received, in the order received."""
+        return [
+            received
+            for (name, _), received in zip(self.calls, self.call_times, strict=True)
+            if endpoint is None or name == endpoint
+        ]
+
     def messages(self) -> list[SentMessage]:
         """Every SMS created, in creation order (O(number of SMS): for tests)."""
         return self._ledger.messages()
