@@ -1,0 +1,98 @@
+"""Send an SMS campaign with arq workers, in jobs of at most 1 000 numbers, that arq may run again.
+
+Run workers with ``arq examples.arq_sms.WorkerSettings``; enqueue with :func:`enqueue_campaign`. Configured
+by the environment: ``ENGAGELAB_SMS_USER``/``_KEY`` (and ``_BASE_URL``), ``ENGAGELAB_SMS_REDIS_URL`` (every
+worker then shares the 60 status calls a minute) and ``REDIS_URL`` (arq's queue).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from arq import ArqRedis, Retry, func
+from arq.connections import RedisSettings
+
+from engagelab_sms_async import (
+    AsyncClient,
+    ClientClosedError,
+    EngageLabError,
+    RedisJournal,
+    RequestIdExpiredError,
+    StatusLimitBusyError,
+    idempotency_key,
+    is_retryable,
+)
+
+CHUNK = 1000
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    # One client per worker process, for its whole life: its pool, its limiter, its drain on shutdown.
+    ctx["sms"] = AsyncClient.from_env()
+    # First attempts kept in Redis, on Redis's clock: a job re-run on another machine finds them.
+    ctx["journal"] = RedisJournal(ctx["redis"])
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["sms"].aclose()  # calls in flight finish (30 s at most); nothing is left half-known
+
+
+async def send_chunk(
+    ctx: dict[str, Any], campaign: str, index: int, numbers: list[str], template_id: int
+) -> dict[str, Any]:
+    """Send one chunk. arq may run it again (a retry, a killed worker): the request_id is made again from
+    the same campaign, index and numbers, so the API never sends them twice."""
+    request_id = idempotency_key(campaign, index, recipients=numbers)
+    try:
+        result = await ctx["sms"].send(numbers, template_id, request_id=request_id, journal=ctx["journal"])
+    except RequestIdExpiredError:
+        raise  # first tried over 55 minutes ago, outcome unknown: check the statuses; never resend blindly
+    except ClientClosedError as exc:
+        raise Retry(defer=5) from exc  # the worker is shutting down: another one takes the job
+    except EngageLabError as exc:
+        if exc.outcome_unknown or is_retryable(exc):
+            raise Retry(defer=5 * ctx["job_try"]) from exc  # same request_id: safe within the hour
+        raise  # refused (401, 400): a retry would be refused too
+    return {
+        "request_id": request_id,
+        "sms_ids": list(result.sms_ids),
+        "failed": [item.phone for item in result.failed_items],
+        "unanswered": list(result.unanswered),
+    }
+
+
+async def delivery_page(ctx: dict[str, Any], day: str, offset: int) -> dict[str, int]:
+    """One page of the day's delivery statuses. The status calls of every worker share one limit of 60 a
+    minute (``ENGAGELAB_SMS_REDIS_URL``): a page waits its turn (10 s at most here, then arq runs it again
+    when a call is free) rather than draw a 429."""
+    try:
+        page = await ctx["sms"].get_status(day, offset=offset, limit=100, status_wait=10)
+    except StatusLimitBusyError as busy:
+        # The minute's 60 calls are taken: come back when one frees, without holding a worker meanwhile.
+        ahead = busy.retry_at - dt.datetime.now(dt.timezone.utc) if busy.retry_at else dt.timedelta(seconds=5)
+        raise Retry(defer=max(ahead, dt.timedelta(seconds=0.1))) from busy
+    return {"total": page.total, "records": len(page.records)}
+
+
+async def enqueue_campaign(redis: ArqRedis, campaign: str, numbers: Sequence[str], template_id: int) -> int:
+    """One job per chunk; enqueuing twice adds nothing (arq refuses a job id it already has)."""
+    jobs = 0
+    for index, start in enumerate(range(0, len(numbers), CHUNK)):
+        chunk = list(numbers[start : start + CHUNK])
+        job = await redis.enqueue_job(
+            "send_chunk", campaign, index, chunk, template_id, _job_id=f"sms:{campaign}:{index}"
+        )
+        jobs += job is not None
+    return jobs
+
+
+class WorkerSettings:
+    functions = (send_chunk, func(delivery_page, max_tries=100))  # a page may wait its turn often
+    on_startup = startup
+    on_shutdown = shutdown
+    redis_settings = RedisSettings.from_dsn(os.environ.get("REDIS_URL", "redis://localhost:6379"))
+    max_tries = 10
+    job_timeout = 30  # a killed worker's job runs again job_timeout + 10 s later: a send takes seconds

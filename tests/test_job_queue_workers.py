@@ -1,0 +1,258 @@
+"""The README's job-queue recipes (``examples/arq_sms.py``, ``examples/celery_sms.py``) run by real workers:
+real arq and Celery worker processes, a real redis-server (queue, journal and the shared status limit) and
+the sandbox served by its own process over loopback (``engagelab-sms sandbox --admin --fault ...``).
+
+Real time by design: workers, a SIGKILL and arq's re-run of a killed job (``job_timeout`` + 10 s) are what
+is tested. Every wait is a bounded loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pytest_redis import factories
+
+from .conftest import trust_fresh_redis
+
+REPO = Path(__file__).resolve().parent.parent
+PLUS8 = dt.timezone(dt.timedelta(hours=8))
+
+queue_redis_proc = factories.redis_proc(port=None)  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Any, what: str, timeout: float) -> None:
+    """Poll a real process's state, in real time, a bounded number of times."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=timeout)
+
+
+class Served:
+    """The sandbox served by ``engagelab-sms sandbox --admin``, read through its admin routes."""
+
+    def __init__(self, port: int) -> None:
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.admin = httpx.Client(base_url=f"http://127.0.0.1:{port}/_admin", timeout=10)
+
+    def deliveries(self) -> dict[str, int]:
+        answer: dict[str, int] = self.admin.get("/deliveries").raise_for_status().json()
+        return answer
+
+    def calls(self) -> dict[str, Any]:
+        answer: dict[str, Any] = self.admin.get("/calls").raise_for_status().json()
+        return answer
+
+    def busiest_minute(self) -> int:
+        """The most /v1/status calls the sandbox received in any 60 s."""
+        answer: int = self.admin.get("/status_calls").raise_for_status().json()["busiest_minute"]
+        return answer
+
+    def advance(self, seconds: float) -> None:
+        self.admin.post("/clock", json={"advance": seconds}).raise_for_status()
+
+
+@contextlib.contextmanager
+def served_sandbox(*faults: str) -> Iterator[Served]:
+    port = free_port()
+    command = [sys.executable, "-m", "engagelab_sms_async.cli", "sandbox", "--port", str(port), "--admin"]
+    for fault in faults:
+        command += ["--fault", fault]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    served = Served(port)
+    try:
+
+        def up() -> bool:
+            assert process.poll() is None, (
+                f"the sandbox exited: {process.stderr.read() if process.stderr else ''}"
+            )
+            with contextlib.suppress(httpx.HTTPError):
+                served.calls()
+                return True
+            return False
+
+        wait_until(up, "the sandbox serves", 30)
+        yield served
+    finally:
+        served.admin.close()
+        stop(process)
+
+
+def worker_env(served: Served, redis_url: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ENGAGELAB_SMS_")}
+    env.update(
+        ENGAGELAB_SMS_BASE_URL=served.base_url,
+        ENGAGELAB_SMS_USER="demo",
+        ENGAGELAB_SMS_KEY="demo-key",
+        ENGAGELAB_SMS_REDIS_URL=redis_url,
+        REDIS_URL=redis_url,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
+    return env
+
+
+def redis_url_of(proc: Any) -> str:
+    import redis
+
+    with redis.Redis(host=proc.host, port=proc.port) as conn:
+        conn.flushall()
+    trust_fresh_redis(proc.host, proc.port)  # the status limiter's restart guard: this Redis is new
+    return f"redis://{proc.host}:{proc.port}/0"
+
+
+def numbers(campaign: int, count: int) -> list[str]:
+    return [f"+1{campaign:03d}{i:07d}" for i in range(count)]
+
+
+# --- arq ----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def arq_workers(
+    count: int, env: dict[str, str], log: Path, settings: str = "examples.arq_sms.WorkerSettings"
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    with log.open("wb") as out:
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "arq", settings],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            for _ in range(count)
+        ]
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            stop(worker)
+
+
+async def enqueue(redis_url: str, campaign: str, phones: list[str], pages: int = 0) -> list[str]:
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from examples.arq_sms import enqueue_campaign
+
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        await enqueue_campaign(pool, campaign, phones, 4)
+        day = dt.datetime.now(PLUS8).date().isoformat()
+        for page in range(pages):
+            await pool.enqueue_job("delivery_page", day, page * 100, _job_id=f"page:{campaign}:{page}")
+    finally:
+        await pool.aclose()
+    chunks = (len(phones) + 999) // 1000
+    return [f"sms:{campaign}:{index}" for index in range(chunks)] + [
+        f"page:{campaign}:{page}" for page in range(pages)
+    ]
+
+
+async def outcomes(redis_url: str, job_ids: list[str], timeout: float) -> dict[str, Any]:
+    """Each job's result, or the exception it ended with (unpickled: our errors pickle with their fields)."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.jobs import Job
+
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    found: dict[str, Any] = {}
+    try:
+        for job_id in job_ids:
+            try:
+                found[job_id] = await Job(job_id, pool).result(timeout=timeout, poll_delay=0.2)
+            except Exception as exc:  # the job's own error, as arq kept it
+                found[job_id] = exc
+    finally:
+        await pool.aclose()
+    return found
+
+
+def test_arq_workers_send_100k_numbers_once_through_dropped_answers_and_a_killed_worker(
+    queue_redis_proc: Any, tmp_path: Path
+) -> None:
+    redis_url = redis_url_of(queue_redis_proc)
+    phones = numbers(1, 100_000)
+    with (
+        served_sandbox("send:drop=0.2") as served,
+        arq_workers(4, worker_env(served, redis_url), tmp_path / "arq.log") as workers,
+    ):
+        jobs = asyncio.run(enqueue(redis_url, "spring", phones, pages=70))
+        # Kill one worker in the middle of the campaign: arq runs its job again job_timeout + 10 s later.
+        wait_until(lambda: served.calls()["send"] >= 30, "30 sends", 120)
+        workers[0].kill()
+        done = asyncio.run(outcomes(redis_url, jobs, timeout=240))
+        deliveries = served.deliveries()
+        calls = served.calls()
+        busiest = served.busiest_minute()
+    log = (tmp_path / "arq.log").read_text(errors="replace")[-3000:]
+    failed = {job: outcome for job, outcome in done.items() if isinstance(outcome, Exception)}
+    assert not failed, (failed, log)
+    assert max(deliveries.values()) == 1, "a number was sent twice"
+    assert sum(deliveries[phone] for phone in phones) == len(phones), "a number was never sent"
+    assert calls["rate_limited"] == 0 and calls["calls"]["status"].get("429", 0) == 0
+    assert calls["status"] >= 70 and busiest <= 60
+    assert calls["injected"].get("drop", 0) > 0
+
+
+def test_an_arq_job_run_again_after_the_hour_raises_request_id_expired_and_sends_nothing(
+    queue_redis_proc: Any, tmp_path: Path
+) -> None:
+    redis_url = redis_url_of(queue_redis_proc)
+    phones = numbers(2, 1000)
+    # Every attempt of the job's first run is sent and its answer lost: the job ends in an arq Retry.
+    with (
+        served_sandbox("send:drop@0,1,2,3,4") as served,
+        arq_workers(
+            1, worker_env(served, redis_url), tmp_path / "arq.log", "tests._arq_clock.WorkerSettings"
+        ),
+    ):
+        jobs = asyncio.run(enqueue(redis_url, "late", phones))
+        wait_until(lambda: served.calls()["send"] >= 5, "the first run's five attempts", 60)
+        served.advance(61 * 60)  # before arq's retry, five seconds later: the API forgot the request_id
+        done = asyncio.run(outcomes(redis_url, jobs, timeout=60))
+        deliveries = served.deliveries()
+        sends = served.calls()["send"]
+    from engagelab_sms_async import RequestIdExpiredError
+
+    [outcome] = done.values()
+    assert isinstance(outcome, RequestIdExpiredError), outcome
+    assert outcome.first_attempt_at is not None and outcome.request_id.startswith("late:0:")
+    assert sends == 5, "resent after the hour"
+    assert all(deliveries[phone] == 1 for phone in phones)
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
