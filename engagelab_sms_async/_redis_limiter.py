@@ -13,8 +13,10 @@ Three things make the reservation safe where a plain "check and add" is not:
   from that same server run within ``window + 2 * margin`` before the reserved time; otherwise it asks Redis
   again first. So a reservation lost in a restart and still honoured is at most that long after the loss,
   and the guard covers it.
-- **Late wake-ups.** A caller whose event loop wakes it more than ``margin / 2`` after its time gives the
-  reservation back and takes a new one, so the log never says a call left earlier than it did.
+- **Late wake-ups.** A caller whose event loop wakes it more than ``margin / 2`` after its time (counted
+  from when the reply reached it) gives the reservation back and takes a new one. So a call leaves after its
+  logged time by at most the reply's way back from Redis plus ``margin / 2``: ``margin`` covers that and the
+  request's way to the API.
 """
 
 from __future__ import annotations
@@ -48,14 +50,17 @@ AnyRedis = Union["redis_asyncio.Redis", "RedisCluster"]
 # All times are the Redis server's (TIME), in integer microseconds: one clock for every machine, and exact in
 # a Lua number (a double) until the year 2255.
 #   KEYS[1] the log: a sorted set of admissions, past and reserved, scored by their time
-#   KEYS[2] the state: a hash {run = the run_id of the server that wrote it, at = when, hold = until when}
+#   KEYS[2] the state: a hash {run = the run_id of the server that wrote it, since = when it made the state,
+#           at = its last write, hold = no admission before}. The state's identity is "run:since": a flush
+#           or a restart makes a new one, and reservations made under another identity are asked again.
 #   ARGV[1] mode: 'take' (reserve), 'next' (read only: when a newcomer would be admitted), 'hold', 'leave'
 #   ARGV[2] limit   ARGV[3] span = window + margin   ARGV[4] restart guard (0: off)
-#   ARGV[5] the run the caller last heard ('' if none)
+#   ARGV[5] the identity the caller last heard ('' if none)
 #   ARGV[6] the caller's member (take, leave), or the hold's length (hold)
 #   ARGV[7] a member to give back first ('' if none)   ARGV[8] '1': keep the member's reservation if it stands
-# Returns {1, wait, run, at, 1} for a reservation at `at`, `wait` from now; {0, wait, run, 0, intact} for
-# 'next', intact = 1 when the state is this server run's own; {-1, 0, version, 0, 0} on a server too old.
+# Returns {1, wait, identity, at, 1} for a reservation at `at`, `wait` from now; {0, wait, identity, 0,
+# intact} for 'next', intact = 1 when the state is this server run's own; {-1, 0, version, 0, 0} on a server
+# too old.
 _SCRIPT = """
 local version = redis.REDIS_VERSION_NUM
 if version == nil or version < 0x070000 then
@@ -70,11 +75,23 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local info = redis.call('INFO', 'server')
 local run = string.match(info, 'run_id:(%x+)')
-local state = redis.call('HMGET', KEYS[2], 'run', 'at', 'hold')
+local state = redis.call('HMGET', KEYS[2], 'run', 'at', 'hold', 'since')
 local hold = tonumber(state[3]) or 0
+local since = state[4]
 local intact = 0
-if state[1] == run then
+if state[1] == run and since then
   intact = 1
+  local heard = ARGV[5]
+  if tonumber(ARGV[4]) > 0 and heard ~= '' and heard ~= run .. ':' .. since
+      and string.sub(heard, 1, #run + 1) == run .. ':' and mode ~= 'next' then
+    -- Made again since the caller last heard of it (flushed, evicted, by a process that took it for a first
+    -- use): what was lost was made before `since`.
+    local guarded = tonumber(since) + tonumber(ARGV[4])
+    if guarded > hold then
+      hold = guarded
+      redis.call('HSET', KEYS[2], 'hold', string.format('%d', hold))
+    end
+  end
 else
   local guard = tonumber(ARGV[4])
   if guard > 0 then
@@ -84,19 +101,21 @@ else
     local lost = started + 1000000
     if state[1] and (tonumber(state[2]) or 0) >= started - 1000000 then
       lost = now  -- written since this server started, by another: replicated from a former primary
-    elseif not state[1] and ARGV[5] == run then
+    elseif not state[1] and string.sub(ARGV[5], 1, #run + 1) == run .. ':' then
       lost = now  -- gone from a server that kept running (flushed, evicted)
     end
     hold = math.max(hold, lost + guard)
   end
+  since = string.format('%d', now)
   if mode ~= 'next' then
-    redis.call('HSET', KEYS[2], 'run', run, 'hold', string.format('%d', hold))
+    redis.call('HSET', KEYS[2], 'run', run, 'since', since, 'hold', string.format('%d', hold))
   end
 end
+local identity = run .. ':' .. since
 if mode == 'hold' then
   hold = math.max(hold, now + tonumber(ARGV[6]))
   redis.call('HSET', KEYS[2], 'hold', string.format('%d', hold), 'at', string.format('%d', now))
-  return {0, 0, run, 0, 1}
+  return {0, 0, identity, 0, 1}
 end
 local limit = tonumber(ARGV[2])
 local span = tonumber(ARGV[3])
@@ -109,7 +128,7 @@ if mode == 'take' then
   if ARGV[8] == '1' then
     local mine = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[6]))
     if mine and mine >= hold then
-      return {1, math.max(mine - now, 0), run, mine, 1}
+      return {1, math.max(mine - now, 0), identity, mine, 1}
     end
     redis.call('ZREM', KEYS[1], ARGV[6])
   end
@@ -122,12 +141,14 @@ if kth[2] then
   at = math.max(at, tonumber(kth[2]) + span)
 end
 if mode == 'next' then
-  return {0, at - now, run, 0, intact}
+  return {0, at - now, identity, 0, intact}
 end
 redis.call('ZADD', KEYS[1], string.format('%d', at), ARGV[6])
-redis.call('PEXPIRE', KEYS[1], math.ceil((at - now + span) / 1000))
+-- Kept until the latest entry leaves, which a newcomer filling a gap does not move.
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now + span) / 1000))
 redis.call('HSET', KEYS[2], 'at', string.format('%d', now))
-return {1, at - now, run, at, 1}
+return {1, at - now, identity, at, 1}
 """
 
 
@@ -179,8 +200,11 @@ class RedisSlidingWindowLimiter:
     without persistence, or with an older snapshot, failed over, flushed), the limiter admits nothing until
     ``2 * window + 3 * margin`` after the loss (2 min 0.75 s at the defaults), so a restart costs a short
     wait, never a burst of 429s. A server that started long ago with no state (the first use) costs nothing; a
-    server started less than that ago does make its first caller wait out the rest. Turn it off only where
-    nothing else calls ``/v1/status`` for the sms_user (a test's own Redis).
+    server started less than that ago does make its first caller wait out the rest. A state flushed or
+    evicted from a server that kept running is noticed by the processes that used it before; a process
+    that first comes after it takes it for a first use, so keep the state from eviction (it has no expiry:
+    any ``volatile-*`` policy, or ``noeviction``). Turn the guard off only where nothing else calls
+    ``/v1/status`` for the sms_user (a test's own Redis).
 
     **Fails closed, fast**: every Redis call has its own deadline (``timeout``, 2 s), and every failure
     (refused, hung, timed out, an error reply, a cluster error, an exhausted pool) raises
@@ -239,7 +263,9 @@ class RedisSlidingWindowLimiter:
         self._session = _Session(redis)
         # The server run this process last heard from, and when (loop time the request left): a sleeping
         # reservation is honoured only if that run was heard from within one span before its time.
-        self._run = ""
+        # How late a caller may wake and still go at its time (a floor: timers fire a little late).
+        self._late = max(self.margin / 2, 0.001)
+        self._run = ""  # the identity of the state ("run:since") this process last heard of
         self._heard_at = -math.inf
         self._giving_back: set[asyncio.Task[None]] = set()
         self._hearing: asyncio.Future[list[Any]] | None = None
@@ -283,7 +309,7 @@ class RedisSlidingWindowLimiter:
                     confirm = True  # the server run changed, or lost its state: does ours still stand?
                     continue
                 await _sleep_until(loop, due)
-                if loop.time() - due > self.margin / 2:
+                if loop.time() - due > self._late:
                     giving_back, member = member, _member()  # woken too late to go at the time logged
                     continue
                 return at
