@@ -218,6 +218,11 @@ def test_arq_workers_send_100k_numbers_once_through_dropped_answers_and_a_killed
         deliveries = served.deliveries()
         calls = served.calls()
         busiest = served.busiest_minute()
+    print(
+        f"{len(phones)} numbers in {len(jobs) - 70} jobs, {calls['send']} /send calls"
+        f" ({calls['injected']} injected), {calls['status']} /status calls, busiest minute {busiest},"
+        f" {calls['rate_limited']} refused with 429"
+    )
     log = (tmp_path / "arq.log").read_text(errors="replace")[-3000:]
     failed = {job: outcome for job, outcome in done.items() if isinstance(outcome, Exception)}
     assert not failed, (failed, log)
@@ -256,3 +261,48 @@ def test_an_arq_job_run_again_after_the_hour_raises_request_id_expired_and_sends
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+# --- Celery -------------------------------------------------------------------------------------
+
+
+def test_a_celery_worker_sends_every_number_once_through_dropped_answers(
+    queue_redis_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import importlib
+
+    redis_url = redis_url_of(queue_redis_proc)
+    phones = numbers(3, 10_000)
+    log = tmp_path / "celery.log"
+    with served_sandbox("send:drop=0.2", "send:drop@0,3") as served:
+        env = worker_env(served, redis_url)
+        command = [sys.executable, "-m", "celery", "-A", "examples.celery_sms", "worker", "-c", "2"]
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                [*command, "--loglevel=info", "--without-gossip", "--without-mingle"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_until(lambda: "ready." in log.read_text(errors="replace"), "the Celery worker is ready", 60)
+            monkeypatch.setenv("REDIS_URL", redis_url)
+            recipe = importlib.reload(importlib.import_module("examples.celery_sms"))
+            try:
+                task_ids = recipe.enqueue_campaign("autumn", phones, 4)
+                results = [recipe.app.AsyncResult(task_id).get(timeout=120) for task_id in task_ids]
+            finally:
+                # Celery's AsyncResults let go of their pending state when collected: while Redis is up.
+                gc.collect()
+                recipe.app.close()
+            deliveries = served.deliveries()
+            calls = served.calls()
+        finally:
+            stop(worker)
+    assert len(results) == 10 and all(len(result["sms_ids"]) == 1000 for result in results)
+    assert max(deliveries.values()) == 1, "a number was sent twice"
+    assert sum(deliveries[phone] for phone in phones) == len(phones), "a number was never sent"
+    assert calls["injected"].get("drop", 0) > 0

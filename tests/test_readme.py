@@ -54,6 +54,14 @@ def _blocks(kind: str) -> list[str]:
     return [code for block_kind, code in BLOCKS if block_kind == kind]
 
 
+@pytest.mark.parametrize(
+    ("kind", "path"), [("arq", "examples/arq_sms.py"), ("celery", "examples/celery_sms.py")]
+)
+def test_the_job_queue_recipes_are_the_files_the_worker_tests_run(kind: str, path: str) -> None:
+    [code] = _blocks(kind)
+    assert code == (README.parent / path).read_text()
+
+
 def test_the_readme_has_the_blocks_these_tests_expect() -> None:
     assert [kind for kind, _ in BLOCKS].count("run") >= 4
     assert {"fastapi", "aiohttp", "redis"} <= {kind for kind, _ in BLOCKS}
