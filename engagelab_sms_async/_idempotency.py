@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 
 from . import _numbers
@@ -38,9 +39,12 @@ def idempotency_key(*parts: str | int, recipients: Sequence[str]) -> str:
         if isinstance(part, bool) or not isinstance(part, (str, int)) or part == "":
             raise ValidationError("parts", f"each must be a non-empty string or an int, got {part!r}")
     phones = check.recipients(recipients)
+    names = [str(part) for part in parts]
     digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
+    # The parts go into the digest one by one: ("a:b", "c") and ("a", "b:c") read alike, yet differ.
+    digest.update(json.dumps(names).encode())
     digest.update("\n".join(sorted(map(str, _numbers.keys(phones, compact=False)))).encode())
-    prefix = ":".join(map(str, parts))
+    prefix = ":".join(names)
     room = check.MAX_REQUEST_ID - 2 * _DIGEST_BYTES - 1
     if len(prefix) > room:
         raise ValidationError("parts", f"must join to at most {room} characters, got {len(prefix)}")

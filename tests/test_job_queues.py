@@ -70,6 +70,9 @@ def test_other_numbers_make_another_key(numbers: list[str], data: st.DataObject)
 def test_other_parts_make_another_key() -> None:
     assert idempotency_key("a", 1, recipients=NUMBERS) != idempotency_key("a", 2, recipients=NUMBERS)
     assert idempotency_key("a", 1, recipients=NUMBERS) != idempotency_key("b", 1, recipients=NUMBERS)
+    # parts that join alike are still other parts
+    assert idempotency_key("a:b", "c", recipients=NUMBERS) != idempotency_key("a", "b:c", recipients=NUMBERS)
+    assert idempotency_key(7, recipients=NUMBERS) == idempotency_key("7", recipients=NUMBERS)
 
 
 @pytest.mark.parametrize(
