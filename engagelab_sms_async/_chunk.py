@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import json
 import logging
 import time
@@ -19,7 +20,9 @@ from ._errors import (
     BulkAbortedError,
     ClientClosedError,
     EngageLabError,
+    InvalidRequestError,
     RequestIdExpiredError,
+    RequestIdReusedError,
     TransportError,
     ValidationError,
 )
@@ -136,6 +139,7 @@ async def run_chunk(
     *,
     resend_expired: bool,
     request_id: str | None = None,
+    fingerprint: str | None = None,
 ) -> Outcome:
     """Send chunk ``index`` as ``f"{job_id}:{index}"`` and say what became of it, journaling both ends.
 
@@ -147,9 +151,12 @@ async def run_chunk(
     known: both raise :class:`JournalFailed` carrying the outcome.
     """
     request_id = f"{job_id}:{index}" if request_id is None else request_id
+    fingerprint = digest(chunk) if fingerprint is None else fingerprint
     entry = known.get(index) if known else None
+    # An attempt may have reached the API already: whatever this run meets, the outcome stays unknown.
+    resumed = entry is not None and entry.state == "pending"
     if entry is not None:
-        if entry.request_id != request_id or entry.digest != digest(chunk):
+        if entry.request_id != request_id or entry.digest != fingerprint:
             raise ValidationError(
                 "recipients",
                 f"chunk {index} of job {job_id!r} differs from the journal: resume a job with the same "
@@ -164,7 +171,7 @@ async def run_chunk(
             return UnresolvedChunk(request_id, tuple(chunk), stale, first_attempt_at=entry.first_attempt_at)
     if entry is None and journal is not None:
         try:
-            entry = ChunkRecord(request_id, digest(chunk), len(chunk), await _now_by(journal))
+            entry = ChunkRecord(request_id, fingerprint, len(chunk), await _now_by(journal))
             # Not shielded from a cancellation: nothing has been sent yet.
             await journal.record(job_id, index, entry)
         except Exception as exc:
@@ -186,6 +193,14 @@ async def run_chunk(
         error.__cause__ = exc
         error.outcome_unknown = True
         outcome = UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=_as_datetime(started))
+    if (
+        resumed
+        and entry is not None
+        and isinstance(outcome, (RejectedChunk, UnsentChunk))
+        # A 400 would have met the earlier attempt, the same request, too: then nothing was sent.
+        and not (isinstance(outcome, RejectedChunk) and _refused_for_its_content(outcome.error))
+    ):
+        return _still_unknown(outcome, entry.first_attempt_at)
     if journal is not None and entry is not None:
         if isinstance(outcome, SendResult):
             done = attrs.evolve(entry, state="sent", result=outcome)
@@ -216,17 +231,28 @@ async def send_once(call: api.Call, options: api.SendOptions, send: Send, journa
     assert request_id is not None, "a send always has a request_id"
     job_id = f"send:{request_id}"
     chunk = list(call.recipients)
+    # The numbers, the template and the options: a record answers only the send it was made for.
+    fingerprint = digest([*chunk, settings_record(job_id, options, chunk_size=0, dedupe=False).digest])
     known = await journal.load(job_id)
     entry = known.get(0)
-    if entry is not None and entry.digest != digest(chunk):
+    if entry is not None and entry.digest != fingerprint:
         raise ValidationError(
             "request_id",
-            f"{request_id!r} was journaled for other numbers (or another order): one request_id names one "
-            "send; make one per send with idempotency_key(...)",
+            f"{request_id!r} was journaled for other numbers (or another order), another template or other "
+            "options: one request_id names one send; make one per send with idempotency_key(...)",
         )
     try:
         outcome = await run_chunk(
-            0, chunk, job_id, options, send, journal, known, resend_expired=False, request_id=request_id
+            0,
+            chunk,
+            job_id,
+            options,
+            send,
+            journal,
+            known,
+            resend_expired=False,
+            request_id=request_id,
+            fingerprint=fingerprint,
         )
     except JournalFailed as failed:
         if isinstance(failed.outcome, SendResult):
@@ -242,6 +268,28 @@ async def send_once(call: api.Call, options: api.SendOptions, send: Send, journa
     if isinstance(outcome, UnresolvedChunk) and isinstance(error, EngageLabError):
         error.first_attempt_at = outcome.first_attempt_at  # the journal's: the hour began then
     raise error
+
+
+def _refused_for_its_content(error: BaseException) -> bool:
+    """Whether a refusal would have met any attempt of the same request: a 400 (its numbers, template or
+    options) or an id used for other numbers. A 401, a redirect or a closed client says nothing of an earlier
+    attempt."""
+    return isinstance(error, RequestIdReusedError) or (
+        isinstance(error, InvalidRequestError) and error.status_code == 400
+    )
+
+
+def _still_unknown(outcome: RejectedChunk | UnsentChunk, first_attempt_at: dt.datetime) -> UnresolvedChunk:
+    """A resent chunk refused or unsent now, though an earlier run's attempt may have been carried out:
+    recorded as nothing sent, a later run would send it afresh after the API forgot its request_id."""
+    error: BaseException = (
+        outcome.error
+        if isinstance(outcome, RejectedChunk)
+        else ClientClosedError(f"the client closed before chunk {outcome.request_id} could be resent")
+    )
+    if isinstance(error, EngageLabError):
+        error.outcome_unknown = True
+    return UnresolvedChunk(outcome.request_id, outcome.recipients, error, first_attempt_at=first_attempt_at)
 
 
 def _as_datetime(moment: dt.datetime | float) -> dt.datetime:
@@ -278,7 +326,7 @@ def _expired(entry: ChunkRecord, now: dt.datetime) -> bool:
 
 async def _now_by(journal: Journal | None) -> dt.datetime:
     """The time by the journal's clock if it keeps one (Redis's: one for every machine), else ours."""
-    if isinstance(journal, Clocked):
+    if isinstance(journal, Clocked) and inspect.iscoroutinefunction(journal.now):
         return await journal.now()
     return _now()
 

@@ -239,6 +239,10 @@ class AsyncClient:
         ``RequestIdExpiredError`` instead of risking a second SMS.
         """
         fields = self._send_options(template_id, options, AsyncClient.send)
+        if journal is not None and not isinstance(journal, Journal):
+            raise ValidationError(
+                "journal", f"must have async load() and record(), got {type(journal).__name__}"
+            )
         if journal is not None and request_id is None:
             raise ValidationError(
                 "request_id",
@@ -247,6 +251,7 @@ class AsyncClient:
         call = api.build_send(to, fields, request_id=uuid.uuid4().hex if request_id is None else request_id)
         if journal is None:
             return await self._execute(call, api.parse_send)
+        self._check_open()  # before the journal records an attempt that cannot leave
         return await send_once(call, fields, self._send, journal)
 
     async def get_status(

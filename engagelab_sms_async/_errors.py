@@ -81,8 +81,10 @@ class EngageLabError(Exception):
     """
 
     outcome_unknown: bool = False
-    #: When the call's first attempt left (aware, UTC), on an error of a send whose outcome is unknown (and on
-    #: every ``TransportError`` of a send): resend with the same request_id only until 55 minutes after it.
+    #: When this call's first attempt left (aware, UTC), on an error of a send whose outcome is unknown (and
+    #: on every ``TransportError`` of a send). A resend of the same request_id is another call with a time of
+    #: its own: keep the first error's, or pass a ``journal`` (which keeps it for you, as this field then
+    #: says), and resend only until 55 minutes after it.
     first_attempt_at: dt.datetime | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -305,8 +307,9 @@ class BulkAbortedError(EngageLabError):
 class UnresolvedChunksError(EngageLabError):
     """A bulk job's chunks that are not done, raised by ``SendReport.raise_for_unresolved()`` so that a job
     queue retries the job: ``unresolved`` (outcome unknown), ``unsent`` (never sent) and ``rejected``
-    (refused whole; only when asked for), with their request_ids and numbers. ``job_id`` is the job's id:
-    run it again with it and the same journal. ``outcome_unknown`` is True when any chunk is unresolved.
+    (refused whole; only when asked for), with their request_ids and numbers; ``complete`` is False when the
+    job stopped before reading its whole source. ``job_id`` is the job's id: run it again with it and the
+    same journal. ``outcome_unknown`` is True when any chunk is unresolved.
     """
 
     def __init__(
@@ -315,11 +318,14 @@ class UnresolvedChunksError(EngageLabError):
         unresolved: tuple[UnresolvedChunk, ...],
         unsent: tuple[UnsentChunk, ...] = (),
         rejected: tuple[RejectedChunk, ...] = (),
+        *,
+        complete: bool = True,
     ) -> None:
         self.job_id = job_id
         self.unresolved = unresolved
         self.unsent = unsent
         self.rejected = rejected
+        self.complete = complete
         if unresolved:
             self.outcome_unknown = True
 
@@ -331,8 +337,9 @@ class UnresolvedChunksError(EngageLabError):
         super().__init__(
             f"bulk job {job_id!r} is not done: {len(unresolved)} chunk(s) unresolved ({numbers(unresolved)} "
             f"numbers), {len(unsent)} unsent ({numbers(unsent)}), {len(rejected)} rejected "
-            f"({numbers(rejected)}); run it again with the same job_id and journal (within the hour for the "
-            "unresolved ones): nothing already sent is sent twice"
+            f"({numbers(rejected)}){'' if complete else ', and its source was not read to its end'}; run "
+            "it again with the same job_id and journal (within the hour for the unresolved ones): nothing "
+            "already sent is sent twice"
         )
 
 

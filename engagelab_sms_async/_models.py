@@ -390,9 +390,9 @@ class SendReport:
         )
 
     def raise_for_unresolved(self, *, unsent: bool = True, rejected: bool = False) -> None:
-        """Raise :class:`~engagelab_sms_async.UnresolvedChunksError` if chunks of the job are not done:
-        unresolved ones (their outcome is unknown), unsent ones (the job stopped before them) unless
-        ``unsent=False``, and rejected ones (refused whole, e.g. 401) when ``rejected=True``.
+        """Raise :class:`~engagelab_sms_async.UnresolvedChunksError` if the job is not done: chunks
+        unresolved (their outcome is unknown), unsent (the job stopped before them) unless ``unsent=False``,
+        rejected (refused whole, e.g. 401) when ``rejected=True``, or a source not read to its end.
 
         One line turns a partial result into a job-queue retry: inside an arq or Celery task, a report that
         returns normally marks the job done, and its unresolved numbers would never be retried. Run the job
@@ -403,8 +403,8 @@ class SendReport:
         from ._errors import UnresolvedChunksError
 
         chunks = (self.unresolved, self.unsent if unsent else (), self.rejected if rejected else ())
-        if any(chunks):
-            raise UnresolvedChunksError(self.job_id, *chunks)
+        if any(chunks) or not self.complete:
+            raise UnresolvedChunksError(self.job_id, *chunks, complete=self.complete)
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import pickle
+from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from engagelab_sms_async import (
     AsyncClient,
+    AuthenticationError,
     MemoryJournal,
     RequestIdExpiredError,
     RetryPolicy,
@@ -255,3 +257,67 @@ async def test_unsent_chunks_raise_by_default_since_rerunning_the_job_sends_them
         report.raise_for_unresolved()
     assert info.value.unsent == report.unsent
     report.raise_for_unresolved(unsent=False)
+
+
+# --- found by an adversarial read -------------------------------------------------------------------
+
+
+async def test_a_pending_send_refused_on_a_rerun_stays_pending_and_is_never_sent_afresh_after_the_hour() -> (
+    None
+):
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop", 1: "401"}}))
+    journal = ClockedJournal()
+    async with client_of(sandbox, RetryPolicy.none()) as client:
+        with pytest.raises(TransportError):
+            await client.send(NUMBERS, 4, request_id="k-4", journal=journal)  # sent, answer lost
+        journal.moment += dt.timedelta(minutes=10)
+        with pytest.raises(AuthenticationError) as refused:
+            await client.send(NUMBERS, 4, request_id="k-4", journal=journal)
+        assert refused.value.outcome_unknown  # the first run's attempt may have been carried out
+        journal.moment += dt.timedelta(minutes=55)
+        with pytest.raises(RequestIdExpiredError):
+            await client.send(NUMBERS, 4, request_id="k-4", journal=journal)
+    assert all(sandbox.deliveries[number] == 1 for number in NUMBERS)
+
+
+async def test_a_journaled_request_id_for_another_template_or_options_is_refused_before_sending() -> None:
+    sandbox = Sandbox()
+    journal = MemoryJournal()
+    async with client_of(sandbox) as client:
+        await client.send(NUMBERS, 4, request_id="k-5", journal=journal)
+        with pytest.raises(ValidationError, match="another template or other options"):
+            await client.send(NUMBERS, 5, request_id="k-5", journal=journal)
+        with pytest.raises(ValidationError, match="another template or other options"):
+            await client.send(NUMBERS, 4, request_id="k-5", journal=journal, vars={"code": "1"})
+    assert sandbox.count_calls("send") == 1
+
+
+async def test_a_journal_that_is_not_one_is_refused_and_one_with_a_plain_now_keeps_our_clock() -> None:
+    class PlainClock(MemoryJournal):
+        def now(self) -> dt.datetime:  # not a coroutine: not a journal clock
+            return dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+    sandbox = Sandbox()
+    async with client_of(sandbox) as client:
+        with pytest.raises(ValidationError) as info:
+            await client.send(NUMBERS, 4, request_id="k-6", journal=object())  # type: ignore[arg-type]
+        assert info.value.field == "journal"
+        await client.send(NUMBERS, 4, request_id="k-6", journal=PlainClock())
+    assert sandbox.count_calls("send") == 1
+
+
+async def test_a_report_whose_source_was_not_read_to_its_end_raises_for_the_queue() -> None:
+    sandbox = Sandbox()
+    async with client_of(sandbox) as client:
+
+        async def numbers() -> AsyncIterator[str]:
+            for i in range(3000):
+                if i == 1000:
+                    await client.aclose()
+                yield f"+1777{i:07d}"
+
+        report = await client.send_bulk(numbers(), 4, job_id="g", chunk_size=1000, journal=MemoryJournal())
+    assert not report.complete
+    with pytest.raises(UnresolvedChunksError) as info:
+        report.raise_for_unresolved()
+    assert not info.value.complete and "not read to its end" in str(info.value)
