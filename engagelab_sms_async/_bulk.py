@@ -358,7 +358,7 @@ async def _start(
     job: Job, send: Send, closing: Callable[[], bool]
 ) -> tuple[Chunks, AsyncGenerator[tuple[int, Outcome], None]]:
     """Load (and check) what the journal knows of the job, then the job's outcomes, ready to run."""
-    known = await resume(job.job_id, job.journal, job.options, job.chunk_size, job.dedupe, job.resend_expired)
+    known = await resume(job.job_id, job.journal, job.options, job.chunk_size, job.dedupe)
 
     async def send_chunk(index: int, chunk: list[str]) -> Outcome:
         return await run_chunk(

@@ -63,7 +63,6 @@ async def resume(
     options: api.SendOptions,
     chunk_size: int,
     dedupe: bool,
-    resend_expired: bool,
 ) -> dict[int, ChunkRecord]:
     """What the journal knows of the job's chunks, after refusing (``ValidationError``, nothing sent) a
     resume with other settings; the job's settings are recorded. Pending chunks the API may have forgotten
@@ -153,7 +152,7 @@ async def run_chunk(
     request_id = f"{job_id}:{index}" if request_id is None else request_id
     fingerprint = digest(chunk) if fingerprint is None else fingerprint
     entry = known.get(index) if known else None
-    # An attempt may have reached the API already: whatever this run meets, the outcome stays unknown.
+    # An attempt of an earlier run may have reached the API: a refusal now does not say it sent nothing.
     resumed = entry is not None and entry.state == "pending"
     if entry is not None:
         if entry.request_id != request_id or entry.digest != fingerprint:
