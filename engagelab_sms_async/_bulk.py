@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from . import _endpoints as api
+from . import _journal as journals
 from . import _validation as check
 from ._chunk import JournalFailed, Outcome, Send, resume, run_chunk
 from ._compat import cancelling
@@ -297,10 +298,7 @@ class Job:
         job = cls(recipients, options, check.job_id(job_id), **settings)
         check.integer("chunk_size", job.chunk_size, low=1, high=check.MAX_RECIPIENTS)
         check.integer("concurrency", job.concurrency, low=1)
-        if job.journal is not None and not isinstance(job.journal, Journal):
-            raise ValidationError(
-                "journal", f"must have async load() and record(), got {type(job.journal).__name__}"
-            )
+        journals.checked(job.journal)
         if job.on_progress is not None and not callable(job.on_progress):
             raise ValidationError("on_progress", f"must be callable, got {type(job.on_progress).__name__}")
         return job

@@ -22,6 +22,7 @@ import httpx
 
 from . import _bulk as bulk
 from . import _endpoints as api
+from . import _journal as journals
 from . import _plans as plans
 from . import _validation as check
 from ._chunk import send_once
@@ -239,10 +240,7 @@ class AsyncClient:
         ``RequestIdExpiredError`` instead of risking a second SMS.
         """
         fields = self._send_options(template_id, options, AsyncClient.send)
-        if journal is not None and not isinstance(journal, Journal):
-            raise ValidationError(
-                "journal", f"must have async load() and record(), got {type(journal).__name__}"
-            )
+        journals.checked(journal)
         if journal is not None and request_id is None:
             raise ValidationError(
                 "request_id",

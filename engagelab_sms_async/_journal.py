@@ -39,6 +39,7 @@ __all__ = [
     "ChunkRecord",
     "Clocked",
     "Journal",
+    "checked",
     "MemoryJournal",
     "SQLiteJournal",
     "decode",
@@ -71,6 +72,12 @@ class Journal(Protocol):
 
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         """Store (or replace) the record of chunk ``index`` of ``job_id``."""
+
+
+def checked(journal: object) -> None:
+    """Refuse (``ValidationError``) what is given as ``journal=`` but is none: nothing is sent."""
+    if journal is not None and not isinstance(journal, Journal):
+        raise ValidationError("journal", f"must have async load() and record(), got {type(journal).__name__}")
 
 
 @runtime_checkable
