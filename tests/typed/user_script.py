@@ -25,7 +25,9 @@ from engagelab_sms_async import (
     SlidingWindowLimiter,
     StatusRecord,
     TemplateId,
+    UnresolvedChunksError,
     ValidationError,
+    idempotency_key,
 )
 
 
@@ -66,6 +68,19 @@ async def main(client: AsyncClient) -> list[str]:
         seen.append(f"{chunk.request_id} {chunk.hint} {chunk.resend_before}")
     for rejected in report.rejected:
         seen.append(f"{rejected.request_id} {type(rejected.error).__name__}")
+    try:
+        report.raise_for_unresolved(unsent=True, rejected=False)
+    except UnresolvedChunksError as pending:
+        seen.extend(unresolved.request_id for unresolved in pending.unresolved)
+        seen.extend(unsent.request_id for unsent in pending.unsent)
+
+    # As a job queue would: a request_id its rerun makes again, and a journal of first attempts.
+    phones = ["+15550000004", "+15550000005"]
+    key: str = idempotency_key("typed-campaign", 0, recipients=phones)
+    again: SendResult = await client.send(phones, 1, request_id=key, journal=MemoryJournal())
+    seen.append(again.request_id)
+    if again.sent_at is not None:
+        seen.append(again.sent_at.isoformat())
 
     try:
         async with contextlib.aclosing(client.iter_send(numbers(), 1, chunk_size=10)) as results:
