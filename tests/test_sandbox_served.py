@@ -451,3 +451,23 @@ def test_the_command_serves_faults_and_the_admin_routes_to_another_process(tmp_p
     assert moved.status_code == 200 and moved.json()["movable"] is True
     assert again.status_code == 200 and deliveries_after == {"+15550000001": 2}
     assert errors.read_text() == ""
+
+
+def test_the_loop_clock_carries_on_when_a_test_resets_the_loop_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pytest-asyncio runs fixtures on the loop's real clock; looptime then starts the test at loop time 0.
+    from engagelab_sms_async.sandbox import _server
+
+    loop_time = [11_000.0]
+
+    class Loop:
+        def time(self) -> float:
+            return loop_time[0]
+
+    monkeypatch.setattr(_server.asyncio, "get_running_loop", Loop)
+    monkeypatch.setattr(_server.time, "time", lambda: 1_800_000_000.0)
+    clock = Sandbox.loop_clock()
+    assert clock() == 1_800_000_000.0  # read in a fixture
+    loop_time[0] = 0.0  # the test begins on a fake clock
+    assert clock() == 1_800_000_000.0
+    loop_time[0] = 90.0
+    assert clock() == 1_800_000_090.0

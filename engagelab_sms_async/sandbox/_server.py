@@ -218,18 +218,21 @@ class Sandbox:
     def loop_clock(start: float | None = None) -> Clock:
         """A clock that follows the running event loop: ``start + loop.time()`` in epoch seconds.
 
-        ``start`` defaults to "now": ``time.time() - loop.time()`` taken at creation (or at the first reading
-        when no loop runs yet). Fast-forwarding the loop (looptime) then moves the sandbox's time with it.
+        ``start`` defaults to "now", taken at the first reading: ``time.time() - loop.time()``.
+        Fast-forwarding the loop (looptime) then moves the sandbox's time with it. A loop whose clock goes
+        back (looptime starts its fake clock at 0 when a test begins, after its fixtures ran on the real one)
+        carries the sandbox's time on from where it was, never back.
         """
         offset: list[float] = [] if start is None else [start]
+        last: list[float] = []
 
         def now() -> float:
             loop_time = asyncio.get_running_loop().time()
             if not offset:
                 offset.append(time.time() - loop_time)
+            elif last and loop_time < last[0]:
+                offset[0] += last[0] - loop_time
+            last[:] = [loop_time]
             return offset[0] + loop_time
 
-        if start is None:
-            with contextlib.suppress(RuntimeError):
-                now()
         return now
