@@ -25,9 +25,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +40,8 @@ from hypothesis import strategies as st
 from engagelab_sms_async import LimiterUnavailableError
 from engagelab_sms_async._compat import deadline
 from engagelab_sms_async._redis import RedisSlidingWindowLimiter
+
+from ._redis_server import Server
 
 EXAMPLES = {"deep": 60}.get(os.environ.get("HYPOTHESIS_PROFILE", ""), 15)
 SETTINGS = settings(
@@ -60,47 +59,6 @@ STALL = 0.006  # a gap between two 1 ms watchdog ticks longer than this: the eve
 
 
 # --- a redis-server of our own --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    """A redis-server without persistence on a free loopback port, which a test may SIGKILL and restart."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc = self._start()
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        proc = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
-        give_up = time.monotonic() + 10
-        while True:
-            try:
-                with redis.Redis(host="127.0.0.1", port=self.port) as conn:
-                    conn.ping()
-                return proc
-            except redis.ConnectionError:
-                if time.monotonic() > give_up:
-                    proc.kill()
-                    raise
-                time.sleep(0.005)
-
-    def restart(self) -> None:
-        """SIGKILL, then a new server on the same port: everything in memory is gone."""
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = self._start()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGCONT)
-        self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture(scope="module")
