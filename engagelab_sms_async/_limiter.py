@@ -41,6 +41,8 @@ __all__ = [
     "SlidingWindowLimiter",
     "StatusLimiter",
     "as_status_limiter",
+    "check_hold",
+    "check_window",
     "status_limiter_for",
 ]
 
@@ -97,6 +99,23 @@ class StatusLimiter(Protocol):
 
     def for_sms_user(self, sms_user: str) -> StatusLimiter:
         """The limiter to use for the calls of ``sms_user`` (a limiter not bound to one: this one)."""
+
+
+def check_window(limit: object, window: float, margin: float) -> None:
+    """Refuse (``ValueError``) a limit that is not a whole number >= 1, or a window or margin that is not a
+    finite number of seconds (> 0 and >= 0): what every sliding-window limiter is built from."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"limit must be an integer >= 1, not {limit!r}")
+    if not (math.isfinite(window) and window > 0):
+        raise ValueError(f"window must be a finite number of seconds > 0, not {window!r}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
+
+
+def check_hold(seconds: float) -> None:
+    """Refuse (``ValueError``) a hold that is not a finite number of seconds >= 0."""
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
 
 
 class SlidingWindowLimiter:
@@ -166,12 +185,7 @@ class SlidingWindowLimiter:
         margin: float = 0.25,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"limit must be an integer >= 1, not {limit!r}")
-        if not (math.isfinite(window) and window > 0):
-            raise ValueError(f"window must be a finite number of seconds > 0, not {window!r}")
-        if not (math.isfinite(margin) and margin >= 0):
-            raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
+        check_window(limit, window, margin)
         self.limit = limit
         self.window = float(window)
         self.margin = float(margin)
@@ -313,8 +327,7 @@ class SlidingWindowLimiter:
             return max(opening, self._hold_until, now) - now
 
     def _hold(self, seconds: float) -> None:
-        if not (seconds >= 0 and math.isfinite(seconds)):
-            raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
+        check_hold(seconds)
         with self._lock:
             # No one to wake: the head of the line looks again when its sleep ends, then sleeps on.
             self._hold_until = max(self._hold_until, self._now() + seconds)

@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from ._compat import deadline
 from ._errors import LimiterUnavailableError
+from ._limiter import check_hold, check_window
 
 __all__ = ["MIN_REDIS_VERSION", "RedisSlidingWindowLimiter"]
 
@@ -233,13 +234,9 @@ class RedisSlidingWindowLimiter:
         timeout: float = 2.0,
         restart_guard: bool = True,
     ) -> None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"limit must be an integer >= 1, not {limit!r}")
-        for name, value, least in (("window", window, 0.0), ("timeout", timeout, 0.0)):
-            if not (math.isfinite(value) and value > least):
-                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
-        if not (math.isfinite(margin) and margin >= 0):
-            raise ValueError(f"margin must be a finite number of seconds >= 0, not {margin!r}")
+        check_window(limit, window, margin)
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, not {timeout!r}")
         self.redis = redis
         self._conn: Any = redis  # untyped here: redis-py 5 and 8 type their commands differently
         self.sms_user = sms_user
@@ -360,8 +357,7 @@ class RedisSlidingWindowLimiter:
 
         Holds only extend, never shorten. Admissions already reserved before the hold keep their time.
         """
-        if not (seconds >= 0 and math.isfinite(seconds)):
-            raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
+        check_hold(seconds)
         await self._call("hold", str(max(1, math.ceil(seconds * 1_000_000))))
 
     async def next_admission(self) -> float | None:
