@@ -271,6 +271,33 @@ async def test_request_ids_are_deduplicated_per_sms_user() -> None:
     assert sandbox.deliveries["+15550000001"] == 2
 
 
+@pytest.mark.looptime
+async def test_every_processed_send_is_logged_replayed_or_not_and_faulted_ones_only_when_processed() -> None:
+    plan = FaultPlan(at={"send": {0: "500", 1: "drop", 4: "reset"}})
+    sandbox = Sandbox(faults=plan, clock=Sandbox.loop_clock(START))
+    body = send_body(["+15550000001", "bad"], request_id="job:0")
+    async with client_for(sandbox) as http:
+        await http.post("/send", json=body)  # 500: never processed
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post("/send", json=body)  # processed, the answer dropped
+        await asyncio.sleep(60)
+        await http.post("/send", json=body)  # answered from the memory of job:0
+        await http.post("/send", json=send_body(["bad"], request_id="job:1"))  # 400, nothing created
+        with pytest.raises(httpx.ConnectError):
+            await http.post("/send", json=body)  # reset: never processed
+        await asyncio.sleep(3600)
+        await http.post("/send", json=body)  # the hour is over: a new send
+
+    assert [(a.time - START, a.request_id, a.to, a.replayed, a.fault) for a in sandbox.send_attempts] == [
+        (0.0, "job:0", ("+15550000001", "bad"), False, "drop"),
+        (60.0, "job:0", ("+15550000001", "bad"), True, None),
+        (60.0, "job:1", ("bad",), False, None),
+        (3660.0, "job:0", ("+15550000001", "bad"), False, None),
+    ]
+    assert {attempt.sms_user for attempt in sandbox.send_attempts} == {"demo"}
+    assert sandbox.deliveries == Counter({"+15550000001": 2})
+
+
 # -- status --------------------------------------------------------------------------------------------------
 
 

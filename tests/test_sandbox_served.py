@@ -189,7 +189,7 @@ def test_an_admin_sandbox_runs_on_a_movable_clock_unless_given_one() -> None:
 
 async def test_admin_routes_need_no_credentials_and_are_not_counted_as_calls(sandbox: Sandbox) -> None:
     async with httpx.AsyncClient(transport=sandbox.transport()) as anonymous:
-        for path in ("", "/deliveries", "/calls", "/status_calls", "/clock"):
+        for path in ("", "/deliveries", "/send_attempts", "/calls", "/status_calls", "/clock"):
             assert (await anonymous.get(ADMIN + path)).status_code == 200, path
 
     assert sandbox.calls == []
@@ -213,6 +213,37 @@ async def test_admin_deliveries_count_the_sms_of_each_phone_by_prefix(
     assert everyone == {"+15550000001": 2, "+15550000002": 1, "+16660000001": 1}
     assert some == {"+15550000001": 2, "+15550000002": 1}
     assert typed == {"+16660000001": 1}
+
+
+async def test_admin_send_attempts_list_every_processed_send_by_prefix() -> None:
+    sandbox = Sandbox(admin=True, clock=frozen_clock(), faults=FaultPlan.parse("send:drop@0", "send:500@1"))
+    async with client_for(sandbox) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post("/send", json=send_body(["+15550000001"], request_id="r"))
+        await http.post("/send", json=send_body(["+15550000001"], request_id="r"))  # 500: not processed
+        await advance(http, 5)
+        await http.post("/send", json=send_body(["+15550000001"], request_id="r"))  # replayed
+        await http.post("/send", json=send_body(["+16660000001", "+15550000002"], request_id="s"))
+
+        everyone = (await http.get(f"{ADMIN}/send_attempts")).json()
+        typed = (await http.get(f"{ADMIN}/send_attempts?prefix=+1666")).json()  # as in curl: "+" unencoded
+
+    first = {"time": START, "sms_user": "demo", "request_id": "r", "to": ["+15550000001"]}
+    assert everyone == [
+        {**first, "replayed": False, "fault": "drop"},
+        {**first, "time": START + 5, "replayed": True, "fault": None},
+        {**typed[0]},
+    ]
+    assert typed == [
+        {
+            "time": START + 5,
+            "sms_user": "demo",
+            "request_id": "s",
+            "to": ["+16660000001", "+15550000002"],
+            "replayed": False,
+            "fault": None,
+        }
+    ]
 
 
 async def test_admin_calls_count_by_endpoint_and_status_with_the_faults_injected() -> None:

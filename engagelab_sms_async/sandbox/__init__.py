@@ -5,7 +5,8 @@
 slow answers, resets and commit-then-drop (``TRANSIENT_FAULTS``), and the refusals 401 and 400
 (``REFUSAL_FAULTS``); ``FaultPlan.parse("send:drop@0", "send:500,drop=0.1")`` spells one as on the command
 line. ``MovableClock`` is a clock a test moves forward instead of waiting; ``Sandbox(admin=True)`` answers a
-test in another process over HTTP (``/_admin``: deliveries, calls, the clock), for users' own tests.
+test in another process over HTTP (``/_admin``: deliveries, send attempts, calls, the clock), for users' own
+tests. ``Sandbox.send_attempts`` lists every ``/send`` request processed (``SendAttempt``), replayed or not.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ._clock import MovableClock
 from ._codes import ErrorCode
 from ._faults import ENDPOINTS, REFUSAL_FAULTS, TRANSIENT_FAULTS, Fault, FaultPlan
 from ._server import Sandbox, SandboxTransport
-from ._world import SentMessage, World
+from ._world import SendAttempt, SentMessage, World
 
 __all__ = [
     "ENDPOINTS",
@@ -27,6 +28,7 @@ __all__ = [
     "MovableClock",
     "Sandbox",
     "SandboxTransport",
+    "SendAttempt",
     "SentMessage",
     "World",
     "create_app",

@@ -7,6 +7,9 @@ under ``/v1`` are the same with or without them, and admin calls are never count
 - ``GET /_admin``: the list of these routes;
 - ``GET /_admin/deliveries[?prefix=+1555]``: ``{phone: number of SMS created for it}`` (only the phones
   starting with ``prefix``, its ``+`` encoded or not); a value above 1 means a phone got the template twice;
+- ``GET /_admin/send_attempts[?prefix=+1555]``: every ``/send`` request processed, in order (see
+  ``Sandbox.send_attempts``), as ``[{"time", "sms_user", "request_id", "to", "replayed", "fault"}]``; only
+  those naming a phone that starts with ``prefix``;
 - ``GET /_admin/calls``: the API calls received, by endpoint and HTTP status (``"0"``: connection cut),
   a total per endpoint, ``rate_limited`` (429s of the /status rate limiter, injected ones excluded) and
   ``injected`` (faults injected, by kind);
@@ -28,6 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -61,11 +65,18 @@ def admin_routes(world: World, plan: FaultPlan | None) -> list[Route]:
         return JSONResponse({"routes": [f"{method} {path}" for method, path in _ROUTES]})
 
     async def deliveries(request: Request) -> JSONResponse:
-        prefix = request.query_params.get("prefix", "")
-        # An unencoded "+" (curl ...?prefix=+1555) arrives as a space, which no phone number starts with.
-        if prefix.startswith(" "):
-            prefix = "+" + prefix[1:]
+        prefix = _prefix(request)
         return JSONResponse({phone: n for phone, n in world.deliveries.items() if phone.startswith(prefix)})
+
+    async def send_attempts(request: Request) -> JSONResponse:
+        prefix = _prefix(request)
+        return JSONResponse(
+            [
+                attrs.asdict(attempt)
+                for attempt in world.send_attempts
+                if not prefix or any(phone.startswith(prefix) for phone in attempt.to)
+            ]
+        )
 
     async def calls(request: Request) -> JSONResponse:
         by_status: dict[str, Counter[str]] = defaultdict(Counter)
@@ -100,6 +111,7 @@ def admin_routes(world: World, plan: FaultPlan | None) -> list[Route]:
     handlers = {
         "": index,
         "/deliveries": deliveries,
+        "/send_attempts": send_attempts,
         "/calls": calls,
         "/status_calls": status_calls,
         "/clock": read_clock,
@@ -111,11 +123,18 @@ def admin_routes(world: World, plan: FaultPlan | None) -> list[Route]:
 
 _ROUTES = (
     ("GET", f"{ADMIN_PATH}/deliveries[?prefix=...]"),
+    ("GET", f"{ADMIN_PATH}/send_attempts[?prefix=...]"),
     ("GET", f"{ADMIN_PATH}/calls"),
     ("GET", f"{ADMIN_PATH}/status_calls"),
     ("GET", f"{ADMIN_PATH}/clock"),
     ("POST", f'{ADMIN_PATH}/clock {{"advance": seconds}}'),
 )
+
+
+def _prefix(request: Request) -> str:
+    prefix = request.query_params.get("prefix", "")
+    # An unencoded "+" (curl ...?prefix=+1555) arrives as a space, which no phone number starts with.
+    return "+" + prefix[1:] if prefix.startswith(" ") else prefix
 
 
 def _advance(body: bytes) -> float:

@@ -38,6 +38,8 @@ _PATHS = {
     "/v1/stats/process_failed": "process_failed",
     "/v1/stats/send_failed": "send_failed",
 }
+#: The ASGI scope key under which the wire layer tells the send handler the fault it will apply to the answer.
+_FAULT = "engagelab_sms.fault"
 _BAD_GATEWAY_HTML = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
@@ -88,7 +90,7 @@ def create_app(
         return endpoint
 
     async def send(request: Request, user: str) -> Reply:
-        return world.send(user, parse_send(await request.body()))
+        return world.send(user, parse_send(await request.body()), fault=request.scope.get(_FAULT))
 
     async def status(request: Request, user: str) -> Reply:
         return world.status(user, request.query_params)
@@ -143,6 +145,8 @@ class _WireLayer:
 
         answered: list[int] = []
         held: list[Message] = []
+        if fault is not None:
+            scope[_FAULT] = fault.value  # for the log of send attempts
 
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -2,7 +2,8 @@
 
 A call creates one SMS per well-formed number; malformed numbers of a call that has some well-formed ones are
 listed as failed items (partial success) and never created. A call with a request_id seen less than an hour
-ago creates nothing and gets the first call's answer again, byte for byte.
+ago creates nothing and gets the first call's answer again, byte for byte. Every call processed is logged as
+a :class:`SendAttempt`, replayed or not, so that a test can count sends without trusting the replay.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ._dedup import RecentRequests
 from ._ledger import Batch, Ledger
 from ._requests import SendRequest
 
-__all__ = ["Sends", "is_well_formed"]
+__all__ = ["SendAttempt", "Sends", "is_well_formed"]
 
 _PHONE_DIGITS = frozenset(string.digits)
 
@@ -25,6 +26,29 @@ _PHONE_DIGITS = frozenset(string.digits)
 def is_well_formed(phone: str) -> bool:
     """``+`` followed by 6 to 15 ASCII digits."""
     return 7 <= len(phone) <= 16 and phone[0] == "+" and _PHONE_DIGITS.issuperset(phone[1:])
+
+
+@attrs.frozen
+class SendAttempt:
+    """One ``/send`` request the sandbox processed: what a test counts sends by, without trusting the
+    one-hour replay (``Sandbox.send_attempts``).
+
+    Logged when the request reached the send handler: after the faults that stop a request before it is
+    processed (5xx, 429, reset, 401, 400), and before those that hold back its answer (``drop``, ``slow``),
+    whose kind is ``fault``. ``replayed`` is True when the answer
+    came from the one-hour memory of ``request_id`` (nothing was created); a request whose numbers were all
+    malformed (answered 400, nothing created) is logged too.
+    """
+
+    #: When it was processed, in epoch seconds by the sandbox's clock.
+    time: float
+    sms_user: str
+    request_id: str | None
+    #: The numbers asked, as written in the request.
+    to: tuple[str, ...]
+    replayed: bool
+    #: The fault that held back the answer, or None when it was answered as processed.
+    fault: str | None = None
 
 
 @attrs.frozen
@@ -65,14 +89,20 @@ class Sends:
         self._ledger = ledger
         # Keyed by sms_user too: two accounts may pick the same request_id.
         self._recent: RecentRequests[tuple[str, str], _SendResult] = RecentRequests()
+        #: Every request processed, in order (it keeps each request's numbers: O(numbers asked)).
+        self.attempts: list[SendAttempt] = []
 
-    def send(self, sms_user: str, request: SendRequest, now: float) -> bytes:
-        """The JSON answer to ``request``: new SMS, or the first answer to a request_id seen < 1 h ago."""
+    def send(self, sms_user: str, request: SendRequest, now: float, *, fault: str | None = None) -> bytes:
+        """The JSON answer to ``request``: new SMS, or the first answer to a request_id seen < 1 h ago.
+
+        ``fault`` is the kind of the fault the wire layer will apply to the answer, for the log."""
         key = None if request.request_id is None else (sms_user, request.request_id)
-        if key is not None:
-            previous = self._recent.recall(key, now)
-            if previous is not None:
-                return previous.body()
+        previous = None if key is None else self._recent.recall(key, now)
+        self.attempts.append(
+            SendAttempt(now, sms_user, request.request_id, request.to, previous is not None, fault)
+        )
+        if previous is not None:
+            return previous.body()
         good = [phone for phone in request.to if is_well_formed(phone)]
         if not good:
             raise ApiError(400, ErrorCode.INVALID_PHONE, "Invalid phone number format")

@@ -17,7 +17,7 @@ from .._compat import deadline
 from ._admin import ADMIN_PATH
 from ._app import ConnectionCut, create_app
 from ._faults import Fault, FaultPlan
-from ._world import Clock, SentMessage, World
+from ._world import Clock, SendAttempt, SentMessage, World
 
 __all__ = ["Sandbox", "SandboxTransport"]
 
@@ -70,8 +70,8 @@ class Sandbox:
     >>> async with httpx.AsyncClient(transport=sandbox.transport(), base_url=Sandbox.BASE_URL) as http:
     ...     ...
 
-    Arguments as :func:`create_app`. ``world`` holds all the state; ``deliveries``, ``messages``, ``calls``,
-    ``call_times`` and ``rate_limited`` read it, in process.
+    Arguments as :func:`create_app`. ``world`` holds all the state; ``deliveries``, ``messages``,
+    ``send_attempts``, ``calls``, ``call_times`` and ``rate_limited`` read it, in process.
 
     For a sandbox served to tests in another process (:meth:`serve`, :meth:`run`, ``engagelab-sms
     sandbox``), ``admin=True`` answers the same questions over HTTP, under ``/_admin`` (test-only: no
@@ -111,6 +111,19 @@ class Sandbox:
     def messages(self) -> list[SentMessage]:
         """Every SMS created, in creation order (built on each access: O(number of SMS))."""
         return self.world.messages()
+
+    @property
+    def send_attempts(self) -> list[SendAttempt]:
+        """Every ``/send`` request the sandbox processed, in order, each a :class:`SendAttempt`: when (by
+        :attr:`clock`), its request_id and numbers, whether its answer came from the one-hour memory of its
+        request_id (``replayed``), and the fault that held its answer back (``drop``, ``slow``).
+
+        What a test counts sends by without trusting the sandbox's own deduplication: two attempts naming a
+        number are one send only when they carry the same request_id and the later one came less than an
+        hour after the first of that id. Requests stopped before processing (5xx, 429, reset, 401, 400
+        faults) are not in it.
+        """
+        return self.world.send_attempts
 
     @property
     def calls(self) -> list[tuple[str, int]]:

@@ -25,12 +25,12 @@ import attrs
 from ._accounts import DEFAULT_ACCOUNTS, authenticate, check_template
 from ._ledger import Ledger, SentMessage
 from ._requests import SendRequest, StatsQuery
-from ._sends import Sends
+from ._sends import SendAttempt, Sends
 from ._sends import is_well_formed as is_well_formed  # tests classify numbers as /send does
 from ._stats import statistics
 from ._status import StatusLookup
 
-__all__ = ["Clock", "Reply", "SentMessage", "World"]
+__all__ = ["Clock", "Reply", "SendAttempt", "SentMessage", "World"]
 
 Clock = Callable[[], float]
 """Returns the current time in epoch seconds."""
@@ -99,17 +99,24 @@ class World:
         """Every SMS created, in creation order (O(number of SMS): for tests)."""
         return self._ledger.messages()
 
+    @property
+    def send_attempts(self) -> list[SendAttempt]:
+        """Every ``/send`` request processed, replayed or not, in the order processed."""
+        return self._sends.attempts
+
     def authenticate(self, authorization: str | None) -> str:
         """The sms_user of a ``Basic`` Authorization header; :class:`ApiError` 401 otherwise."""
         return authenticate(self.accounts, authorization)
 
     # -- endpoints --------------------------------------------------------------------------------
 
-    def send(self, sms_user: str, request: SendRequest) -> Reply:
-        """Create one SMS per well-formed number, or return the first result of a request_id seen < 1 h ago"""
+    def send(self, sms_user: str, request: SendRequest, *, fault: str | None = None) -> Reply:
+        """Create one SMS per well-formed number, or return the first result of a request_id seen < 1 h ago.
+
+        ``fault``: the kind of the fault that will hold back the answer, for ``send_attempts``."""
         now = self.clock()
         check_template(self.templates, request.template_id)
-        return Reply(self._sends.send(sms_user, request, now))
+        return Reply(self._sends.send(sms_user, request, now, fault=fault))
 
     def status(self, sms_user: str, params: Mapping[str, str]) -> Reply:
         """One page of statuses; rate limited per sms_user, identical queries cached for 10 minutes."""
