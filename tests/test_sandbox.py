@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engagelab_sms_async.sandbox import ErrorCode, Fault, FaultPlan, Sandbox, create_app
-from engagelab_sms_async.sandbox._faults import ALL_FAULTS, REFUSAL_FAULTS, TRANSIENT_FAULTS
+from engagelab_sms_async.sandbox._faults import ALL_FAULTS, FOREIGN_FAULTS, REFUSAL_FAULTS, TRANSIENT_FAULTS
 
 BASE_URL = "https://sms.api.engagelab.cc/v1"
 AUTH = ("demo", "demo-key")
@@ -825,7 +825,47 @@ async def test_drop_then_401_leaves_the_first_attempt_sent_and_the_retry_refused
     assert sandbox.calls == [("send", 0), ("send", 401)]
 
 
-def test_a_rate_based_plan_refuses_calls_only_when_refusals_are_among_its_kinds() -> None:
+async def test_a_foreign_answer_sends_as_asked_and_names_one_more_number_not_asked() -> None:
+    plan = FaultPlan(at={"send": {0: "foreign", 1: "foreign"}}, seed=5)
+    sandbox = Sandbox(faults=plan)
+    async with client_for(sandbox) as http:
+        whole = (await http.post("/send", json=send_body(phones(2), request_id="a"))).json()
+        partial = (await http.post("/send", json=send_body([*phones(1, 2), "bad"], request_id="b"))).json()
+        again = (await http.post("/send", json=send_body(phones(2), request_id="a"))).json()
+
+    named = [sms_id.rpartition("$")[2] for sms_id in whole["sms_ids"]]
+    assert named[:2] == phones(2) and len(named) == 3
+    assert re.fullmatch(r"\+999[0-9]{9}", named[2])
+    assert partial["failed_items"][0]["phone"] == "bad"
+    assert re.fullmatch(r"\+999[0-9]{9}", partial["failed_items"][1]["phone"])
+    assert partial["failed_count"] == 2 and partial["success_count"] == 1
+    # The request was processed as asked; the memory of its request_id keeps the true answer.
+    assert sandbox.deliveries == Counter(phones(3))
+    assert [sms_id.rpartition("$")[2] for sms_id in again["sms_ids"]] == phones(2)
+    assert [attempt.fault for attempt in sandbox.send_attempts] == ["foreign", "foreign", None]
+    assert plan.injected == Counter({Fault.FOREIGN: 2})
+
+
+async def test_a_foreign_swap_answer_names_another_number_instead_of_one_sent() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "foreign-swap", 1: "foreign-swap"}}))
+    async with client_for(sandbox) as http:
+        swapped = (await http.post("/send", json=send_body(phones(2)))).json()
+        refused = await http.post("/send", json=send_body(["bad"]))  # not a success: left as it is
+
+    named = [sms_id.rpartition("$")[2] for sms_id in swapped["sms_ids"]]
+    assert re.fullmatch(r"\+999[0-9]{9}", named[0]) and named[1:] == phones(2)[1:]
+    assert refused.status_code == 400
+    assert sandbox.deliveries == Counter(phones(2))
+
+
+def test_foreign_numbers_are_drawn_from_the_seed() -> None:
+    assert FaultPlan(seed=1).foreign_number() == FaultPlan(seed=1).foreign_number()
+    assert FaultPlan(seed=1).foreign_number() != FaultPlan(seed=2).foreign_number()
+
+
+def test_a_rate_based_plan_refuses_calls_or_names_foreign_numbers_only_when_those_are_among_its_kinds() -> (
+    None
+):
     default = FaultPlan(rate=1.0, endpoints=("send",), seed=3)
     drawn = {default.decide("send") for _ in range(1000)}
     assert drawn == set(TRANSIENT_FAULTS)
@@ -833,6 +873,8 @@ def test_a_rate_based_plan_refuses_calls_only_when_refusals_are_among_its_kinds(
 
     refusing = FaultPlan(rate=1.0, kinds=REFUSAL_FAULTS, endpoints=("send",), seed=3)
     assert {refusing.decide("send") for _ in range(1000)} == {Fault.UNAUTHORIZED, Fault.BAD_REQUEST}
+    foreign = FaultPlan(rate=1.0, kinds=FOREIGN_FAULTS, endpoints=("send",), seed=3)
+    assert {foreign.decide("send") for _ in range(1000)} == {Fault.FOREIGN, Fault.FOREIGN_SWAP}
 
 
 # -- real HTTP, scale ----------------------------------------------------------------------------------------

@@ -84,9 +84,19 @@ async def advance(http: httpx.AsyncClient, seconds: float) -> httpx.Response:
             0,
             {"rate": 0.5, "kinds": ["slow"], "endpoints": ["send", "status"]},
         ),
+        (("send:foreign@1", "send:foreign-swap@2"), 0, {"at": {"send": {1: "foreign", 2: "foreign-swap"}}}),
         ((), 0, {}),
     ],
-    ids=["rate", "rate-among-kinds", "at-indexes", "at-status", "at-and-rate-everywhere", "spaces", "none"],
+    ids=[
+        "rate",
+        "rate-among-kinds",
+        "at-indexes",
+        "at-status",
+        "at-and-rate-everywhere",
+        "spaces",
+        "foreign",
+        "none",
+    ],
 )
 def test_a_fault_spec_is_the_plan_it_spells(specs: tuple[str, ...], seed: int, plan: dict[str, Any]) -> None:
     parsed = FaultPlan.parse(*specs, seed=seed)

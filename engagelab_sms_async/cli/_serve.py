@@ -31,7 +31,8 @@ def sandbox(
             "of the calls, a kind drawn among KINDS, e.g. send:500,drop=0.1 (one such spec at most; * for "
             "every endpoint or for the transient kinds). Endpoints: send, status, stats_day, process_failed, "
             "send_failed. Kinds: 500, 502, 503, 429, slow, reset, drop (processed, then the connection is "
-            "cut unanswered), 401, 400.",
+            "cut unanswered), 401, 400, foreign, foreign-swap (processed, and the answer names a number "
+            "not asked).",
             show_default=False,
         ),
     ] = None,

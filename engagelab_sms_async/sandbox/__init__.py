@@ -2,11 +2,12 @@
 
 ``Sandbox().transport()`` plugs it into ``httpx.AsyncClient`` in process;
 ``async with Sandbox().serve() as url`` serves it over loopback HTTP. ``FaultPlan`` injects 5xx, 429,
-slow answers, resets and commit-then-drop (``TRANSIENT_FAULTS``), and the refusals 401 and 400
-(``REFUSAL_FAULTS``); ``FaultPlan.parse("send:drop@0", "send:500,drop=0.1")`` spells one as on the command
-line. ``MovableClock`` is a clock a test moves forward instead of waiting; ``Sandbox(admin=True)`` answers a
-test in another process over HTTP (``/_admin``: deliveries, send attempts, calls, the clock), for users' own
-tests. ``Sandbox.send_attempts`` lists every ``/send`` request processed (``SendAttempt``), replayed or not.
+slow answers, resets and commit-then-drop (``TRANSIENT_FAULTS``), the refusals 401 and 400
+(``REFUSAL_FAULTS``), and answers naming a number not asked (``FOREIGN_FAULTS``);
+``FaultPlan.parse("send:drop@0", "send:500,drop=0.1")`` spells one as on the command line. ``MovableClock``
+is a clock a test moves forward instead of waiting; ``Sandbox(admin=True)`` answers a test in another
+process over HTTP (``/_admin``: deliveries, send attempts, calls, the clock), for users' own tests.
+``Sandbox.send_attempts`` lists every ``/send`` request processed (``SendAttempt``), replayed or not.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from __future__ import annotations
 from ._app import create_app
 from ._clock import MovableClock
 from ._codes import ErrorCode
-from ._faults import ENDPOINTS, REFUSAL_FAULTS, TRANSIENT_FAULTS, Fault, FaultPlan
+from ._faults import ENDPOINTS, FOREIGN_FAULTS, REFUSAL_FAULTS, TRANSIENT_FAULTS, Fault, FaultPlan
 from ._server import Sandbox, SandboxTransport
 from ._world import SendAttempt, SentMessage, World
 
 __all__ = [
     "ENDPOINTS",
+    "FOREIGN_FAULTS",
     "REFUSAL_FAULTS",
     "TRANSIENT_FAULTS",
     "ErrorCode",

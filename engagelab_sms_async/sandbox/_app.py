@@ -12,6 +12,7 @@ exception after the response started, closes the socket. Other paths, the test-o
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from starlette.applications import Starlette
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._admin import admin_routes
 from ._clock import MovableClock
 from ._codes import ApiError, ErrorCode, dump_json
-from ._faults import Fault, FaultPlan
+from ._faults import FOREIGN_FAULTS, Fault, FaultPlan
 from ._requests import parse_send, parse_stats_query
 from ._world import Clock, Reply, World
 
@@ -153,7 +154,7 @@ class _WireLayer:
                 answered.append(message["status"])
             if fault is None:
                 await send(message)
-            else:  # slow or drop: keep the answer back
+            else:  # slow, drop or foreign: keep the answer back
                 held.append(message)
 
         await self.app(scope, receive, observe)
@@ -165,6 +166,10 @@ class _WireLayer:
             await asyncio.sleep(self.plan.slow_seconds)
             for message in held:
                 await send(message)
+        if fault in FOREIGN_FAULTS:
+            assert self.plan is not None
+            for message in _foreign(held, fault, self.plan):
+                await send(message)
         self.world.record_call(endpoint, answered[0] if answered else 0, received)
 
 
@@ -173,6 +178,33 @@ async def _cut(send: Send, kind: Fault) -> None:
     # started response makes uvicorn close the socket instead. The declared body never comes.
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]})
     raise ConnectionCut(kind)
+
+
+def _foreign(held: list[Message], fault: Fault, plan: FaultPlan) -> list[Message]:
+    """A success answer rewritten to name a number not asked (see ``Fault.FOREIGN``, ``FOREIGN_SWAP``)."""
+    start, bodies = held[0], held[1:]
+    body = b"".join(message.get("body", b"") for message in bodies)
+    data = json.loads(body) if start["status"] == 200 and body else None
+    sms_ids = data.get("sms_ids") if isinstance(data, dict) else None
+    if not sms_ids:
+        return held  # refused (a 400): nothing to name
+    assert isinstance(data, dict)
+    phone = plan.foreign_number()
+    # An sms_id of the same call, sent to the foreign phone: the shape the client pairs with numbers.
+    foreign_id = f"{sms_ids[0].rpartition('$')[0]}${phone}"
+    if fault is Fault.FOREIGN_SWAP:
+        sms_ids[0] = foreign_id
+    elif data.get("failed_items"):
+        data["failed_items"].append({"phone": phone, "message": "Invalid phone number format"})
+        data["failed_count"] = len(data["failed_items"])
+    else:
+        sms_ids.append(foreign_id)
+        if "success_count" in data:
+            data["success_count"] = len(sms_ids)
+    rewritten = dump_json(data)
+    headers = [(name, value) for name, value in start["headers"] if name.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(rewritten)).encode()))
+    return [{**start, "headers": headers}, {"type": "http.response.body", "body": rewritten}]
 
 
 def _json_error(

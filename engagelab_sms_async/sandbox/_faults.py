@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 __all__ = [
     "ALL_FAULTS",
+    "FOREIGN_FAULTS",
     "SPEC_GRAMMAR",
     "parse_fault_specs",
     "ENDPOINTS",
@@ -31,9 +32,10 @@ ENDPOINTS: tuple[str, ...] = ("send", "status", "stats_day", "process_failed", "
 class Fault(str, enum.Enum):
     """What goes wrong with one request.
 
-    Two families: the transient faults (5xx, 429, slow, reset, drop), which a retrying client rides out, and
-    the refusals (401, 400), which it must not retry. None of them but ``drop`` and ``slow`` processes the
-    request.
+    Three families: the transient faults (5xx, 429, slow, reset, drop), which a retrying client rides out;
+    the refusals (401, 400), which it must not retry; and the foreign answers (``foreign``, ``foreign-swap``),
+    which name a number the request did not ask for, as the answer to a reused request_id does. Only
+    ``drop``, ``slow`` and the foreign answers process the request.
     """
 
     SERVER_ERROR = "500"
@@ -54,6 +56,12 @@ class Fault(str, enum.Enum):
     """HTTP 401 with ``{"code": 30000, "message": "Unauthorized."}`` (as for a wrong key); not processed."""
     BAD_REQUEST = "400"
     """HTTP 400 with a JSON error body, code 31001 (invalid parameter); not processed."""
+    FOREIGN = "foreign"
+    """Processed (every well-formed number gets its SMS), and the answer names one more number, not asked
+    (``FaultPlan.foreign_number()``): among the failed items when it has some, else as one more sms_id."""
+    FOREIGN_SWAP = "foreign-swap"
+    """Processed (every well-formed number gets its SMS), and the answer's first sms_id names a number not
+    asked (``FaultPlan.foreign_number()``) instead of the one it was sent to."""
 
 
 #: The faults a retrying client rides out: 5xx, 429, slow, reset, drop. The default ``kinds`` of a plan.
@@ -68,6 +76,9 @@ TRANSIENT_FAULTS: tuple[Fault, ...] = (
 )
 #: The refusals (401, 400), never retried by a client: drawn at a rate only when named in ``kinds``.
 REFUSAL_FAULTS: tuple[Fault, ...] = (Fault.UNAUTHORIZED, Fault.BAD_REQUEST)
+#: The answers that name a number not asked (a client cannot tell one from the answer to a reused request_id):
+#: drawn at a rate only when named in ``kinds``. An answer that is not a success (a 400) is left as it is.
+FOREIGN_FAULTS: tuple[Fault, ...] = (Fault.FOREIGN, Fault.FOREIGN_SWAP)
 #: Kept for compatibility: the default ``kinds`` from before the refusals (``TRANSIENT_FAULTS``), not every
 #: ``Fault``.
 ALL_FAULTS: tuple[Fault, ...] = TRANSIENT_FAULTS
@@ -86,7 +97,8 @@ class FaultPlan:
     never refuses a call unless told to. The refusals, ``"401"`` (unauthorized, code 30000) and ``"400"``
     (invalid parameter, code 31001), are placed with ``at`` or added to ``kinds`` (``REFUSAL_FAULTS``), e.g.
     ``FaultPlan(at={"send": {0: "drop", 1: "401"}})``: the first call is sent and its answer lost, the retry
-    is refused. Neither refusal processes the request.
+    is refused. Neither refusal processes the request. The foreign answers (``FOREIGN_FAULTS``) are placed
+    the same way: the request is processed, and its answer names a number it did not ask for.
 
     A plan keeps state (the per-endpoint counters and the random generator): give each sandbox its own.
     """
@@ -145,6 +157,13 @@ class FaultPlan:
             f"seed={self.seed})"
         )
 
+    def foreign_number(self) -> str:
+        """A number no request asks for, drawn from the plan's seed: what a foreign answer names.
+
+        ``+999`` (a country code no one has) and nine digits, so that it matches no asked number in any
+        spelling: not by its digits, nor by their last six or more."""
+        return f"+999{self._random.randrange(10**9):09d}"
+
     def decide(self, endpoint: str) -> Fault | None:
         """The fault for the next call of ``endpoint`` (``None``: answer normally); counts the call."""
         index = self._calls[endpoint]
@@ -176,12 +195,13 @@ Grammar (one clause per spec; spaces around the separators are ignored)::
     INDEXES   = INDEX ("," INDEX)*                # 0-based, counted per endpoint
 
 ENDPOINT is one of ``ENDPOINTS`` (send, status, stats_day, process_failed, send_failed); KIND one of the
-:class:`Fault` values (500, 502, 503, 429, slow, reset, drop, 401, 400). Examples:
+:class:`Fault` values (500, 502, 503, 429, slow, reset, drop, 401, 400, foreign, foreign-swap). Examples:
 
 - ``send:drop=0.2``: 20 % of the /send calls are processed, then their connection is cut unanswered;
 - ``send:500,drop=0.1``: 10 % of the /send calls fail, half with a 500, half with a drop;
 - ``send:drop@0,3``: the 1st and the 4th /send calls are dropped;
-- ``status:429@2``: the 3rd /status call gets an injected 429.
+- ``status:429@2``: the 3rd /status call gets an injected 429;
+- ``send:foreign@1``: the 2nd /send call is processed and its answer names one more number, not asked.
 
 A plan has one rate, so at most one spec may be a RATE_SPEC; any number may be AT_SPECs, and an AT_SPEC wins
 over the rate for the calls it names (as in :class:`FaultPlan`). Naming the same call twice is an error.

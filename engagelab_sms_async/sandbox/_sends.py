@@ -34,8 +34,8 @@ class SendAttempt:
     one-hour replay (``Sandbox.send_attempts``).
 
     Logged when the request reached the send handler: after the faults that stop a request before it is
-    processed (5xx, 429, reset, 401, 400), and before those that hold back its answer (``drop``, ``slow``),
-    whose kind is ``fault``. ``replayed`` is True when the answer
+    processed (5xx, 429, reset, 401, 400), and before those that hold back or change its answer (``drop``,
+    ``slow``, ``foreign``, ``foreign-swap``), whose kind is ``fault``. ``replayed`` is True when the answer
     came from the one-hour memory of ``request_id`` (nothing was created); a request whose numbers were all
     malformed (answered 400, nothing created) is logged too.
     """
@@ -47,7 +47,7 @@ class SendAttempt:
     #: The numbers asked, as written in the request.
     to: tuple[str, ...]
     replayed: bool
-    #: The fault that held back the answer, or None when it was answered as processed.
+    #: The fault that held back or changed the answer, or None when it was answered as processed.
     fault: str | None = None
 
 

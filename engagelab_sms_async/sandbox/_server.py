@@ -116,7 +116,8 @@ class Sandbox:
     def send_attempts(self) -> list[SendAttempt]:
         """Every ``/send`` request the sandbox processed, in order, each a :class:`SendAttempt`: when (by
         :attr:`clock`), its request_id and numbers, whether its answer came from the one-hour memory of its
-        request_id (``replayed``), and the fault that held its answer back (``drop``, ``slow``).
+        request_id (``replayed``), and the fault that held its answer back or changed it (``drop``, ``slow``,
+        ``foreign``, ``foreign-swap``).
 
         What a test counts sends by without trusting the sandbox's own deduplication: two attempts naming a
         number are one send only when they carry the same request_id and the later one came less than an
