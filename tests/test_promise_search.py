@@ -1,74 +1,129 @@
 """The three promises as invariants, and hypothesis searching for a counterexample.
 
 Each example draws a bulk job (numbers with repeats and a few malformed ones, chunk size, concurrency,
-fail_fast, a sync or async source) and everything that can go wrong with it: a fault schedule on /send
-(5xx, 429, slow, reset, drop, 401, 400, at exact calls and at a rate, in any order, so "drop then 401"
-too), a source that raises at some
-number, a journal that starts failing after some writes, a cancellation at some moment. The job runs against
-the in-process sandbox on a fast-forwarded loop (looptime); then it is resumed, healthy, with the same job_id
-and journal. After each run:
+fail_fast, a list, a generator or an async generator) and everything that can go wrong with it: a fault
+schedule on /send (5xx, 429, slow, reset, drop, 401, 400, at exact calls and at a rate, in any order, so
+"drop then 401" too; sometimes an answer naming a number not asked: ``foreign``, ``foreign-swap``), a source
+that raises at some number, a journal that starts failing after some writes, a cancellation at some moment,
+the client's timeout and retries, the slow answers' seconds and the Retry-After of a 429. The job runs
+against the in-process sandbox on a fast-forwarded loop (looptime); the sandbox's clock is a
+``MovableClock`` over the loop's, and the journal reads it too (as ``RedisJournal`` reads Redis's). Then:
+
+1. the first run, with its faults;
+2. both clocks move 0 s, 56 to 59 minutes, or more than an hour;
+3. the job is resumed, healthy, with the same job_id and journal;
+4. sometimes a second job with other, overlapping numbers (shifted, or a subset) reuses the job_id within
+   the hour, with a fresh journal or none.
+
+After every run (the first, the resume, the reusing job):
 
 (a) the report accounts for every number read:
-    ``recipients == succeeded + failed + unresolved_recipients + unsent_recipients``;
-(b) no phone got the template twice (``sandbox.deliveries``);
-(c) every phone the sandbox delivered is accepted in a result or in an unresolved chunk, never in a refused
-    number, a rejected chunk or an unsent chunk;
-(d) the resumed job completes: every distinct well-formed number delivered exactly once, nothing unresolved or
-    unsent, and (a)-(c) hold again.
+    ``recipients == succeeded + failed + unresolved_recipients + unsent_recipients``, and
+    ``recipients + duplicates`` is the number of items the source handed out (a list read to its end, a
+    generator left where the job stopped);
+(b) no number is sent twice by a job's own runs, counted from the /send requests that reached the sandbox
+    (``Sandbox.send_attempts``), not from its memory of request_ids: two requests naming one number are one
+    send only when they carry the same request_id and the later came less than 3600 s after the first
+    request of that id (the sandbox's deliveries agree);
+(c) every number the sandbox delivered during the run is accepted in a result or has an unknown outcome
+    (an unresolved chunk, a number an answer left unnamed), never refused, in a rejected chunk or unsent:
+    a resume would send those again;
+(d) the run ends within a bound of the loop's clock that follows from the job's chunks, concurrency, retry
+    attempts and their longest waits, the client's timeout, the slow answers' seconds, Retry-After and the
+    moment of the cancellation (``_search.time_bound``); one that does not fails with every task's stack;
+(e) an answer naming a number not asked (in no spelling: the normal form, the digits without ``+`` and
+    leading zeros, or a suffix of six digits or more), a foreign fault or the answer of the id's earlier use
+    by another job, is proof that the request_id was used for other numbers. The client cannot tell the two
+    apart, so whichever it was: the job stops (at most ``concurrency - 1`` other chunks are first attempted
+    after it, those already taken), that chunk is never counted as the job's success, and by (c) its
+    numbers delivered are never reported refused, rejected or unsent (a resume after the hour would send
+    them a second time, which (b) counts). An answer naming only numbers asked proves nothing.
 
-``HYPOTHESIS_PROFILE=deep`` runs 5 000 examples instead of the 200 of CI.
+The resume (f): a chunk answered before is not sent again; one never attempted, or refused whole (nothing
+sent), is sent; one left pending (it may have been sent) is resent with its request_id only within 55
+minutes of its first attempt, otherwise it is reported unresolved with ``RequestIdExpiredError`` and not one
+request of it reaches the sandbox. Unless the first run met a foreign answer, the resume completes: every
+well-formed number delivered exactly once except those of the stale chunks (at most once), the unresolved
+chunks exactly the stale ones, nothing unsent.
+
+The reusing job (g): besides (a) to (e) on its own, nothing the first job's answers named is counted as its
+success unless that answer named only numbers it asked (which proves nothing).
+
+A separate search (h) looks at liveness alone, with a cheaper strategy and worse troubles: a journal write
+or a request that raises ``asyncio.CancelledError`` while nobody cancelled the job, or a ``BaseException``
+that is no ``Exception``. The job must end within its bound: return its report, raise
+``BulkAbortedError``, or raise what was raised (or ``CancelledError`` when the job was cancelled).
+
+``HYPOTHESIS_PROFILE=deep`` runs 5 000 examples of each search instead of the 200 of CI;
+``HYPOTHESIS_PROFILE=liveness`` runs 20 000 of the liveness search (select it with ``-k liveness``). Neither
+has a pytest timeout: their bound is (d).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
 from typing import Any
 
 import attrs
 import looptime
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engagelab_sms_async import (
     AsyncClient,
     BulkAbortedError,
-    MemoryJournal,
+    RequestIdExpiredError,
     RetryPolicy,
     SendReport,
     SendResult,
     SlidingWindowLimiter,
 )
-from engagelab_sms_async._journal import ChunkRecord
+from engagelab_sms_async._models import RESEND_WINDOW
 from engagelab_sms_async._numbers import named_by, normal
-from engagelab_sms_async.sandbox import FaultPlan, Sandbox
+from engagelab_sms_async.sandbox import FOREIGN_FAULTS, FaultPlan, MovableClock, Sandbox
 from engagelab_sms_async.sandbox._world import is_well_formed
 
-settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-settings.register_profile("deep", max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
+from ._search import (
+    ClockedJournal,
+    HookedTransport,
+    Meltdown,
+    Source,
+    chunks_of,
+    ended,
+    foreign_answers,
+    sent_twice,
+    time_bound,
+)
+
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+#: Per profile: examples of the promise search, of the liveness search, and the pytest timeout of each
+#: search (0: none; the bound of the loop's clock catches a hang).
+EXAMPLES, LIVENESS_EXAMPLES, TIMEOUT = {
+    "ci": (200, 200, 180),
+    "deep": (5000, 5000, 0),
+    "liveness": (200, 20000, 0),
+}[PROFILE]
+SEARCH = settings(deadline=None, suppress_health_check=list(HealthCheck))
 
 FAULTS = ["500", "502", "503", "429", "slow", "reset", "drop", "401", "400"]
+FOREIGN = [fault.value for fault in FOREIGN_FAULTS]
+TEMPLATE = 7
+#: How far the clocks move before the resume: not at all, past the 55-minute guard but within the
+#: sandbox's hour, or past the hour.
+MOVES = st.just(0) | st.integers(56 * 60, 59 * 60 + 59) | st.integers(3601, 4 * 3600)
 
 
-class SourceBroke(Exception):
-    pass
+@attrs.frozen
+class Reuse:
+    """A second job with the first one's job_id: other numbers, overlapping the first one's."""
 
-
-class FlakyJournal(MemoryJournal):
-    """A memory journal that raises on every write after the first ``fail_after`` ones, until healed."""
-
-    def __init__(self, fail_after: int | None) -> None:
-        super().__init__()
-        self.fail_after = fail_after
-        self.writes = 0
-
-    async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
-        self.writes += 1
-        if self.fail_after is not None and self.writes > self.fail_after:
-            raise ConnectionError("journal store went away")
-        await super().record(job_id, index, entry)
+    numbers: list[str]
+    chunk_size: int
+    concurrency: int
+    journal: bool  # a fresh journal, or none
 
 
 @attrs.frozen
@@ -84,6 +139,17 @@ class Job:
     source_fails_at: int | None
     journal_fails_after: int | None
     cancel_at: float | None
+    attempts: int
+    maximum: float
+    timeout: float
+    slow_seconds: float
+    retry_after: int
+    move: int
+    reuse: Reuse | None
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(attempts=self.attempts, maximum=self.maximum)
 
 
 def formatted(i: int, style: int) -> str:
@@ -97,51 +163,69 @@ def jobs(draw: st.DrawFn) -> Job:
     count = draw(st.integers(0, 3000))
     # Mostly plain numbers; some written another way (the same number), a few malformed.
     style = st.sampled_from([0] * 12 + [1, 2, 3])
-    numbers = [formatted(draw(st.integers(0, pool - 1)), draw(style)) for _ in range(min(count, 40))]
+    codes = [(draw(st.integers(0, pool - 1)), draw(style)) for _ in range(min(count, 40))]
     if count > 40:  # the bulk of a large job: cheap to draw, repeats when the pool is small
         seed = draw(st.integers(0, 2**16))
-        numbers += [formatted((seed + i * 7919) % pool, 0) for i in range(count - 40)]
+        codes += [((seed + i * 7919) % pool, 0) for i in range(count - 40)]
+    # Exact faults mostly on the first calls (every job makes those), plus faults at a rate; now and then
+    # an answer naming a number not asked.
+    index = st.integers(0, 6) | st.integers(0, 30)
+    faults = draw(st.dictionaries(index, st.sampled_from(FAULTS), max_size=8))
+    if draw(st.integers(0, 3)) == 0:
+        faults = {**faults, **draw(st.dictionaries(index, st.sampled_from(FOREIGN), min_size=1, max_size=2))}
+    chunk_sizes = st.sampled_from([1, 3, 50, 100, 250, 400, 1000])
+    reuse = None
+    if draw(st.integers(0, 2)) == 0:
+        if draw(st.booleans()):  # the same numbers, shifted
+            offset = draw(st.integers(1, 3000))
+            others = [formatted(i + offset, s) for i, s in codes]
+        else:  # a subset, in another order of chunks
+            start, step = draw(st.integers(0, 5)), draw(st.integers(1, 3))
+            others = [formatted(i, s) for i, s in codes[start::step]]
+        reuse = Reuse(others, draw(chunk_sizes), draw(st.integers(1, 8)), draw(st.booleans()))
     return Job(
-        numbers=numbers,
-        chunk_size=draw(st.sampled_from([1, 3, 50, 100, 250, 400, 1000])),
+        numbers=[formatted(i, s) for i, s in codes],
+        chunk_size=draw(chunk_sizes),
         concurrency=draw(st.integers(1, 8)),
         fail_fast=draw(st.booleans()),
         source_kind=draw(st.sampled_from(["list", "sync", "async"])),
-        # Exact faults mostly on the first calls (every job makes those), plus faults at a rate.
-        faults=draw(
-            st.dictionaries(st.integers(0, 6) | st.integers(0, 30), st.sampled_from(FAULTS), max_size=8)
-        ),
+        faults=faults,
         fault_rate=draw(st.sampled_from([0.0, 0.0, 0.05, 0.2, 0.5])),
         fault_seed=draw(st.integers(0, 2**16)),
         source_fails_at=draw(st.none() | st.integers(0, max(0, count - 1))),
         journal_fails_after=draw(st.none() | st.integers(0, 12)),
         cancel_at=draw(st.none() | st.floats(0.0, 120.0)),
+        attempts=draw(st.integers(1, 4)),
+        maximum=draw(st.sampled_from([30.0, 4.0])),
+        timeout=draw(st.sampled_from([10.0, 3.0])),
+        slow_seconds=draw(st.sampled_from([30.0, 2.0])),
+        retry_after=draw(st.sampled_from([1, 20, 90])),
+        move=draw(MOVES),
+        reuse=reuse,
     )
 
 
-def source(job: Job, *, healthy: bool) -> list[str] | Iterator[str] | AsyncIterator[str]:
-    def numbers() -> Iterator[str]:
-        for i, number in enumerate(job.numbers):
-            if not healthy and i == job.source_fails_at:
-                raise SourceBroke
-            yield number
-
-    async def numbers_async() -> AsyncIterator[str]:
-        for number in numbers():
-            yield number
-
-    if job.source_kind == "list":
-        return list(job.numbers)
-    return numbers_async() if job.source_kind == "async" else numbers()
+def bound_of(job: Job, numbers: list[str], chunk_size: int, concurrency: int) -> float:
+    return time_bound(
+        chunks=-(-len(numbers) // chunk_size),
+        concurrency=concurrency,
+        retry=job.retry,
+        timeout=job.timeout,
+        slow_seconds=job.slow_seconds,
+        retry_after=job.retry_after,
+    )
 
 
-def check_report(report: SendReport, sandbox: Sandbox, *, delivered_before: set[str]) -> None:
+# --- the invariants -----------------------------------------------------------------------------------------
+
+
+def check_report(report: SendReport, source: Source, *, delivered_now: set[str], delivered: set[str]) -> None:
     # (a)
     assert report.recipients == (
         report.succeeded + report.failed + report.unresolved_recipients + report.unsent_recipients
     )
-    # (c): what this run delivered was reported as accepted or unresolved, never as refused or unsent.
-    delivered_now = set(sandbox.deliveries) - delivered_before
+    assert report.recipients + report.duplicates == source.yielded
+    # (c): what this run delivered was reported as accepted or unknown, never as refused or unsent.
     accepted = set().union(*(named_by(result.sms_ids)[0] for result in report.results))
     unknown = {phone for chunk in report.unresolved for phone in chunk.recipients}
     unknown |= {phone for result in report.results for phone in result.unanswered}
@@ -149,100 +233,208 @@ def check_report(report: SendReport, sandbox: Sandbox, *, delivered_before: set[
     refused = {item.phone for item in report.failed_items}
     refused |= {phone for chunk in report.rejected for phone in chunk.recipients}
     refused |= {phone for chunk in report.unsent for phone in chunk.recipients}
-    assert not refused & set(sandbox.deliveries)
+    assert not refused & delivered
 
 
-def check_no_phone_twice(sandbox: Sandbox) -> None:
-    # (b), per number: two ways of writing one number must not both be delivered.
-    per_number: dict[str, int] = {}
-    for phone, times in sandbox.deliveries.items():
-        per_number[normal(phone)] = per_number.get(normal(phone), 0) + times
+def check_sent_once(sandbox: Sandbox, attempts: list[Any]) -> None:
+    # (b), counted from the requests that reached the sandbox; its deliveries must agree.
+    assert sent_twice(attempts) == {}
+    per_number = Counter(normal(phone) for phone in sandbox.deliveries.elements())
     assert set(per_number.values()) <= {1}
+
+
+def check_foreign_answers(
+    report: SendReport | None, run: list[Any], before: list[Any], concurrency: int
+) -> bool:
+    """(e), for one run: whether an answer of it named a number not asked."""
+    foreign = foreign_answers(run, before)
+    if not foreign:
+        return False
+    event("an answer named a number not asked")
+    first = foreign[0]
+    known = {attempt.request_id for attempt in run[: first + 1]}
+    started_after = {attempt.request_id for attempt in run[first + 1 :]} - known
+    assert len(started_after) <= concurrency - 1, f"the job went on after a foreign answer: {started_after}"
+    if report is not None:
+        last = {attempt.request_id: position for position, attempt in enumerate(run)}
+        proven = {
+            run[position].request_id for position in foreign if last[run[position].request_id] == position
+        }
+        counted = {result.request_id for result in report.results} & proven
+        assert not counted, f"answers naming numbers not asked counted as the job's success: {counted}"
+    return True
+
+
+def delivered_since(sandbox: Sandbox, before: Counter[str]) -> set[str]:
+    return {phone for phone, times in sandbox.deliveries.items() if times > before[phone]}
+
+
+# --- one example --------------------------------------------------------------------------------------------
 
 
 async def run(job: Job) -> None:
     plan = FaultPlan(
-        at={"send": job.faults}, rate=job.fault_rate, kinds=FAULTS, endpoints=["send"], seed=job.fault_seed
+        at={"send": job.faults},
+        rate=job.fault_rate,
+        kinds=FAULTS,
+        endpoints=["send"],
+        seed=job.fault_seed,
+        retry_after=job.retry_after,
+        slow_seconds=job.slow_seconds,
     )
-    sandbox = Sandbox(faults=plan, clock=Sandbox.loop_clock())
-    journal = FlakyJournal(fail_after=job.journal_fails_after)
-    retry = RetryPolicy(attempts=3)
+    clock = MovableClock(base=Sandbox.loop_clock())
+    sandbox = Sandbox(faults=plan, clock=clock)
+    journal = ClockedJournal(clock, fail_after=job.journal_fails_after)
     async with AsyncClient(
         "demo",
         "demo-key",
         transport=sandbox.transport(),
-        retry=retry,
+        retry=job.retry,
+        timeout=job.timeout,
         status_limiter=SlidingWindowLimiter(),
     ) as client:
-
-        async def first_run() -> SendReport:
-            return await client.send_bulk(
-                source(job, healthy=False),
-                7,
+        # 1. The first run, with its faults.
+        source = Source(job.numbers, job.source_kind, job.source_fails_at)
+        first = asyncio.ensure_future(
+            client.send_bulk(
+                source.open(),
+                TEMPLATE,
                 job_id="job",
                 journal=journal,
                 chunk_size=job.chunk_size,
                 concurrency=job.concurrency,
                 fail_fast=job.fail_fast,
             )
-
-        task = asyncio.ensure_future(first_run())
-        if job.cancel_at is not None:
-            await asyncio.wait([task], timeout=job.cancel_at)
-            task.cancel()
+        )
+        bound = bound_of(job, job.numbers, job.chunk_size, job.concurrency)
+        await ended(first, bound=bound, what="the first run", cancel_at=job.cancel_at)
         report: SendReport | None = None
         try:
-            report = await task
-            if not report.complete:
-                event("first run: stopped by an answer, the iterator left where it stopped")
-            elif report.unsent:
-                event("first run: stopped by an answer, the rest of the list reported unsent")
-            else:
-                event("first run: finished")
+            report = first.result()
+            event("first run: " + ("finished" if report.complete and not report.unsent else "stopped"))
         except BulkAbortedError as aborted:
             report = aborted.report
             event(f"first run: aborted by {type(aborted.__cause__).__name__}")
         except asyncio.CancelledError:
+            assert job.cancel_at is not None, "cancelled, though nobody cancelled it"
             event("first run: cancelled")
-        assert report is not None or job.cancel_at is not None
         assert report is None or report.complete or report.job_id == "job"
         for kind in plan.injected:
             event(f"fault injected: {kind}")
-        if report is not None and report.unresolved:
-            event("first run: unresolved chunks")
-        check_no_phone_twice(sandbox)
+        attempts = list(sandbox.send_attempts)
+        check_sent_once(sandbox, attempts)
+        foreign = check_foreign_answers(report, attempts, [], job.concurrency)
         if report is not None:
-            check_report(report, sandbox, delivered_before=set())
+            delivered = set(sandbox.deliveries)
+            check_report(report, source, delivered_now=delivered, delivered=delivered)
 
-        # (d) Resume, healthy: same job_id, same journal, same numbers, no more faults.
+        # 2. Time passes, for the sandbox and the journal alike.
+        known = await journal.load("job")
+        clock.advance(job.move)
+        now = await journal.now()
+        event("resume " + ("at once" if not job.move else "past 55 min" if job.move < 3600 else "past 1 h"))
+
+        # 3. The resume: healthy, the same job_id, journal and numbers.
         plan.at.clear()
         plan.rate = 0.0
         journal.fail_after = None
-        before = set(sandbox.deliveries)
-        resumed = await client.send_bulk(
-            source(job, healthy=True),
-            7,
-            job_id="job",
-            journal=journal,
-            chunk_size=job.chunk_size,
-            concurrency=job.concurrency,
+        before = Counter(sandbox.deliveries)
+        mark = len(sandbox.send_attempts)
+        source = Source(job.numbers, job.source_kind)
+        resume = asyncio.ensure_future(
+            client.send_bulk(
+                source.open(),
+                TEMPLATE,
+                job_id="job",
+                journal=journal,
+                chunk_size=job.chunk_size,
+                concurrency=job.concurrency,
+            )
         )
-    check_no_phone_twice(sandbox)
-    check_report(resumed, sandbox, delivered_before=before)
-    assert resumed.complete and resumed.unresolved == () and resumed.unsent == ()
-    # A number is sent in the form of its first occurrence; the sandbox refuses a form that is not "+digits".
-    first_form: dict[str, str] = {}
-    for number in job.numbers:
-        first_form.setdefault(normal(number), number)
-    well_formed = {form for form, first in first_form.items() if is_well_formed(first)}
-    assert {normal(phone) for phone in sandbox.deliveries} == well_formed
+        await ended(resume, bound=bound, what="the resume")
+        resumed = resume.result()
+        resumed_attempts = sandbox.send_attempts[mark:]
+        check_sent_once(sandbox, attempts + resumed_attempts)
+        delivered = set(sandbox.deliveries)
+        check_report(resumed, source, delivered_now=delivered_since(sandbox, before), delivered=delivered)
+        check_resume(job, resumed, resumed_attempts, sandbox, known, now, foreign=foreign)
+
+        # 4. Another job reuses the job_id within the hour.
+        if job.reuse is not None:
+            await check_reuse(job, job.reuse, client, sandbox, clock)
+
+
+def check_resume(
+    job: Job,
+    resumed: SendReport,
+    attempts: list[Any],
+    sandbox: Sandbox,
+    known: dict[int, Any],
+    now: Any,
+    *,
+    foreign: bool,
+) -> None:
+    """(f)"""
+    stale = {
+        f"job:{index}"
+        for index, entry in known.items()
+        if index >= 0 and entry.state == "pending" and now - entry.first_attempt_at > RESEND_WINDOW
+    }
+    if stale:
+        event("resume: stale pending chunks")
+    assert not {attempt.request_id for attempt in attempts} & stale, "a stale pending chunk was resent"
+    expired = {
+        chunk.request_id for chunk in resumed.unresolved if isinstance(chunk.error, RequestIdExpiredError)
+    }
+    assert expired == stale
+    if foreign:
+        return  # the job may stop again, on the memory of a foreign answer
+    assert resumed.complete and resumed.unsent == ()
+    assert {chunk.request_id for chunk in resumed.unresolved} == stale
+    chunks = chunks_of(job.numbers, job.chunk_size)
+    unknown = {phone for index, chunk in enumerate(chunks) if f"job:{index}" in stale for phone in chunk}
+    well_formed = {number for chunk in chunks for number in chunk if is_well_formed(number)}
+    delivered = {normal(phone) for phone in sandbox.deliveries}
+    assert well_formed - unknown <= delivered <= well_formed
     # A chunk can still be refused whole, but only when every number of it is malformed.
     assert not any(is_well_formed(phone) for chunk in resumed.rejected for phone in chunk.recipients)
-    assert resumed.succeeded == len(well_formed)
+    assert resumed.succeeded == len(well_formed - unknown)
     assert all(isinstance(result, SendResult) for result in resumed.results)
 
 
-@settings(settings.get_profile(PROFILE))
+async def check_reuse(
+    job: Job, reuse: Reuse, client: AsyncClient, sandbox: Sandbox, clock: MovableClock
+) -> None:
+    """(g)"""
+    event(
+        f"another job reuses the job_id, {'with a fresh journal' if reuse.journal else 'without a journal'}"
+    )
+    before = Counter(sandbox.deliveries)
+    earlier = list(sandbox.send_attempts)
+    source = Source(reuse.numbers, "list")
+    task = asyncio.ensure_future(
+        client.send_bulk(
+            source.open(),
+            TEMPLATE,
+            job_id="job",
+            journal=ClockedJournal(clock) if reuse.journal else None,
+            chunk_size=reuse.chunk_size,
+            concurrency=reuse.concurrency,
+        )
+    )
+    await ended(
+        task, bound=bound_of(job, reuse.numbers, reuse.chunk_size, reuse.concurrency), what="the reuse"
+    )
+    report = task.result()
+    attempts = sandbox.send_attempts[len(earlier) :]
+    assert sent_twice(attempts) == {}
+    check_foreign_answers(report, attempts, earlier, reuse.concurrency)
+    now = delivered_since(sandbox, before)
+    check_report(report, source, delivered_now=now, delivered=now)
+
+
+@pytest.mark.timeout(TIMEOUT)
+@settings(SEARCH, max_examples=EXAMPLES)
 @given(jobs())
 def test_no_fault_schedule_breaks_a_promise(job: Job) -> None:
     loop = looptime.new_event_loop()
@@ -254,16 +446,141 @@ def test_no_fault_schedule_breaks_a_promise(job: Job) -> None:
 
 def test_the_search_is_not_vacuous() -> None:
     # The strategy reaches every path it is meant to search: a sample of it has each kind of trouble.
-    seen: dict[str, Any] = {"401": False, "cancel": False, "source": False, "journal": False, "repeat": False}
+    seen: dict[str, Any] = dict.fromkeys(
+        [
+            "401",
+            "foreign",
+            "cancel",
+            "source",
+            "journal",
+            "repeat",
+            "guard",
+            "hour",
+            "reuse",
+            "fresh journal",
+        ],
+        False,
+    )
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(SEARCH, max_examples=300, database=None)
     @given(jobs())
     def sample(job: Job) -> None:
         seen["401"] |= "401" in job.faults.values()
+        seen["foreign"] |= bool(set(FOREIGN) & set(job.faults.values()))
         seen["cancel"] |= job.cancel_at is not None
         seen["source"] |= job.source_fails_at is not None and job.source_fails_at < len(job.numbers)
         seen["journal"] |= job.journal_fails_after is not None
         seen["repeat"] |= len({normal(n) for n in job.numbers}) < len(job.numbers)
+        seen["guard"] |= 55 * 60 < job.move < 3600
+        seen["hour"] |= job.move > 3600
+        seen["reuse"] |= job.reuse is not None
+        seen["fresh journal"] |= job.reuse is not None and job.reuse.journal
 
     sample()
     assert all(seen.values()), seen
+
+
+# --- (h) liveness alone -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Trouble:
+    """A small job and what goes wrong with it, for the liveness search."""
+
+    numbers: list[str]
+    chunk_size: int
+    concurrency: int
+    fail_fast: bool
+    source_kind: str
+    faults: dict[int, str]
+    source_fails_at: int | None
+    journal_fails_after: int | None
+    raises: type[BaseException] | None
+    raised_by: str  # "journal", or "transport" before or after the sandbox processed the request
+    raise_at: int
+    cancel_at: float | None
+    attempts: int
+
+
+@st.composite
+def troubles(draw: st.DrawFn) -> Trouble:
+    count = draw(st.integers(0, 60))
+    numbers = [
+        formatted(draw(st.integers(0, 40)), draw(st.sampled_from([0] * 6 + [3]))) for _ in range(count)
+    ]
+    return Trouble(
+        numbers=numbers,
+        chunk_size=draw(st.integers(1, 10)),
+        concurrency=draw(st.integers(1, 4)),
+        fail_fast=draw(st.booleans()),
+        source_kind=draw(st.sampled_from(["list", "sync", "async"])),
+        faults=draw(st.dictionaries(st.integers(0, 12), st.sampled_from(FAULTS + FOREIGN), max_size=6)),
+        source_fails_at=draw(st.none() | st.integers(0, max(0, count - 1))),
+        journal_fails_after=draw(st.none() | st.integers(0, 8)),
+        raises=draw(st.none() | st.sampled_from([asyncio.CancelledError, Meltdown])),
+        raised_by=draw(st.sampled_from(["journal", "transport before", "transport after"])),
+        raise_at=draw(st.integers(0, 12)),
+        cancel_at=draw(st.none() | st.floats(0.0, 60.0)),
+        attempts=draw(st.integers(1, 3)),
+    )
+
+
+async def run_in_trouble(trouble: Trouble) -> None:
+    plan = FaultPlan(at={"send": trouble.faults}, slow_seconds=30.0, retry_after=1)
+    clock = MovableClock(base=Sandbox.loop_clock())
+    sandbox = Sandbox(faults=plan, clock=clock)
+    by_journal = trouble.raised_by == "journal"
+    journal = ClockedJournal(
+        clock,
+        fail_after=trouble.journal_fails_after,
+        raise_at=trouble.raise_at if by_journal else None,
+        raises=trouble.raises if by_journal else None,
+    )
+    transport = sandbox.transport()
+    if trouble.raises is not None and not by_journal:
+        before = trouble.raised_by == "transport before"
+        transport = HookedTransport(transport, at=trouble.raise_at, before=before, raises=trouble.raises)
+    retry = RetryPolicy(attempts=trouble.attempts)
+    async with AsyncClient("demo", "demo-key", transport=transport, retry=retry, timeout=10.0) as client:
+        task = asyncio.ensure_future(
+            client.send_bulk(
+                Source(trouble.numbers, trouble.source_kind, trouble.source_fails_at).open(),
+                TEMPLATE,
+                job_id="job",
+                journal=journal,
+                chunk_size=trouble.chunk_size,
+                concurrency=trouble.concurrency,
+                fail_fast=trouble.fail_fast,
+            )
+        )
+        bound = time_bound(
+            chunks=-(-len(trouble.numbers) // trouble.chunk_size),
+            concurrency=trouble.concurrency,
+            retry=retry,
+            timeout=10.0,
+            slow_seconds=30.0,
+            retry_after=1,
+        )
+        await ended(task, bound=bound, what="the job", cancel_at=trouble.cancel_at)
+        try:
+            task.result()
+            event("ended: returned")
+        except BulkAbortedError:
+            event("ended: BulkAbortedError")
+        except BaseException as exc:
+            event(f"ended: {type(exc).__name__}")
+            raised = trouble.raises is not None and type(exc) is trouble.raises
+            cancelled = isinstance(exc, asyncio.CancelledError) and trouble.cancel_at is not None
+            if not (raised or cancelled):
+                raise AssertionError(f"the job ended with {exc!r}") from exc
+
+
+@pytest.mark.timeout(TIMEOUT)
+@settings(SEARCH, max_examples=LIVENESS_EXAMPLES)
+@given(troubles())
+def test_liveness_a_job_in_any_trouble_ends_within_its_bound(trouble: Trouble) -> None:
+    loop = looptime.new_event_loop()
+    try:
+        loop.run_until_complete(run_in_trouble(trouble))
+    finally:
+        loop.close()

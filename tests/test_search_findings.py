@@ -1,0 +1,154 @@
+"""Each counterexample the promise search (``tests/test_promise_search.py``) found, as a test of its own.
+
+Every test here failed when it was written; the library fix belongs to the library's modules, so a test of a
+defect not yet fixed is marked ``xfail(strict=True)`` with what the fix must do, and loses the mark when the
+fix lands (a strict xfail that passes fails the run, so it cannot be forgotten).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from engagelab_sms_async import (
+    AsyncClient,
+    BulkAbortedError,
+    RequestIdReusedError,
+    RetryPolicy,
+    SendReport,
+    SendResult,
+    UnresolvedChunk,
+)
+from engagelab_sms_async.sandbox import FaultPlan, MovableClock, Sandbox
+
+from ._search import ClockedJournal, HookedTransport, Meltdown, ended, sent_twice
+
+pytestmark = pytest.mark.looptime
+
+X, Y = "+15550000001", "+15550000002"
+#: Why a test fails before the fix.
+HANGS = "item 1 (fixed on main): a worker that dies of a BaseException hangs the job"
+REUSED = "fixed on main: an answer naming a number not asked is proof of a reused id"
+
+
+def client_of(transport: httpx.AsyncBaseTransport) -> AsyncClient:
+    return AsyncClient("demo", "demo-key", transport=transport, retry=RetryPolicy.none())
+
+
+def results_of(report: SendReport) -> dict[str, SendResult]:
+    return {result.request_id: result for result in report.results}
+
+
+# --- liveness: a worker that dies of what no ``except Exception`` catches -----------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=HANGS)
+async def test_a_job_whose_request_raises_cancelled_error_unasked_ends() -> None:
+    # Found by the liveness search: Trouble(numbers=[X], chunk_size=1, concurrency=1,
+    # raises=CancelledError, raised_by="transport before", raise_at=0). Nobody cancelled the job.
+    sandbox = Sandbox(clock=Sandbox.loop_clock())
+    hooked = HookedTransport(sandbox.transport(), at=0, before=True, raises=asyncio.CancelledError)
+    async with client_of(hooked) as client:
+        job = asyncio.ensure_future(client.send_bulk([X], 7, job_id="job", chunk_size=1))
+        await ended(job, bound=60, what="the job")
+    assert job.cancelled() or isinstance(job.exception(), (BulkAbortedError, type(None)))
+
+
+@pytest.mark.xfail(strict=True, reason=HANGS)
+async def test_a_job_whose_journal_raises_a_base_exception_ends() -> None:
+    # Found by the liveness search: the journal's write of chunk 0's pending record (its second write, after
+    # the job's settings) raises a BaseException that is no Exception.
+    sandbox = Sandbox(clock=Sandbox.loop_clock())
+    journal = ClockedJournal(sandbox.clock, raise_at=2, raises=Meltdown)
+    async with client_of(sandbox.transport()) as client:
+        job = asyncio.ensure_future(client.send_bulk([X], 7, job_id="job", journal=journal, chunk_size=1))
+        await ended(job, bound=60, what="the job")
+    with pytest.raises((Meltdown, BulkAbortedError)):
+        job.result()
+
+
+# --- answers naming a number not asked ----------------------------------------------------------------------
+
+
+async def one_foreign_answer(kind: str, numbers: list[str]) -> tuple[Sandbox, SendReport]:
+    """A job of one-number chunks whose first answer names a number not asked (``kind``)."""
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: kind}}), clock=Sandbox.loop_clock())
+    async with client_of(sandbox.transport()) as client:
+        report = await client.send_bulk(numbers, 7, job_id="job", chunk_size=1, concurrency=1)
+    return sandbox, report
+
+
+@pytest.mark.xfail(strict=True, reason=REUSED)
+async def test_an_answer_naming_one_more_number_stops_the_job() -> None:
+    # Found by the search: Job(numbers=[X, Y], chunk_size=1, concurrency=1, faults={0: "foreign"}).
+    sandbox, report = await one_foreign_answer("foreign", [X, Y])
+
+    assert [attempt.request_id for attempt in sandbox.send_attempts] == ["job:0"]
+    assert [chunk.recipients for chunk in report.unsent] == [(Y,)]
+
+
+@pytest.mark.xfail(strict=True, reason=REUSED)
+async def test_an_answer_naming_one_more_number_is_not_counted_as_a_success() -> None:
+    # Found by the search: Job(numbers=[X], chunk_size=1, faults={0: "foreign"}).
+    _, report = await one_foreign_answer("foreign", [X])
+
+    assert "job:0" not in results_of(report)
+    assert report.succeeded == 0
+    # X got its SMS: its outcome is unknown to the client, never "nothing sent".
+    [unresolved] = report.unresolved
+    assert unresolved.recipients == (X,) and isinstance(unresolved.error, RequestIdReusedError)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a number delivered by a call whose answer names only another number is reported rejected "
+    "(nothing sent), and the journal's 'rejected' lets a resume after the hour send it again",
+)
+async def test_a_number_answered_as_another_is_never_sent_again_even_after_the_hour() -> None:
+    # Found by the search: Job(numbers=[X], chunk_size=1, faults={0: "foreign-swap"}, move=3601): the
+    # sandbox delivered X, the answer names another number instead. A reused id and a garbled answer look
+    # alike, so the chunk must stay unknown (pending in the journal), never "refused whole".
+    clock = MovableClock(base=Sandbox.loop_clock())
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "foreign-swap"}}), clock=clock)
+    journal = ClockedJournal(clock)
+    async with client_of(sandbox.transport()) as client:
+        first = await client.send_bulk([X], 7, job_id="job", journal=journal, chunk_size=1)
+        clock.advance(3601)
+        resumed = await client.send_bulk([X], 7, job_id="job", journal=journal, chunk_size=1)
+
+    assert first.rejected == ()
+    assert [type(chunk) for chunk in first.unresolved] == [UnresolvedChunk]
+    assert sent_twice(sandbox.send_attempts) == {}, "X was sent again after the hour"
+    assert sandbox.deliveries[X] == 1
+    assert resumed.unresolved_recipients == 1
+
+
+# --- a job_id reused for other, overlapping numbers ---------------------------------------------------------
+
+
+async def reused_by_a_subset() -> tuple[Sandbox, SendReport]:
+    """A job sends X and Y as one chunk (``job:0``); a second job with the same job_id, within the hour and
+    without a journal, sends X and Y one a chunk: its ``job:0`` gets the first job's answer, naming Y."""
+    sandbox = Sandbox(clock=Sandbox.loop_clock())
+    async with client_of(sandbox.transport()) as client:
+        await client.send_bulk([X, Y], 7, job_id="job", chunk_size=2)
+        report = await client.send_bulk([X, Y], 7, job_id="job", chunk_size=1, concurrency=1)
+    return sandbox, report
+
+
+@pytest.mark.xfail(strict=True, reason=REUSED)
+async def test_a_reused_job_id_answered_with_an_overlapping_chunk_is_not_counted_as_a_success() -> None:
+    # Found by the search: Job(numbers=[X, Y], chunk_size=3, reuse=Reuse(numbers=[X, Y], chunk_size=1)).
+    _, report = await reused_by_a_subset()
+
+    assert "job:0" not in results_of(report), "the first job's answer counted as the second job's success"
+
+
+@pytest.mark.xfail(strict=True, reason=REUSED)
+async def test_a_reused_job_id_answered_with_an_overlapping_chunk_stops_the_job() -> None:
+    sandbox, report = await reused_by_a_subset()
+
+    assert [attempt.request_id for attempt in sandbox.send_attempts] == ["job:0", "job:0"]
+    assert [chunk.recipients for chunk in report.unsent] == [(Y,)]
