@@ -11,7 +11,7 @@ against the in-process sandbox on a fast-forwarded loop (looptime); the sandbox'
 
 1. the first run, with its faults;
 2. both clocks move 0 s, 56 to 59 minutes, or more than an hour;
-3. the job is resumed, healthy, with the same job_id and journal;
+3. the job is resumed with the same job_id and journal, healthy (now and then refused by a 401);
 4. sometimes a second job with other, overlapping numbers (shifted, or a subset) reuses the job_id within
    the hour, with a fresh journal or none.
 
@@ -42,7 +42,8 @@ After every run (the first, the resume, the reusing job):
 The resume (f): a chunk answered before is not sent again; one never attempted, or refused whole (nothing
 sent), is sent; one left pending (it may have been sent) is resent with its request_id only within 55
 minutes of its first attempt, otherwise it is reported unresolved with ``RequestIdExpiredError`` and not one
-request of it reaches the sandbox. Unless the first run met a foreign answer, the resume completes: every
+request of it reaches the sandbox. Now and then the resume is refused (a 401 at one of its first calls): it
+stops, and (a) to (e) hold. Otherwise, unless the first run met a foreign answer, the resume completes: every
 well-formed number delivered exactly once except those of the stale chunks (at most once), the unresolved
 chunks exactly the stale ones, nothing unsent.
 
@@ -145,6 +146,7 @@ class Job:
     slow_seconds: float
     retry_after: int
     move: int
+    resume_refused_at: int | None  # a 401 at that call of the resume
     reuse: Reuse | None
 
     @property
@@ -201,6 +203,7 @@ def jobs(draw: st.DrawFn) -> Job:
         slow_seconds=draw(st.sampled_from([30.0, 2.0])),
         retry_after=draw(st.sampled_from([1, 20, 90])),
         move=draw(MOVES),
+        resume_refused_at=draw(st.none() | st.integers(0, 3)) if draw(st.integers(0, 4)) == 0 else None,
         reuse=reuse,
     )
 
@@ -337,9 +340,12 @@ async def run(job: Job) -> None:
         # 3. The resume: healthy, the same job_id, journal and numbers.
         plan.at.clear()
         plan.rate = 0.0
+        if job.resume_refused_at is not None:
+            plan.at["send"] = {plan.count("send") + job.resume_refused_at: "401"}
         journal.fail_after = None
         before = Counter(sandbox.deliveries)
         mark = len(sandbox.send_attempts)
+        injected_before = plan.injected["401"]
         source = Source(job.numbers, job.source_kind)
         resume = asyncio.ensure_future(
             client.send_bulk(
@@ -353,11 +359,14 @@ async def run(job: Job) -> None:
         )
         await ended(resume, bound=bound, what="the resume")
         resumed = resume.result()
+        refused = bool(plan.injected["401"] - injected_before)
         resumed_attempts = sandbox.send_attempts[mark:]
         check_sent_once(sandbox, attempts + resumed_attempts)
         delivered = set(sandbox.deliveries)
         check_report(resumed, source, delivered_now=delivered_since(sandbox, before), delivered=delivered)
-        check_resume(job, resumed, resumed_attempts, sandbox, known, now, foreign=foreign)
+        if refused:
+            event("resume: refused (401)")
+        check_resume(job, resumed, resumed_attempts, sandbox, known, now, stopped=foreign or refused)
 
         # 4. Another job reuses the job_id within the hour.
         if job.reuse is not None:
@@ -372,7 +381,7 @@ def check_resume(
     known: dict[int, Any],
     now: Any,
     *,
-    foreign: bool,
+    stopped: bool,
 ) -> None:
     """(f)"""
     stale = {
@@ -386,9 +395,10 @@ def check_resume(
     expired = {
         chunk.request_id for chunk in resumed.unresolved if isinstance(chunk.error, RequestIdExpiredError)
     }
+    assert expired <= stale
+    if stopped:
+        return  # by a refusal, or by the memory of a foreign answer: it may not reach every chunk
     assert expired == stale
-    if foreign:
-        return  # the job may stop again, on the memory of a foreign answer
     assert resumed.complete and resumed.unsent == ()
     assert {chunk.request_id for chunk in resumed.unresolved} == stale
     chunks = chunks_of(job.numbers, job.chunk_size)
@@ -446,21 +456,8 @@ def test_no_fault_schedule_breaks_a_promise(job: Job) -> None:
 
 def test_the_search_is_not_vacuous() -> None:
     # The strategy reaches every path it is meant to search: a sample of it has each kind of trouble.
-    seen: dict[str, Any] = dict.fromkeys(
-        [
-            "401",
-            "foreign",
-            "cancel",
-            "source",
-            "journal",
-            "repeat",
-            "guard",
-            "hour",
-            "reuse",
-            "fresh journal",
-        ],
-        False,
-    )
+    kinds = ["401", "foreign", "cancel", "source", "journal", "repeat", "guard", "hour", "refused", "reuse"]
+    seen: dict[str, bool] = dict.fromkeys([*kinds, "fresh"], False)
 
     @settings(SEARCH, max_examples=300, database=None)
     @given(jobs())
@@ -473,8 +470,9 @@ def test_the_search_is_not_vacuous() -> None:
         seen["repeat"] |= len({normal(n) for n in job.numbers}) < len(job.numbers)
         seen["guard"] |= 55 * 60 < job.move < 3600
         seen["hour"] |= job.move > 3600
+        seen["refused"] |= job.resume_refused_at is not None
         seen["reuse"] |= job.reuse is not None
-        seen["fresh journal"] |= job.reuse is not None and job.reuse.journal
+        seen["fresh"] |= job.reuse is not None and job.reuse.journal
 
     sample()
     assert all(seen.values()), seen

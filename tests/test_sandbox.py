@@ -858,6 +858,18 @@ async def test_a_foreign_swap_answer_names_another_number_instead_of_one_sent() 
     assert sandbox.deliveries == Counter(phones(2))
 
 
+async def test_a_plan_counts_the_calls_it_decided_so_that_a_fault_can_be_placed_on_the_next_one() -> None:
+    plan = FaultPlan(at={"send": {0: "500"}})
+    sandbox = Sandbox(faults=plan)
+    async with client_for(sandbox) as http:
+        await http.post("/send", json=send_body(phones(1)))
+        await http.post("/send", json=send_body(phones(1)))
+        plan.at["send"][plan.count("send")] = "401"
+        refused = await http.post("/send", json=send_body(phones(1)))
+    assert (plan.count("send"), plan.count("status")) == (3, 0)
+    assert refused.status_code == 401
+
+
 def test_foreign_numbers_are_drawn_from_the_seed() -> None:
     assert FaultPlan(seed=1).foreign_number() == FaultPlan(seed=1).foreign_number()
     assert FaultPlan(seed=1).foreign_number() != FaultPlan(seed=2).foreign_number()

@@ -152,3 +152,29 @@ async def test_a_reused_job_id_answered_with_an_overlapping_chunk_stops_the_job(
 
     assert [attempt.request_id for attempt in sandbox.send_attempts] == ["job:0", "job:0"]
     assert [chunk.recipients for chunk in report.unsent] == [(Y,)]
+
+
+# --- a resume that stops ------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a resume stopped by an answer reports the rest of a list as unsent without asking the journal: "
+    "chunks it holds as sent (delivered) or pending (maybe delivered) read as 'nothing sent'",
+)
+async def test_a_resume_stopped_by_a_refusal_reports_the_chunks_after_it_as_the_journal_has_them() -> None:
+    # Found by the search: Job(numbers=[X, Y, Z], chunk_size=1, concurrency=1, faults={1: "drop"},
+    # attempts=1, resume_refused_at=0): Y is left pending, Z sent; the resume resends Y, is refused (401),
+    # stops, and reads Z as never sent, though the journal holds its answer and the sandbox delivered it.
+    z = "+15550000003"
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {1: "drop", 3: "401"}}), clock=Sandbox.loop_clock())
+    journal = ClockedJournal(sandbox.clock)
+    async with client_of(sandbox.transport()) as client:
+        await client.send_bulk([X, Y, z], 7, job_id="job", journal=journal, chunk_size=1, concurrency=1)
+        resumed = await client.send_bulk(
+            [X, Y, z], 7, job_id="job", journal=journal, chunk_size=1, concurrency=1
+        )
+
+    assert sandbox.deliveries[z] == 1
+    assert resumed.unsent == (), "a chunk the journal holds as sent reported as never sent"
+    assert "job:2" in results_of(resumed)

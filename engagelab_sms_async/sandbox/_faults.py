@@ -157,6 +157,11 @@ class FaultPlan:
             f"seed={self.seed})"
         )
 
+    def count(self, endpoint: str) -> int:
+        """How many calls of ``endpoint`` the plan has decided so far: the index the next one gets, so that
+        ``plan.at["send"] = {plan.count("send"): "401"}`` refuses the next ``/send`` call."""
+        return self._calls[endpoint]
+
     def foreign_number(self) -> str:
         """A number no request asks for, drawn from the plan's seed: what a foreign answer names.
 
