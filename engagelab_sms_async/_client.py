@@ -655,9 +655,10 @@ def _attempt_deadline(
 def _judge(call: api.Call, error: EngageLabError, *, reached: bool, started: float) -> None:
     """Mark a call's final error: a send any attempt of which may have been carried out never reads as
     "nothing sent", and says when its first attempt left."""
-    if call.endpoint != "send" or isinstance(error, RequestIdReusedError):
+    if call.endpoint != "send":
         return
-    if reached:
+    # A reused id's answer says itself whether any attempt of ours may have been carried out.
+    if reached and not isinstance(error, RequestIdReusedError):
         error.outcome_unknown = True
     if (error.outcome_unknown or isinstance(error, TransportError)) and error.first_attempt_at is None:
         error.first_attempt_at = dt.datetime.fromtimestamp(started, dt.timezone.utc)
