@@ -364,6 +364,46 @@ async def test_a_plain_refusal_leaves_the_outcome_known() -> None:
     assert not info.value.outcome_unknown
 
 
+class Scripted(httpx.AsyncBaseTransport):
+    """Answers each /send with the next of ``steps``: an httpx exception to raise, or a status code."""
+
+    def __init__(self, *steps: type[httpx.TransportError] | int) -> None:
+        self.steps = list(steps)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        step = self.steps.pop(0)
+        if isinstance(step, int):
+            return httpx.Response(step, json={"code": 30000 if step == 401 else 31001, "message": "no"})
+        raise step("the answer never came", request=request)
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [(httpx.ReadTimeout,) * 3, (httpx.ReadTimeout, 400), (httpx.ReadTimeout, 401)],
+    ids=["read-timeouts", "read-timeout-then-400", "read-timeout-then-401"],
+)
+async def test_a_chunk_whose_answer_timed_out_is_unresolved_with_an_unknown_outcome(steps: Any) -> None:
+    retry = RetryPolicy(attempts=len(steps), initial=0.0, jitter=0.0)
+    async with AsyncClient("demo", "demo-key", transport=Scripted(*steps), retry=retry) as client:
+        report = await client.send_bulk(phones(10), 3, job_id="j")
+    # The request may have been carried out before the answer timed out: never "nothing sent".
+    assert report.rejected == () and [chunk.request_id for chunk in report.unresolved] == ["j:0"]
+    assert report.unresolved[0].error.outcome_unknown
+
+
+async def test_a_partial_success_refusing_every_number_without_sms_ids_is_a_result() -> None:
+    def refusing_all(request: httpx.Request) -> httpx.Response:
+        asked = json.loads(request.content)["to"]
+        refused = [{"phone": phone, "message": "Invalid phone number format"} for phone in asked]
+        body = {"code": 41031, "message": "partial success", "failed_items": refused}
+        return httpx.Response(200, json=body)
+
+    async with AsyncClient("demo", "demo-key", transport=httpx.MockTransport(refusing_all)) as client:
+        result = await client.send(["+15550100", "+15550101"], 3)
+    assert result.sms_ids == () and [item.phone for item in result.failed_items] == ["+15550100", "+15550101"]
+    assert result.code == 41031 and result.failed_items[0].message == "Invalid phone number format"
+
+
 # --- defect 6: repeated numbers -------------------------------------------------------------------------
 
 
