@@ -29,6 +29,7 @@ from ._errors import (
     BulkAbortedError,
     BulkSendError,
     RequestIdReusedError,
+    TransportError,
     ValidationError,
 )
 from ._journal import Journal
@@ -42,7 +43,7 @@ from ._models import (
 from ._source import Chunks
 from ._types import Progress, Recipients
 
-__all__ = ["Aborted", "Job", "Ledger", "outcomes", "report", "size", "stream"]
+__all__ = ["Aborted", "Job", "Ledger", "Run", "report", "size", "stream"]
 
 logger = logging.getLogger("engagelab_sms_async")
 
@@ -70,23 +71,22 @@ def _reraise_cancellation() -> None:
         raise asyncio.CancelledError
 
 
-async def outcomes(
-    chunks: Chunks,
-    send_chunk: Callable[[int, list[str]], Awaitable[Outcome]],
-    *,
-    job_id: str,
-    concurrency: int,
-    fail_fast: bool = False,
-    on_progress: Progress | None = None,
-    total: int | None = None,
-    read_rest: bool = True,
-    closing: Callable[[], bool] = lambda: False,
-) -> AsyncGenerator[tuple[int, Outcome], None]:
-    """Run ``send_chunk`` over ``chunks`` with at most ``concurrency`` in flight; yield ``(index, outcome)``
-    for every chunk read, as each completes.
+class _End:
+    """A worker's end, as handed to the consumer: ``error`` is what killed it, if anything did."""
+
+    __slots__ = ("error", "worker")
+
+    def __init__(self, worker: asyncio.Task[None], error: BaseException | None) -> None:
+        self.worker = worker
+        self.error = error
+
+
+class Run:
+    """A job's chunks through ``send_chunk``, at most ``concurrency`` in flight: :meth:`outcomes` yields
+    ``(index, outcome)`` for every chunk read, as each completes, and always ends.
 
     ``concurrency`` workers each read the next chunk only when they are free and hand each outcome over
-    through a queue of one, so memory does not grow with the input, nor with a slow consumer.
+    one at a time, so memory does not grow with the input, nor with a slow consumer.
 
     When a chunk stops the job (a 401, a reused request_id, or any failure with ``fail_fast``), no chunk is
     started any more: the calls in flight finish, and with ``read_rest`` (a source of known length, so
@@ -96,106 +96,200 @@ async def outcomes(
 
     When the source, the journal or ``on_progress`` raises, the calls in flight finish, the numbers read
     but not sent are yielded as one :class:`UnsentChunk`, and :class:`Aborted` is raised from the error.
-    Closing the generator (or cancelling its consumer) cancels the calls in flight: what a journal was told
-    stays written.
+    A worker that dies of anything else (a ``BaseException``, a ``CancelledError`` nobody asked for) stops
+    the job the same way, its chunk yielded as unresolved (it may have been sent); a ``BaseException`` that
+    is not an ``Exception`` nor a ``CancelledError`` is raised as itself. Closing :meth:`outcomes` (or
+    cancelling its consumer) cancels the calls in flight: what a journal was told stays written, and
+    :meth:`left_behind` says what the consumer never saw.
     """
-    done: asyncio.Queue[tuple[int, Outcome] | None] = asyncio.Queue(maxsize=1)
-    pulling = asyncio.Lock()
-    stopping = False
-    failure: list[tuple[BaseException, str]] = []
-    progress = 0
 
-    def abort(error: BaseException, reason: str) -> None:
-        nonlocal stopping
-        stopping = True
-        if not failure:
-            failure.append((error, reason))
+    def __init__(
+        self,
+        chunks: Chunks,
+        send_chunk: Callable[[int, list[str]], Awaitable[Outcome]],
+        *,
+        job_id: str,
+        concurrency: int,
+        fail_fast: bool = False,
+        on_progress: Progress | None = None,
+        total: int | None = None,
+        read_rest: bool = True,
+        closing: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._chunks = chunks
+        self._send_chunk = send_chunk
+        self._job_id = job_id
+        self._concurrency = concurrency
+        self._fail_fast = fail_fast
+        self._on_progress = on_progress
+        self._total = total
+        self._read_rest = read_rest
+        self._closing = closing
+        # Unbounded, so that a worker's end is always handed over; ``_room`` lets one outcome wait at a time.
+        self._handed: asyncio.Queue[tuple[int, Outcome] | _End] = asyncio.Queue()
+        self._room = asyncio.Semaphore(1)
+        self._pulling = asyncio.Lock()
+        self._stopping = self._leaving = False
+        self._failure: tuple[BaseException, str] | None = None
+        self._progress = 0
+        #: The chunk each worker has read and not handed over yet.
+        self._sending: dict[asyncio.Task[None], tuple[int, list[str]]] = {}
+        #: Outcomes handed over after the consumer left: in the journal, in no report.
+        self._unseen: list[Outcome] = []
 
-    async def read() -> tuple[int, list[str]] | None:
-        """The next chunk; None at the end of the source, or when it raised (the job is then aborted)."""
+    def left_behind(self) -> tuple[list[Outcome], list[UnresolvedChunk]]:
+        """After the consumer left early: the outcomes obtained that it never saw, and the chunks whose calls
+        were cut short (outcome unknown)."""
+        cut = [_unknown(self._job_id, index, chunk, None) for index, chunk in self._sending.values()]
+        return self._unseen, cut
+
+    async def outcomes(self) -> AsyncGenerator[tuple[int, Outcome], None]:
+        """Every chunk's ``(index, outcome)`` as it completes (see the class)."""
+        workers = [asyncio.ensure_future(self._worker()) for _ in range(self._concurrency)]
+        for worker in workers:
+            worker.add_done_callback(self._ended)
+        running = len(workers)
         try:
-            return await chunks.next()
-        except Exception as exc:
-            _reraise_cancellation()
-            abort(exc, f"the recipients source raised {type(exc).__name__}")
-            return None
+            while running:
+                item = await self._handed.get()
+                if isinstance(item, _End):
+                    running -= 1
+                    if (died := self._died(item)) is not None:
+                        self._report_progress(died[1])
+                        yield died
+                    continue
+                self._room.release()
+                self._report_progress(item[1])
+                yield item
+            if self._stopping and not self._failure and self._read_rest:
+                # Stopped by an answer: the rest of the source is accounted for as never sent.
+                while (rest := await self._read()) is not None:
+                    unsent = UnsentChunk(f"{self._job_id}:{rest[0]}", tuple(rest[1]))
+                    self._report_progress(unsent)
+                    yield rest[0], unsent
+            if self._failure:
+                left = self._chunks.leftover()
+                if left is not None:
+                    yield left[0], UnsentChunk(f"{self._job_id}:{left[0]}", tuple(left[1]))
+                error, reason = self._failure
+                if isinstance(error, (Exception, asyncio.CancelledError)):
+                    raise Aborted(reason) from error
+                raise error
+        finally:
+            await self._stop(workers)
 
-    async def worker() -> None:
-        nonlocal stopping
-        while not stopping:
-            async with pulling:
-                stopping = stopping or closing()
-                if stopping:
-                    break
-                item = await read()
-            if item is None:
-                break
-            index, chunk = item
-            stopping = stopping or closing()
-            if stopping:
-                # The job stopped while this chunk was being read (a slow source): it is not sent.
-                await done.put((index, UnsentChunk(f"{job_id}:{index}", tuple(chunk))))
-                break
-            try:
-                outcome = await send_chunk(index, chunk)
-            except JournalFailed as exc:
-                outcome = exc.outcome
-                abort(exc.__cause__ or exc, f"the journal raised {type(exc.__cause__).__name__}")
-            except Exception as exc:
-                # A resume refused mid-way (or a bug): the chunk did not reach the API.
-                outcome = UnsentChunk(f"{job_id}:{index}", tuple(chunk))
-                why = str(exc) if isinstance(exc, ValidationError) else type(exc).__name__
-                abort(exc, f"chunk {index} could not be sent: {why}")
-            if stops_the_job(outcome, fail_fast=fail_fast):
-                stopping = True
-            await done.put((index, outcome))
-        await done.put(None)
-
-    def report_progress(outcome: Outcome) -> None:
-        nonlocal progress
-        progress += size(outcome)
-        if on_progress is None or failure:
-            return
-        try:
-            # Skipped repeats count as done: ``total`` is the length of the source, repeats included.
-            on_progress(progress + chunks.duplicates, total)
-        except Exception as exc:
-            abort(exc, f"on_progress raised {type(exc).__name__}")
-
-    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
-    running = len(workers)
-    try:
-        while running:
-            item = await done.get()
-            if item is None:
-                running -= 1
-                continue
-            report_progress(item[1])
-            yield item
-        if stopping and not failure and read_rest:
-            # Stopped by an answer: the rest of the source is accounted for as never sent.
-            while (rest := await read()) is not None:
-                unsent = UnsentChunk(f"{job_id}:{rest[0]}", tuple(rest[1]))
-                report_progress(unsent)
-                yield rest[0], unsent
-        if failure:
-            left = chunks.leftover()
-            if left is not None:
-                yield left[0], UnsentChunk(f"{job_id}:{left[0]}", tuple(left[1]))
-            error, reason = failure[0]
-            raise Aborted(reason) from error
-    finally:
-        stopping = True
+    async def _stop(self, workers: list[asyncio.Task[None]]) -> None:
+        self._stopping = self._leaving = True
         for task in workers:
             task.cancel()
         finished: asyncio.Future[Any] = asyncio.gather(*workers, return_exceptions=True)
         # A cancellation can be swallowed (asyncio.wait_for on Python 3.10/3.11 drops it when the awaited call
         # finishes in the same step), leaving a worker to hand over one more outcome: keep taking hand-overs
-        # until every worker is gone, or it would wait on the full queue forever.
+        # until every worker is gone, or it would wait for room forever.
         while not finished.done():
-            taking: asyncio.Future[Any] = asyncio.ensure_future(done.get())
+            taking: asyncio.Future[Any] = asyncio.ensure_future(self._handed.get())
             await asyncio.wait((finished, taking), return_when=asyncio.FIRST_COMPLETED)
-            taking.cancel()
+            if not taking.cancel() and isinstance(item := taking.result(), tuple):
+                self._room.release()
+                self._unseen.append(item[1])
+        while not self._handed.empty():
+            if isinstance(item := self._handed.get_nowait(), tuple):
+                self._unseen.append(item[1])
+
+    def _ended(self, worker: asyncio.Task[None]) -> None:
+        if worker.cancelled():
+            # Cancelled by the run as it stops, or killed by a CancelledError nobody asked for.
+            error: BaseException | None = None if self._leaving else asyncio.CancelledError()
+        else:
+            error = worker.exception()
+        self._handed.put_nowait(_End(worker, error))
+
+    def _died(self, end: _End) -> tuple[int, Outcome] | None:
+        """A worker gone without handing over its chunk: the job stops, and the chunk it held, which may have
+        been sent, is unresolved."""
+        held = self._sending.pop(end.worker, None)
+        if end.error is None:
+            return None
+        what = type(end.error).__name__
+        self._abort(end.error, f"a worker died of {what}" if held is None else f"chunk {held[0]}: {what}")
+        if held is None:
+            return None
+        index, chunk = held
+        return index, _unknown(self._job_id, index, chunk, end.error)
+
+    def _abort(self, error: BaseException, reason: str) -> None:
+        self._stopping = True
+        if self._failure is None:
+            self._failure = (error, reason)
+
+    async def _read(self) -> tuple[int, list[str]] | None:
+        """The next chunk; None at the end of the source, or when it raised (the job is then aborted)."""
+        try:
+            return await self._chunks.next()
+        except Exception as exc:
+            _reraise_cancellation()
+            self._abort(exc, f"the recipients source raised {type(exc).__name__}")
+            return None
+
+    async def _worker(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self._stopping:
+            async with self._pulling:
+                self._stopping = self._stopping or self._closing()
+                if self._stopping:
+                    break
+                item = await self._read()
+            if item is None:
+                break
+            index, chunk = item
+            self._sending[me] = item
+            self._stopping = self._stopping or self._closing()
+            if self._stopping:
+                # The job stopped while this chunk was being read (a slow source): it is not sent.
+                outcome: Outcome = UnsentChunk(f"{self._job_id}:{index}", tuple(chunk))
+            else:
+                outcome = await self._send(index, chunk)
+            await self._room.acquire()
+            self._handed.put_nowait((index, outcome))
+            del self._sending[me]
+
+    async def _send(self, index: int, chunk: list[str]) -> Outcome:
+        try:
+            outcome = await self._send_chunk(index, chunk)
+        except JournalFailed as exc:
+            outcome = exc.outcome
+            self._abort(exc.__cause__ or exc, f"the journal raised {type(exc.__cause__).__name__}")
+        except Exception as exc:
+            # A resume refused mid-way (or a bug): the chunk did not reach the API.
+            outcome = UnsentChunk(f"{self._job_id}:{index}", tuple(chunk))
+            why = str(exc) if isinstance(exc, ValidationError) else type(exc).__name__
+            self._abort(exc, f"chunk {index} could not be sent: {why}")
+        if stops_the_job(outcome, fail_fast=self._fail_fast):
+            self._stopping = True
+        return outcome
+
+    def _report_progress(self, outcome: Outcome) -> None:
+        self._progress += size(outcome)
+        if self._on_progress is None or self._failure:
+            return
+        try:
+            # Skipped repeats count as done: ``total`` is the length of the source, repeats included.
+            self._on_progress(self._progress + self._chunks.duplicates, self._total)
+        except Exception as exc:
+            self._abort(exc, f"on_progress raised {type(exc).__name__}")
+
+
+def _unknown(job_id: str, index: int, chunk: list[str], cause: BaseException | None) -> UnresolvedChunk:
+    """A chunk whose call was cut short, by the job's end or by what killed its worker: it may have been
+    sent."""
+    request_id = f"{job_id}:{index}"
+    why = "cut short" if cause is None else f"cut short by {type(cause).__name__}"
+    error = TransportError(f"the call of chunk {request_id} was {why}", request_id=request_id)
+    error.__cause__ = cause
+    error.outcome_unknown = True
+    # When its first attempt left is not known here (a resumed chunk's is in the journal): none is claimed.
+    return UnresolvedChunk(request_id, tuple(chunk), error)
 
 
 class Ledger:
@@ -207,19 +301,21 @@ class Ledger:
 
     def __init__(self, job_id: str, chunks: Chunks, *, keep_results: bool = True) -> None:
         self.job_id = job_id
-        self._chunks = chunks
+        self.chunks = chunks
         self._keep_results = keep_results
         self._results: list[tuple[int, SendResult]] = []
         self._unresolved: list[tuple[int, UnresolvedChunk]] = []
         self._rejected: list[tuple[int, RejectedChunk]] = []
         self._unsent: list[tuple[int, UnsentChunk]] = []
         self.recipients = self.succeeded = self.failed = self.unanswered = 0
+        self.unresolved_recipients = self.unsent_recipients = 0
 
-    def add(self, index: int, outcome: Outcome) -> None:
+    def add(self, index: int, outcome: Outcome, *, keep: bool = True) -> None:
+        """Count ``outcome``; keep it for the report unless ``keep`` is False (the caller was given it)."""
         asked = size(outcome)
         self.recipients += asked
         if isinstance(outcome, SendResult):
-            if self._keep_results or outcome.failed_items or outcome.unanswered:
+            if keep and (self._keep_results or outcome.failed_items or outcome.unanswered):
                 self._results.append((index, outcome))
             # Counted from the numbers asked, so that an answer naming one number twice cannot make the
             # totals add up to more than the numbers read.
@@ -229,13 +325,19 @@ class Ledger:
             self.succeeded += named - refused
             self.failed += refused
             self.unanswered += len(outcome.unanswered)
-        elif isinstance(outcome, UnresolvedChunk):
-            self._unresolved.append((index, outcome))
+            self.unresolved_recipients += len(outcome.unanswered)
+            return
+        if isinstance(outcome, UnresolvedChunk):
+            self.unresolved_recipients += asked
+            kept: list[Any] = self._unresolved
         elif isinstance(outcome, RejectedChunk):
-            self._rejected.append((index, outcome))
             self.failed += asked
+            kept = self._rejected
         else:
-            self._unsent.append((index, outcome))
+            self.unsent_recipients += asked
+            kept = self._unsent
+        if keep:
+            kept.append((index, outcome))
 
     def report(self, *, complete: bool) -> SendReport:
         """The ``SendReport`` so far, chunks in input order, totals exact."""
@@ -248,7 +350,7 @@ class Ledger:
             rejected=_in_order(self._rejected),
             unsent=_in_order(self._unsent),
             job_id=self.job_id,
-            duplicates=self._chunks.duplicates,
+            duplicates=self.chunks.duplicates,
             complete=complete,
             unanswered=self.unanswered,
         )
@@ -309,24 +411,15 @@ async def report(job: Job, send: Send, closing: Callable[[], bool]) -> SendRepor
     ``AsyncClient.send_bulk``)."""
     chunks, run = await _start(job, send, closing)
     ledger = Ledger(job.job_id, chunks, keep_results=job.keep_results)
+    outcomes = run.outcomes()
     try:
-        async for index, outcome in run:
+        async for index, outcome in outcomes:
             ledger.add(index, outcome)
     except Aborted as abort:
         raise BulkAbortedError(ledger.report(complete=False), abort.reason) from abort.__cause__
-    except asyncio.CancelledError:
-        # The report dies with the cancellation: leave at least a trace of what was done, and how.
-        logger.warning(
-            "bulk job %r cancelled: %d number(s) read, %d accepted, %d refused; the calls in flight have "
-            "an unknown outcome: %s",
-            job.job_id,
-            ledger.recipients,
-            ledger.succeeded,
-            ledger.failed,
-            "they are pending in the journal, resume the job with the same job_id and journal"
-            if job.journal is not None
-            else "without a journal they cannot be resumed safely",
-        )
+    except BaseException as exc:
+        await outcomes.aclose()
+        _log_left(job, ledger, run, _how(exc))
         raise
     return ledger.report(complete=chunks.exhausted)
 
@@ -335,27 +428,60 @@ async def stream(job: Job, send: Send, closing: Callable[[], bool]) -> AsyncGene
     """Run ``job``, yielding each result as it comes; the rest is raised at the end as ``BulkSendError``
     (see ``AsyncClient.iter_send``)."""
     chunks, run = await _start(job, send, closing)
-    # Results go to the caller as they come; the ledger keeps only what was not yielded.
+    # Results go to the caller as they come; the ledger counts them and keeps only what was not yielded.
     ledger = Ledger(job.job_id, chunks, keep_results=False)
+    outcomes = run.outcomes()
     try:
-        async for index, outcome in run:
+        async for index, outcome in outcomes:
+            ledger.add(index, outcome, keep=not isinstance(outcome, SendResult))
             if isinstance(outcome, SendResult):
                 yield outcome
-            else:
-                ledger.add(index, outcome)
     except Aborted as abort:
         raise BulkAbortedError(ledger.report(complete=False), abort.reason) from abort.__cause__
-    finally:
-        await run.aclose()
+    except BaseException as exc:
+        # GeneratorExit: the consumer closed the iterator before its end.
+        await outcomes.aclose()
+        _log_left(job, ledger, run, "closed by its consumer" if isinstance(exc, GeneratorExit) else _how(exc))
+        raise
     left = ledger.report(complete=chunks.exhausted)
     if left.rejected or left.unresolved or left.unsent:
         raise BulkSendError(left.rejected, left.unresolved, left.unsent)
 
 
-async def _start(
-    job: Job, send: Send, closing: Callable[[], bool]
-) -> tuple[Chunks, AsyncGenerator[tuple[int, Outcome], None]]:
-    """Load (and check) what the journal knows of the job, then the job's outcomes, ready to run."""
+def _how(stop: BaseException) -> str:
+    return "cancelled" if isinstance(stop, asyncio.CancelledError) else f"stopped by {type(stop).__name__}"
+
+
+def _log_left(job: Job, ledger: Ledger, run: Run, how: str) -> None:
+    """The trace a job leaves when its report dies with it (cancelled, closed early, a ``BaseException``):
+    what it counted, what was answered after its consumer left, and what was cut short in flight."""
+    unseen, cut = run.left_behind()
+    late = Ledger(job.job_id, ledger.chunks, keep_results=False)
+    for outcome in unseen:
+        late.add(-1, outcome, keep=False)
+    logger.warning(
+        "bulk job %r %s: %d number(s) read; %d accepted, %d refused, %d unresolved, %d unsent as counted; "
+        "answered after that (%s): %d accepted, %d refused; in calls cut short, with an unknown outcome: "
+        "%d (%s)",
+        job.job_id,
+        how,
+        ledger.recipients + late.recipients + sum(map(size, cut)),
+        ledger.succeeded,
+        ledger.failed,
+        ledger.unresolved_recipients,
+        ledger.unsent_recipients,
+        "in the journal, in no report" if job.journal is not None else "in no report",
+        late.succeeded,
+        late.failed,
+        sum(map(size, cut)),
+        "pending in the journal: resume the job with the same job_id and journal"
+        if job.journal is not None
+        else "without a journal they cannot be resumed safely",
+    )
+
+
+async def _start(job: Job, send: Send, closing: Callable[[], bool]) -> tuple[Chunks, Run]:
+    """Load (and check) what the journal knows of the job, then the job's run, ready to start."""
     known = await resume(job.job_id, job.journal, job.options, job.chunk_size, job.dedupe)
 
     async def send_chunk(index: int, chunk: list[str]) -> Outcome:
@@ -364,16 +490,16 @@ async def _start(
         )
 
     chunks = Chunks(job.recipients, job.chunk_size, dedupe=job.dedupe)
-    sized = isinstance(job.recipients, Sized)
-    run = outcomes(
+    total = len(job.recipients) if isinstance(job.recipients, Sized) else None
+    run = Run(
         chunks,
         send_chunk,
         job_id=job.job_id,
         concurrency=job.concurrency,
         fail_fast=job.fail_fast,
         on_progress=job.on_progress,
-        total=len(job.recipients) if isinstance(job.recipients, Sized) else None,
-        read_rest=sized,
+        total=total,
+        read_rest=total is not None,
         closing=closing,
     )
     return chunks, run

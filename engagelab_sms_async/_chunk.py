@@ -180,18 +180,18 @@ async def run_chunk(
     try:
         outcome: Outcome = await send(api.send_call(tuple(chunk), options, request_id))
     except EngageLabError as exc:
-        logger.warning("chunk %s failed for good: %s: %s", request_id, type(exc).__name__, exc)
         outcome = classify(request_id, chunk, exc, _as_datetime(started))
+        _log_ending(outcome, exc)
     except Exception as exc:
         # Raised on the way back (an answer that broke a parser, a hook of the caller's http_client, a bug):
         # the request may have been carried out, so the outcome is unknown, never "nothing sent". The report
         # holds a library error, not the foreign exception: that one may hold the request (and its
         # Authorization header) or fail to unpickle; it stays in this process, as the __cause__.
-        logger.warning("chunk %s failed for good: %s", request_id, type(exc).__name__)
         error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=request_id)
         error.__cause__ = exc
         error.outcome_unknown = True
         outcome = UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=_as_datetime(started))
+        _log_ending(outcome, error)
     if (
         resumed
         and entry is not None
@@ -267,6 +267,16 @@ async def send_once(call: api.Call, options: api.SendOptions, send: Send, journa
     if isinstance(outcome, UnresolvedChunk) and isinstance(error, EngageLabError):
         error.first_attempt_at = outcome.first_attempt_at  # the journal's: the hour began then
     raise error
+
+
+def _log_ending(outcome: Outcome, error: EngageLabError) -> None:
+    """One line for a chunk whose call failed, saying what became of its numbers."""
+    if isinstance(outcome, UnsentChunk):
+        # Not a failure: the client closed before the call left, and a resumed job sends it.
+        logger.info("chunk %s not sent: %s", outcome.request_id, error)
+        return
+    what = "refused, nothing sent" if isinstance(outcome, RejectedChunk) else "outcome unknown"
+    logger.warning("chunk %s %s: %s: %s", outcome.request_id, what, type(error).__name__, error)
 
 
 def _refused_for_its_content(error: BaseException) -> bool:

@@ -533,10 +533,7 @@ class AsyncClient:
     async def _attempt(
         self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None = None
     ) -> T:
-        if self._closed:
-            # A retry after the drain: the pool is gone. Not retried; marked outcome_unknown by _judge
-            # when an earlier attempt may have reached the API.
-            raise ClientClosedError(f"the client closed before attempt of /{call.path} could leave")
+        self._check_pool(call)
         # Each limiter is passed inside its lane, right before the request leaves (the pool has a connection
         # for every place of both lanes), so that the spacing it grants is the spacing the server sees.
         if call.endpoint == "status":
@@ -568,6 +565,13 @@ class AsyncClient:
             answer = await self._transmit(call)
         return parse(call, answer)
 
+    def _check_pool(self, call: api.Call) -> None:
+        if self._closed or self._http.is_closed:
+            # After the drain (a retry, or a call that waited for its place): the pool is gone and nothing
+            # leaves. Not retried; marked outcome_unknown by _judge when an earlier attempt may have reached
+            # the API.
+            raise ClientClosedError(f"the client closed before attempt of /{call.path} could leave")
+
     async def _transmit(self, call: api.Call) -> api.Answer:
         """Make one HTTP request and return its answer, whatever its status; raise only a library error.
 
@@ -587,6 +591,8 @@ class AsyncClient:
         except httpx.InvalidURL as exc:
             # A query too long for a URL (a huge filter): nothing can leave, and a repeat fails the same way.
             raise ValidationError("query", f"/{call.path} cannot be requested: {exc}") from None
+        # Again: the call may have waited for its place (or the limiter) while the client closed.
+        self._check_pool(call)
         try:
             # Not followed: the server would see two calls for one admission of the status limiter, and
             # a redirected /send could be carried out where it was never meant to go.
@@ -655,9 +661,10 @@ def _attempt_deadline(
 def _judge(call: api.Call, error: EngageLabError, *, reached: bool, started: float) -> None:
     """Mark a call's final error: a send any attempt of which may have been carried out never reads as
     "nothing sent", and says when its first attempt left."""
-    if call.endpoint != "send" or isinstance(error, RequestIdReusedError):
+    if call.endpoint != "send":
         return
-    if reached:
+    # A reused id's answer says itself whether any attempt of ours may have been carried out.
+    if reached and not isinstance(error, RequestIdReusedError):
         error.outcome_unknown = True
     if (error.outcome_unknown or isinstance(error, TransportError)) and error.first_attempt_at is None:
         error.first_attempt_at = dt.datetime.fromtimestamp(started, dt.timezone.utc)

@@ -225,19 +225,39 @@ class StatusLimitBusyError(EngageLabError):
 
 class RequestIdReusedError(EngageLabError):
     """The answer to a send names numbers that were not asked: its request_id was used within the hour
-    for other numbers, and the API returned that first call's answer. Nothing of this call was sent.
+    for other numbers, and the API returned that first call's answer.
 
     ``request_id`` is the reused id, ``recipients`` the numbers asked, ``answered`` the numbers the answer
     names. Send again with a request_id never used before (in a bulk job: another ``job_id``).
+
+    When the answer names none of the numbers asked, nothing of this call was sent. When it names some of
+    them too (the two calls' numbers overlap), ``outcome_unknown`` is True: those were sent by the other call,
+    or by this one if the API wrote another number in a form we cannot recognise; never send them again
+    under a new id before checking their delivery statuses.
     """
 
-    def __init__(self, request_id: str, recipients: tuple[str, ...], answered: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        recipients: tuple[str, ...],
+        answered: tuple[str, ...],
+        *,
+        outcome_unknown: bool = False,
+    ) -> None:
         self.request_id = request_id
         self.recipients = recipients
         self.answered = answered
+        if outcome_unknown:
+            self.outcome_unknown = True
+            outcome = (
+                "some of yours, which that call (or this one) may have sent: check their delivery statuses "
+                "before sending them again"
+            )
+        else:
+            outcome = "none of yours; nothing was sent"
         super().__init__(
             f"request_id {request_id!r} was already used within the hour for other numbers: the answer names "
-            f"{len(answered)} number(s), not all of the {len(recipients)} asked; nothing was sent. Use a "
+            f"{len(answered)} number(s), not all of the {len(recipients)} asked, and {outcome}. Use a "
             "request_id (or job_id) never used before"
         )
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from itertools import repeat
 from operator import itemgetter
 
-__all__ = ["Key", "first_repeat", "keys", "loose", "named_by", "normal"]
+__all__ = ["Key", "first_repeat", "foreign", "keys", "loose", "named_by", "normal"]
 
 Key = int | str
 
@@ -77,6 +77,35 @@ def loose(phone: str) -> str:
     """The normal form without its ``+`` and leading zeros: how an answer is matched to the numbers asked,
     in case the API writes ``"+1 555..."`` as ``"1555..."`` or ``"001555..."``."""
     return normal(phone).translate(_NOT_DIGITS).lstrip("0")
+
+
+#: The fewest digits a number written without its country code (or trunk prefix) keeps: below that, a
+#: tail of digits says too little to be taken for one of ours.
+_SHORTEST_TAIL = 6
+
+
+def foreign(named: set[str], asked: Sequence[str]) -> list[str]:
+    """The numbers of ``named`` that are none of ``asked`` in any spelling: the same normal form, the same
+    digits once ``+`` and leading zeros are dropped, or the digits of one ending with the other's (a
+    country code or trunk prefix written or left out), the shorter of at least six digits.
+
+    Lenient on purpose: a number named here is taken as proof that an answer is not ours, so a spelling
+    the API might use for one of ours must never land here.
+    """
+    mine = set(map(loose, asked))
+    strange = [phone for phone in named if loose(phone) not in mine]
+    if not strange:
+        return []
+    # Every tail of ours long enough to stand for a number, and ours long enough to be such a tail.
+    tails = {digits[i:] for digits in mine for i in range(len(digits) - _SHORTEST_TAIL + 1)}
+    whole = {digits for digits in mine if len(digits) >= _SHORTEST_TAIL}
+
+    def could_be_ours(digits: str) -> bool:
+        if digits in tails:
+            return True
+        return any(digits[i:] in whole for i in range(len(digits) - _SHORTEST_TAIL + 1))
+
+    return [phone for phone in strange if not could_be_ours(loose(phone))]
 
 
 def first_repeat(phones: Sequence[str]) -> str | None:

@@ -282,6 +282,53 @@ async def test_a_job_id_reused_for_other_numbers_fails_its_chunks_and_stops() ->
     assert not any(phone.startswith("+1999") for phone in sandbox.deliveries)
 
 
+async def test_send_with_a_request_id_used_for_overlapping_numbers_raises_with_an_unknown_outcome() -> None:
+    sandbox = Sandbox()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        await client.send(["+13333333333", "+13333333334"], 1, request_id="y")
+        with pytest.raises(RequestIdReusedError) as info:
+            await client.send(["+13333333333", "+13333333335"], 1, request_id="y")
+    assert info.value.answered == ("+13333333333", "+13333333334")
+    # +13333333333 got an SMS under this id (the first call's, or ours): it must not be sent again blindly.
+    assert info.value.outcome_unknown and info.value.first_attempt_at is not None
+    assert "+13333333335" not in sandbox.deliveries
+
+
+async def test_a_job_id_rerun_on_a_shifted_file_stops_and_counts_nothing_of_the_first_job() -> None:
+    sandbox = Sandbox()
+    journal = MemoryJournal()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        await client.send_bulk(phones(2000), 3, job_id="campaign")
+        report = await client.send_bulk(phones(2500)[500:], 3, job_id="campaign", journal=journal)
+    assert report.succeeded == 0 and report.recipients == 2000 == accounted(report)
+    assert report.unresolved and all(isinstance(c.error, RequestIdReusedError) for c in report.unresolved)
+    assert "job_id" in str(report.unresolved[0].error) and not report.ok
+    # Unresolved, not rejected: a resume of this job after the hour must not send these numbers again.
+    chunks = {index: record for index, record in (await journal.load("campaign")).items() if index >= 0}
+    assert {record.state for record in chunks.values()} == {"pending"}
+    assert set(sandbox.deliveries.values()) == {1} and len(sandbox.deliveries) == 2000
+
+
+def answering_in_other_spellings(request: httpx.Request) -> httpx.Response:
+    """Names each number asked in a spelling of its own, and the first one twice (as the provider's own
+    example answer does)."""
+    asked = json.loads(request.content)["to"]
+    spelt = [
+        phone.lstrip("+")[2:] if i % 3 == 0 else "00" + phone.lstrip("+") if i % 3 == 1 else phone
+        for i, phone in enumerate(asked)
+    ]
+    return httpx.Response(200, json={"sms_ids": [f"id${phone}" for phone in [*spelt, spelt[0]]]})
+
+
+async def test_an_answer_naming_ours_in_other_spellings_or_twice_is_no_proof_of_reuse() -> None:
+    transport = httpx.MockTransport(answering_in_other_spellings)
+    async with AsyncClient("demo", "demo-key", transport=transport) as client:
+        report = await client.send_bulk(phones(30, "+86138"), 3, chunk_size=10)
+    # A number written without its country code cannot be paired with certainty: unknown, never refused.
+    assert report.rejected == () and report.failed == 0 and report.complete
+    assert report.succeeded == 18 and report.unresolved_recipients == 12
+
+
 # --- defect 5: sent, then a refusal ----------------------------------------------------------------------
 
 
@@ -315,6 +362,46 @@ async def test_a_plain_refusal_leaves_the_outcome_known() -> None:
         with pytest.raises(AuthenticationError) as info:
             await client.send(["+12673800111"], 1)
     assert not info.value.outcome_unknown
+
+
+class Scripted(httpx.AsyncBaseTransport):
+    """Answers each /send with the next of ``steps``: an httpx exception to raise, or a status code."""
+
+    def __init__(self, *steps: type[httpx.TransportError] | int) -> None:
+        self.steps = list(steps)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        step = self.steps.pop(0)
+        if isinstance(step, int):
+            return httpx.Response(step, json={"code": 30000 if step == 401 else 31001, "message": "no"})
+        raise step("the answer never came", request=request)
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [(httpx.ReadTimeout,) * 3, (httpx.ReadTimeout, 400), (httpx.ReadTimeout, 401)],
+    ids=["read-timeouts", "read-timeout-then-400", "read-timeout-then-401"],
+)
+async def test_a_chunk_whose_answer_timed_out_is_unresolved_with_an_unknown_outcome(steps: Any) -> None:
+    retry = RetryPolicy(attempts=len(steps), initial=0.0, jitter=0.0)
+    async with AsyncClient("demo", "demo-key", transport=Scripted(*steps), retry=retry) as client:
+        report = await client.send_bulk(phones(10), 3, job_id="j")
+    # The request may have been carried out before the answer timed out: never "nothing sent".
+    assert report.rejected == () and [chunk.request_id for chunk in report.unresolved] == ["j:0"]
+    assert report.unresolved[0].error.outcome_unknown
+
+
+async def test_a_partial_success_refusing_every_number_without_sms_ids_is_a_result() -> None:
+    def refusing_all(request: httpx.Request) -> httpx.Response:
+        asked = json.loads(request.content)["to"]
+        refused = [{"phone": phone, "message": "Invalid phone number format"} for phone in asked]
+        body = {"code": 41031, "message": "partial success", "failed_items": refused}
+        return httpx.Response(200, json=body)
+
+    async with AsyncClient("demo", "demo-key", transport=httpx.MockTransport(refusing_all)) as client:
+        result = await client.send(["+15550100", "+15550101"], 3)
+    assert result.sms_ids == () and [item.phone for item in result.failed_items] == ["+15550100", "+15550101"]
+    assert result.code == 41031 and result.failed_items[0].message == "Invalid phone number format"
 
 
 # --- defect 6: repeated numbers -------------------------------------------------------------------------

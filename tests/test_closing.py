@@ -93,3 +93,25 @@ async def test_a_send_retried_after_close_raises_client_closed_error_with_an_unk
         await send
     assert info.value.outcome_unknown  # a 503 may come after the service acted: resend with r-1
     assert sum(sandbox.deliveries.values()) == 0
+
+
+@pytest.mark.looptime
+async def test_closing_mid_job_logs_no_failure_for_chunks_it_left_unsent_and_reports_the_list_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    numbers = [f"+1555{i:07d}" for i in range(20_000)]
+    sandbox = Sandbox(faults=FaultPlan(at={"send": dict.fromkeys(range(1000), "slow")}, slow_seconds=10.0))
+    # Eight chunks at a time, two calls in flight: six wait for a place when the client closes.
+    client = AsyncClient("demo", "demo-key", transport=sandbox.transport(), timeout=60.0, max_concurrency=2)
+    job = asyncio.create_task(client.send_bulk(numbers, 1, job_id="camp2", chunk_size=500, concurrency=8))
+    await asyncio.sleep(15)
+    await client.aclose(drain_timeout=1)
+    report = await job
+    # The calls waiting for a place when the pool closed never left: unsent, to be sent by a resume.
+    assert report.unresolved == () and report.recipients == len(numbers) == (
+        report.succeeded + report.unsent_recipients
+    )
+    unsent = {chunk.request_id for chunk in report.unsent}
+    warned = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert unsent and not [line for line in warned if any(f"{rid}:" in line for rid in unsent)]
+    assert not [line for line in warned if "ClientClosedError" in line and "failed" in line]
