@@ -1,8 +1,9 @@
 """Each counterexample the promise search (``tests/test_promise_search.py``) found, as a test of its own.
 
-Every test here failed when it was written; the library fix belongs to the library's modules, so a test of a
-defect not yet fixed is marked ``xfail(strict=True)`` with what the fix must do, and loses the mark when the
-fix lands (a strict xfail that passes fails the run, so it cannot be forgotten).
+Every test here failed when it was written. A test of a defect the library has not fixed yet is marked
+``xfail(strict=True)`` with what is wrong, and loses the mark when the fix lands (a strict xfail that passes
+fails the run, so it cannot be forgotten). Fixed since: a worker dying of a ``BaseException`` hung the job;
+an answer naming a number not asked was taken as a success, and the job went on.
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ from ._search import ClockedJournal, HookedTransport, Meltdown, ended, sent_twic
 pytestmark = pytest.mark.looptime
 
 X, Y = "+15550000001", "+15550000002"
-#: Why a test fails before the fix.
-HANGS = "item 1 (fixed on main): a worker that dies of a BaseException hangs the job"
-REUSED = "fixed on main: an answer naming a number not asked is proof of a reused id"
 
 
 def client_of(transport: httpx.AsyncBaseTransport) -> AsyncClient:
@@ -44,7 +42,6 @@ def results_of(report: SendReport) -> dict[str, SendResult]:
 # --- liveness: a worker that dies of what no ``except Exception`` catches -----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=HANGS)
 async def test_a_job_whose_request_raises_cancelled_error_unasked_ends() -> None:
     # Found by the liveness search: Trouble(numbers=[X], chunk_size=1, concurrency=1,
     # raises=CancelledError, raised_by="transport before", raise_at=0). Nobody cancelled the job.
@@ -56,7 +53,6 @@ async def test_a_job_whose_request_raises_cancelled_error_unasked_ends() -> None
     assert job.cancelled() or isinstance(job.exception(), (BulkAbortedError, type(None)))
 
 
-@pytest.mark.xfail(strict=True, reason=HANGS)
 async def test_a_job_whose_journal_raises_a_base_exception_ends() -> None:
     # Found by the liveness search: the journal's write of chunk 0's pending record (its second write, after
     # the job's settings) raises a BaseException that is no Exception.
@@ -80,7 +76,6 @@ async def one_foreign_answer(kind: str, numbers: list[str]) -> tuple[Sandbox, Se
     return sandbox, report
 
 
-@pytest.mark.xfail(strict=True, reason=REUSED)
 async def test_an_answer_naming_one_more_number_stops_the_job() -> None:
     # Found by the search: Job(numbers=[X, Y], chunk_size=1, concurrency=1, faults={0: "foreign"}).
     sandbox, report = await one_foreign_answer("foreign", [X, Y])
@@ -89,7 +84,6 @@ async def test_an_answer_naming_one_more_number_stops_the_job() -> None:
     assert [chunk.recipients for chunk in report.unsent] == [(Y,)]
 
 
-@pytest.mark.xfail(strict=True, reason=REUSED)
 async def test_an_answer_naming_one_more_number_is_not_counted_as_a_success() -> None:
     # Found by the search: Job(numbers=[X], chunk_size=1, faults={0: "foreign"}).
     _, report = await one_foreign_answer("foreign", [X])
@@ -138,7 +132,6 @@ async def reused_by_a_subset() -> tuple[Sandbox, SendReport]:
     return sandbox, report
 
 
-@pytest.mark.xfail(strict=True, reason=REUSED)
 async def test_a_reused_job_id_answered_with_an_overlapping_chunk_is_not_counted_as_a_success() -> None:
     # Found by the search: Job(numbers=[X, Y], chunk_size=3, reuse=Reuse(numbers=[X, Y], chunk_size=1)).
     _, report = await reused_by_a_subset()
@@ -146,7 +139,6 @@ async def test_a_reused_job_id_answered_with_an_overlapping_chunk_is_not_counted
     assert "job:0" not in results_of(report), "the first job's answer counted as the second job's success"
 
 
-@pytest.mark.xfail(strict=True, reason=REUSED)
 async def test_a_reused_job_id_answered_with_an_overlapping_chunk_stops_the_job() -> None:
     sandbox, report = await reused_by_a_subset()
 
