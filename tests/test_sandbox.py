@@ -856,6 +856,7 @@ async def test_a_foreign_swap_answer_names_another_number_instead_of_one_sent() 
     assert re.fullmatch(r"\+999[0-9]{9}", named[0]) and named[1:] == phones(2)[1:]
     assert refused.status_code == 400
     assert sandbox.deliveries == Counter(phones(2))
+    assert [attempt.fault for attempt in sandbox.send_attempts] == ["foreign-swap", None]
 
 
 async def test_a_plan_counts_the_calls_it_decided_so_that_a_fault_can_be_placed_on_the_next_one() -> None:

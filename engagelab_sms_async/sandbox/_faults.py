@@ -77,7 +77,8 @@ TRANSIENT_FAULTS: tuple[Fault, ...] = (
 #: The refusals (401, 400), never retried by a client: drawn at a rate only when named in ``kinds``.
 REFUSAL_FAULTS: tuple[Fault, ...] = (Fault.UNAUTHORIZED, Fault.BAD_REQUEST)
 #: The answers that name a number not asked (a client cannot tell one from the answer to a reused request_id):
-#: drawn at a rate only when named in ``kinds``. An answer that is not a success (a 400) is left as it is.
+#: drawn at a rate only when named in ``kinds``. An answer that is not a success (a 400) is left as it is
+#: (the fault still counts in ``injected``, as every fault decided does).
 FOREIGN_FAULTS: tuple[Fault, ...] = (Fault.FOREIGN, Fault.FOREIGN_SWAP)
 #: Kept for compatibility: the default ``kinds`` from before the refusals (``TRANSIENT_FAULTS``), not every
 #: ``Fault``.

@@ -15,12 +15,15 @@ import attrs
 
 from ._codes import ApiError, ErrorCode, dump_json
 from ._dedup import RecentRequests
+from ._faults import FOREIGN_FAULTS
 from ._ledger import Batch, Ledger
 from ._requests import SendRequest
 
 __all__ = ["SendAttempt", "Sends", "is_well_formed"]
 
 _PHONE_DIGITS = frozenset(string.digits)
+#: The faults that change the answer of a success only (``FOREIGN_FAULTS``).
+_CHANGES_A_SUCCESS = frozenset(fault.value for fault in FOREIGN_FAULTS)
 
 
 def is_well_formed(phone: str) -> bool:
@@ -35,9 +38,9 @@ class SendAttempt:
 
     Logged when the request reached the send handler: after the faults that stop a request before it is
     processed (5xx, 429, reset, 401, 400), and before those that hold back or change its answer (``drop``,
-    ``slow``, ``foreign``, ``foreign-swap``), whose kind is ``fault``. ``replayed`` is True when the answer
-    came from the one-hour memory of ``request_id`` (nothing was created); a request whose numbers were all
-    malformed (answered 400, nothing created) is logged too.
+    ``slow``, and ``foreign``, ``foreign-swap`` when the answer is a success they change), whose kind is
+    ``fault``. ``replayed`` is True when the answer came from the one-hour memory of ``request_id`` (nothing
+    was created); a request whose numbers were all malformed (answered 400, nothing created) is logged too.
     """
 
     #: When it was processed, in epoch seconds by the sandbox's clock.
@@ -98,12 +101,13 @@ class Sends:
         ``fault`` is the kind of the fault the wire layer will apply to the answer, for the log."""
         key = None if request.request_id is None else (sms_user, request.request_id)
         previous = None if key is None else self._recent.recall(key, now)
-        self.attempts.append(
-            SendAttempt(now, sms_user, request.request_id, request.to, previous is not None, fault)
-        )
+        replayed = previous is not None
+        good = [] if replayed else [phone for phone in request.to if is_well_formed(phone)]
+        if not replayed and not good and fault in _CHANGES_A_SUCCESS:
+            fault = None  # a refusal is answered as it is
+        self.attempts.append(SendAttempt(now, sms_user, request.request_id, request.to, replayed, fault))
         if previous is not None:
             return previous.body()
-        good = [phone for phone in request.to if is_well_formed(phone)]
         if not good:
             raise ApiError(400, ErrorCode.INVALID_PHONE, "Invalid phone number format")
         failed = (
