@@ -12,11 +12,15 @@ behind). Accounts: sms_user ``demo``, sms_key ``demo-key``.
 - ``--fault-rate``: that share of ``/send`` calls gets a 500 (not processed) or a drop (processed, the answer
   lost), so kills also land while a chunk waits for its retry.
 
-Test-only routes, outside the API's ``/v1`` (no credentials):
+The sandbox's admin routes, outside the API's ``/v1`` (no credentials; see ``sandbox._admin``), among them:
 
 - ``GET /_admin/deliveries[?prefix=+1234]``: ``{phone: number of SMS created for it}`` (numbers starting
   with ``prefix``);
-- ``GET /_admin/calls``: ``{"send": /send calls received, "injected": {fault kind: count}}``.
+- ``GET /_admin/send_attempts[?prefix=+1234]``: every ``/send`` request processed, when (by the sandbox's
+  clock), its request_id and numbers: what a test counts sends by without trusting the one-hour memory;
+- ``GET /_admin/calls``: ``{"send": /send calls answered, "injected": {fault kind: count}, ...}``;
+- ``POST /_admin/clock {"advance": seconds}``: the sandbox's clock moves forward (past the hour: it
+  forgets every request_id).
 """
 
 from __future__ import annotations
@@ -28,8 +32,6 @@ import os
 import socket
 
 import uvicorn
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
@@ -61,19 +63,9 @@ class _SlowAnswers:
 
 
 def build(send_delay: float, fault_rate: float, seed: int) -> Sandbox:
-    """The sandbox with the slow /send and the admin routes."""
+    """The sandbox with the slow /send and the admin routes, on a clock the test moves forward."""
     plan = FaultPlan(rate=fault_rate, kinds=("500", "drop"), endpoints=("send",), seed=seed)
-    sandbox = Sandbox(faults=plan)
-
-    async def deliveries(request: Request) -> JSONResponse:
-        prefix = request.query_params.get("prefix", "")
-        return JSONResponse({phone: n for phone, n in sandbox.deliveries.items() if phone.startswith(prefix)})
-
-    async def calls(request: Request) -> JSONResponse:
-        return JSONResponse({"send": sandbox.count_calls("send"), "injected": dict(plan.injected)})
-
-    sandbox.app.add_route("/_admin/deliveries", deliveries, methods=["GET"])
-    sandbox.app.add_route("/_admin/calls", calls, methods=["GET"])
+    sandbox = Sandbox(faults=plan, admin=True)
     sandbox.app.add_middleware(_SlowAnswers, delay=send_delay)
     return sandbox
 

@@ -13,12 +13,24 @@ the start of the process; the other half (and the first of each job) after a dra
 of that run reached the sandbox, so that some kills certainly land mid-job. Every draw comes from
 ``random.Random(CRASH_SEED)``.
 
-``CRASH_CYCLES`` (default 5) sets how many kills; ``CRASH_SEED`` (default 0) the draws. For the record:
+Other cycles resume after the hour. A run is SIGKILLed right after one of its ``/send`` requests was
+processed (its answer held back, so that chunk is certainly pending in the journal, and delivered); the
+served sandbox's clock then moves past the hour (``POST /_admin/clock``) and so does the journal's (the
+command runs through ``tests/_clocked_send.py``, its journal's clock moved by the same offset). The resume
+must report every chunk left pending as unresolved with ``RequestIdExpiredError`` and send none of it (the
+sandbox has forgotten its request_id: a resend would deliver it twice), send every chunk never attempted,
+and account for every number. Sends are counted from the requests the sandbox processed
+(``/_admin/send_attempts``), not from its memory of request_ids: two requests naming a number are one send
+only with the same request_id, the later less than an hour after the first of that id.
+
+``CRASH_CYCLES`` (default 5) sets how many kills, ``CRASH_LATE_CYCLES`` (default 2) how many cycles resume
+after the hour; ``CRASH_SEED`` (default 0) the draws. For the record:
 ``CRASH_CYCLES=50 python3 -m pytest tests/test_crash_resume.py -s`` prints what happened.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import json
@@ -38,9 +50,16 @@ from typing import Any
 import httpx
 import pytest
 
+from engagelab_sms_async import SQLiteJournal
+from engagelab_sms_async.sandbox import SendAttempt
+
+from ._clocked_send import OFFSET_VARIABLE
+from ._search import sent_twice
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and select() on pipes are POSIX")
 
 CYCLES = int(os.environ.get("CRASH_CYCLES", "5"))
+LATE_CYCLES = int(os.environ.get("CRASH_LATE_CYCLES", "2"))
 SEED = int(os.environ.get("CRASH_SEED", "0"))
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,6 +74,8 @@ TEMPLATE_ID = 7
 PROCESS_TIMEOUT = 60.0
 MAX_KILLS_PER_JOB = 3
 MAX_RESUMES = 5
+#: How far the clocks move before a resume after the hour: past the sandbox's memory of request_ids.
+PAST_THE_HOUR = 3700.0
 
 
 @dataclass
@@ -83,6 +104,18 @@ class ServedSandbox:
     def send_calls(self) -> int:
         return int(self.calls()["send"])
 
+    def send_attempts(self, prefix: str = "") -> list[SendAttempt]:
+        """The /send requests the sandbox processed, naming a number that starts with ``prefix``."""
+        response = self.http.get(f"{self.admin}/send_attempts", params={"prefix": prefix})
+        response.raise_for_status()
+        return [SendAttempt(**{**attempt, "to": tuple(attempt["to"])}) for attempt in response.json()]
+
+    def advance(self, seconds: float) -> float:
+        """Move the sandbox's clock forward; its time now."""
+        response = self.http.post(f"{self.admin}/clock", json={"advance": seconds})
+        response.raise_for_status()
+        return float(response.json()["now"])
+
 
 @dataclass
 class Job:
@@ -101,11 +134,12 @@ class Job:
     def job_id(self) -> str:
         return f"crash-{SEED}-{self.index}"
 
-    def command(self) -> list[str]:
+    def command(self, *, clocked: bool = False) -> list[str]:
+        """The command; ``clocked``: its journal's clock moved by ``CRASH_CLOCK_OFFSET``."""
         return [
             sys.executable,
             "-m",
-            "engagelab_sms_async.cli",
+            "tests._clocked_send" if clocked else "engagelab_sms_async.cli",
             "send",
             "--template-id",
             str(TEMPLATE_ID),
@@ -216,13 +250,17 @@ def make_job(index: int, root: Path) -> Job:
     return job
 
 
-def start(job: Job, run: int, url: str, launched: list[Run]) -> Run:
+def start(job: Job, run: int, url: str, launched: list[Run], clock_offset: float | None = None) -> Run:
+    """Start the command for ``job``; with ``clock_offset``, its journal's clock is that far ahead."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("ENGAGELAB_SMS_")}
     env |= {"ENGAGELAB_SMS_USER": "demo", "ENGAGELAB_SMS_KEY": "demo-key", "ENGAGELAB_SMS_BASE_URL": url}
+    if clock_offset is not None:
+        env[OFFSET_VARIABLE] = str(clock_offset)
+    command = job.command(clocked=clock_offset is not None)
     stdout, stderr = job.directory / f"run-{run}.out", job.directory / f"run-{run}.err"
     # Files, not pipes: nobody reads a pipe while the process runs, and a full one would block it.
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        process = subprocess.Popen(job.command(), cwd=REPO, env=env, stdout=out, stderr=err)
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
     launched.append(Run(process, stdout, stderr, time.monotonic()))
     return launched[-1]
 
@@ -342,6 +380,7 @@ def test_send_killed_at_random_moments_and_resumed_delivers_every_number_exactly
     )
     assert deliveries.keys() == set(everyone)
     assert duplicates == 0
+    assert sent_twice(sandbox.send_attempts()) == {}
     assert lost == 0
     assert landed["mid-job"] >= 1  # the first kill waits for sends of a fresh job: it cannot miss the middle
 
@@ -357,3 +396,76 @@ def _landed(sandbox: ServedSandbox, job: Job, sends_before: int, killed: bool) -
     if sandbox.send_calls() == sends_before:
         return "start-up"
     return "mid-job" if _delivered(sandbox, job) < NUMBERS_PER_JOB else "after the last send"
+
+
+def kill_after_attempts(run: Run, sandbox: ServedSandbox, job: Job, attempts: int) -> bool:
+    """Kill the run as soon as the sandbox has processed ``attempts`` more /send requests of ``job``: the
+    last one's answer is still held back (``SEND_DELAY``), so its chunk is pending in the journal, though
+    delivered."""
+    target = len(sandbox.send_attempts(job.prefix)) + attempts
+    give_up = time.monotonic() + PROCESS_TIMEOUT
+    while run.process.poll() is None and len(sandbox.send_attempts(job.prefix)) < target:
+        assert time.monotonic() < give_up, f"no progress in {PROCESS_TIMEOUT} s\n{run.output()}"
+        time.sleep(0.005)
+    return sigkill(run)
+
+
+def pending_chunks(job: Job) -> set[str]:
+    """The request_ids of the chunks the journal holds as pending: they may have been sent."""
+    journal = SQLiteJournal(job.directory / "journal.db")
+    try:
+        records = asyncio.run(journal.load(job.job_id))
+    finally:
+        journal.close()
+    return {
+        record.request_id for index, record in records.items() if index >= 0 and record.state == "pending"
+    }
+
+
+@pytest.mark.timeout(60 + 60 * LATE_CYCLES)
+def test_send_killed_and_resumed_after_the_hour_reports_pending_chunks_unresolved_and_never_resends_them(
+    served_sandbox: ServedSandbox, launched: list[Run], tmp_path: Path
+) -> None:
+    sandbox = served_sandbox
+    draw = random.Random(SEED)
+    offset = 0.0
+    for cycle in range(LATE_CYCLES):
+        job = make_job(cycle + 1, tmp_path)
+        run = start(job, 0, sandbox.url, launched, clock_offset=offset)
+        assert kill_after_attempts(run, sandbox, job, draw.randint(1, CHUNKS // 2)), run.output()
+        time.sleep(2 * SEND_DELAY)  # a request already on the wire when the client died is still processed
+        stale = pending_chunks(job)
+        assert stale, "the kill came after an attempt whose answer was held back: its chunk is pending"
+        moved_at = sandbox.advance(PAST_THE_HOUR)
+        offset += PAST_THE_HOUR
+
+        # Resumed past the hour, until nothing is unresolved but the stale chunks (a fault that outlasts the
+        # retries leaves a chunk unresolved, within the hour of its first attempt: the next run resends it).
+        for resume in range(1, MAX_RESUMES + 1):
+            run = start(job, resume, sandbox.url, launched, clock_offset=offset)
+            code = wait(run)
+            report: dict[str, Any] = json.loads(run.stdout.read_text())
+            unresolved = {chunk["request_id"]: chunk for chunk in report["unresolved"]}
+            if unresolved.keys() == stale:
+                break
+
+        attempts = sandbox.send_attempts(job.prefix)
+        resent = [a.request_id for a in attempts if a.time >= moved_at and a.request_id in stale]
+        assert resent == [], f"stale chunks resent after the hour: {resent}"
+        assert sent_twice(attempts) == {}
+        assert code == 1, f"job {job.index}: exit code {code}, stale {sorted(stale)}\n{run.output()}"
+        assert unresolved.keys() == stale, f"unresolved {sorted(unresolved)}, stale {sorted(stale)}"
+        assert all(chunk["error"].startswith("RequestIdExpiredError") for chunk in unresolved.values())
+        assert report["complete"] and report["rejected"] == report["unsent"] == []
+        stale_numbers = {phone for chunk in unresolved.values() for phone in chunk["recipients"]}
+        assert report["recipients"] == NUMBERS_PER_JOB
+        assert report["succeeded"] == NUMBERS_PER_JOB - len(stale_numbers)
+        deliveries = sandbox.deliveries(job.prefix)
+        assert all(deliveries[phone] == 1 for phone in job.numbers if phone not in stale_numbers)
+        assert all(deliveries[phone] <= 1 for phone in stale_numbers)
+        delivered_stale = sum(deliveries[phone] for phone in stale_numbers)
+        print(
+            f"\nafter the hour, seed {SEED}, job {job.index}: stale chunks {sorted(stale)} "
+            f"({delivered_stale} of their {len(stale_numbers)} numbers delivered before the kill), "
+            f"{len(attempts)} /send requests processed, resumed {resume} time(s)"
+        )
