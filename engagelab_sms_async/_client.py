@@ -486,7 +486,8 @@ class AsyncClient:
         return None if chosen is None or math.isinf(chosen) else chosen
 
     def _is_closing(self) -> bool:
-        return self._closing
+        # An http_client closed by its owner sends nothing more either: a job stops taking chunks.
+        return self._closing or self._http.is_closed
 
     async def _execute(
         self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], *, wait: float | None = None
