@@ -22,7 +22,7 @@ import attrs
 from . import _endpoints as api
 from . import _journal as journals
 from . import _validation as check
-from ._chunk import JournalFailed, Outcome, Send, resume, run_chunk
+from ._chunk import JournalFailed, Outcome, Send, resume, run_chunk, standing
 from ._compat import cancelling
 from ._errors import (
     AuthenticationError,
@@ -91,7 +91,8 @@ class Run:
 
     When a chunk stops the job (a 401, a reused request_id, or any failure with ``fail_fast``), no chunk is
     started any more: the calls in flight finish, and with ``read_rest`` (a source of known length, so
-    finite and already in memory) the rest of it is read and yielded as :class:`UnsentChunk`; an iterator
+    finite and already in memory) the rest of it is read and yielded as ``unsent`` says it stands (never
+    sent, unless an earlier run's journal holds an answer or an attempt of it); an iterator
     is left where the job stopped (it may be endless), and ``chunks.exhausted`` stays False. The job stops
     the same way once ``closing()`` is true (its client is closing).
 
@@ -116,8 +117,10 @@ class Run:
         total: int | None = None,
         read_rest: bool = True,
         closing: Callable[[], bool] = lambda: False,
+        unsent: Callable[[int, list[str]], Awaitable[Outcome]] | None = None,
     ) -> None:
         self._chunks = chunks
+        self._unsent = unsent or self._never_sent
         self._send_chunk = send_chunk
         self._job_id = job_id
         self._concurrency = concurrency
@@ -175,13 +178,13 @@ class Run:
             if self._stopping and not self._failure and self._read_rest:
                 # Stopped by an answer: the rest of the source is accounted for as never sent.
                 while (rest := await self._read()) is not None:
-                    unsent = UnsentChunk(f"{self._job_id}:{rest[0]}", tuple(rest[1]))
+                    unsent = await self._unsent(*rest)
                     yield rest[0], unsent
                     self._report_progress(unsent)
             if self._failure:
                 left = self._chunks.leftover()
                 if left is not None:
-                    yield left[0], UnsentChunk(f"{self._job_id}:{left[0]}", tuple(left[1]))
+                    yield left[0], await self._unsent(*left)
                 error, reason = self._failure
                 if isinstance(error, (Exception, asyncio.CancelledError)):
                     raise Aborted(reason) from error
@@ -211,6 +214,9 @@ class Run:
                 self._unseen.append(item[1])
         if interrupted is not None:
             raise interrupted
+
+    async def _never_sent(self, index: int, chunk: list[str]) -> Outcome:
+        return UnsentChunk(f"{self._job_id}:{index}", tuple(chunk))
 
     def _ended(self, worker: asyncio.Task[None]) -> None:
         if worker.cancelled():
@@ -265,7 +271,7 @@ class Run:
             self._stopping = self._stopping or self._closing()
             if self._stopping:
                 # The job stopped while this chunk was being read (a slow source): it is not sent.
-                outcome: Outcome = UnsentChunk(f"{self._job_id}:{index}", tuple(chunk))
+                outcome: Outcome = await self._unsent(index, chunk)
             else:
                 outcome = await self._send(index, chunk)
             self._sending[me] = (index, chunk, outcome)
@@ -280,8 +286,8 @@ class Run:
             outcome = exc.outcome
             self._abort(exc.__cause__ or exc, f"the journal raised {type(exc.__cause__).__name__}")
         except Exception as exc:
-            # A resume refused mid-way (or a bug): the chunk did not reach the API.
-            outcome = UnsentChunk(f"{self._job_id}:{index}", tuple(chunk))
+            # A resume refused mid-way (or a bug): the chunk did not reach the API this time.
+            outcome = await self._unsent(index, chunk)
             why = str(exc) if isinstance(exc, ValidationError) else type(exc).__name__
             self._abort(exc, f"chunk {index} could not be sent: {why}")
         if stops_the_job(outcome, fail_fast=self._fail_fast):
@@ -539,5 +545,7 @@ async def _start(job: Job, send: Send, closing: Callable[[], bool]) -> tuple[Chu
         total=total,
         read_rest=total is not None,
         closing=closing,
+        # A chunk the job stops before sending may have been sent, or answered, by an earlier run.
+        unsent=lambda index, chunk: standing(index, chunk, job.job_id, job.journal, known),
     )
     return chunks, run

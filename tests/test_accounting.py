@@ -549,6 +549,25 @@ async def test_a_pending_chunk_reached_after_55_minutes_is_not_resent(
 
 
 @pytest.mark.looptime
+async def test_a_resume_stopped_by_a_refusal_reports_the_rest_as_its_journal_holds_it() -> None:
+    x, y, z, w = phones(4)
+    # First run: y's answer is lost (pending), the others answered. The resume resends y, is refused (401)
+    # and stops: z was answered by the first run, w never sent.
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {1: "drop", 3: "401"}}), clock=Sandbox.loop_clock())
+    journal = MemoryJournal()
+    retry = RetryPolicy.none()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), retry=retry) as client:
+        await client.send_bulk([x, y, z], 3, job_id="j", journal=journal, chunk_size=1, concurrency=1)
+        resumed = await client.send_bulk(
+            [x, y, z, w], 3, job_id="j", journal=journal, chunk_size=1, concurrency=1
+        )
+    assert [result.recipients for result in resumed.results] == [(x,), (z,)]
+    assert [chunk.recipients for chunk in resumed.unresolved] == [(y,)]
+    assert [chunk.recipients for chunk in resumed.unsent] == [(w,)]
+    assert resumed.recipients == 4 == accounted(resumed)
+
+
+@pytest.mark.looptime
 async def test_a_rejected_chunk_resent_gets_a_new_first_attempt_and_the_55_minute_guard() -> None:
     sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "400", 1: "drop"}}), clock=Sandbox.loop_clock())
     journal = MemoryJournal()
