@@ -158,12 +158,12 @@ class AsyncClient:
         """A client configured by the environment, for services whose workers share one configuration.
 
         ``ENGAGELAB_SMS_USER`` and ``ENGAGELAB_SMS_KEY`` (required); optional ``ENGAGELAB_SMS_BASE_URL``,
-        ``ENGAGELAB_SMS_MAX_CONCURRENCY``, ``ENGAGELAB_SMS_TIMEOUT`` (seconds) and
-        ``ENGAGELAB_SMS_REDIS_URL``: with a Redis URL the status limiter is a ``RedisSlidingWindowLimiter``
-        on it, shared by every process and machine of this sms_user (N workers are otherwise N limits), and
-        the client closes the Redis client it made when it closes. Keyword arguments win over the
-        environment. A bad value is a ``ValidationError`` naming the variable (never showing a URL, which
-        may hold a password).
+        ``ENGAGELAB_SMS_MAX_CONCURRENCY``, ``ENGAGELAB_SMS_TIMEOUT`` (seconds), ``ENGAGELAB_SMS_STATUS_WAIT``
+        (seconds, 0 or more: ``status_wait``) and ``ENGAGELAB_SMS_REDIS_URL``: with a Redis URL the status
+        limiter is a ``RedisSlidingWindowLimiter`` on it, shared by every process and machine of this
+        sms_user (N workers are otherwise N limits), and the client closes the Redis client it made when it
+        closes. Keyword arguments win over the environment. A bad value is a ``ValidationError`` naming the
+        variable (never showing a URL, which may hold a password).
         """
         user, key, options, redis = from_environment(os.environ, options)
         client = cls(user, key, **options)
