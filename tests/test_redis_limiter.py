@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -541,3 +542,49 @@ async def test_a_status_call_not_admitted_within_status_wait_gives_its_reservati
         await eventually(lambda: in_log(client, bound, 2))  # the reservation it made was given back
         ahead = await bound.next_admission()
         assert ahead is not None and 29.5 < ahead <= 30.25
+
+
+async def test_a_status_call_not_admitted_within_status_wait_raises_busy_with_the_redis_limiter(
+    client: redis_asyncio.Redis, limiter_redis_proc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real time: the log is on the Redis server's clock. 30 calls at once, room for 10 in 30 s: the other 20
+    raise in time, and none of them holds a place when it raises (its reservation is already out of the log,
+    so a caller that retries at once, or a worker elsewhere, does not queue behind it)."""
+    from engagelab_sms_async import AsyncClient, StatusLimitBusyError
+    from engagelab_sms_async.sandbox import Sandbox
+
+    # Each reservation is named after the call that made it, so the log says whose it is.
+    def member() -> str:
+        task = asyncio.current_task()
+        return f"{task.get_name() if task else '?'}:{secrets.token_hex(4)}"
+
+    monkeypatch.setattr(_redis_limiter, "_member", member)
+    # Read synchronously: the log as it stands when the error reaches the caller, before anything else runs.
+    observer = redis.Redis(host=limiter_redis_proc.host, port=limiter_redis_proc.port)
+    limiter = limiter_on(client, sms_user="demo", limit=10, window=30.0)
+    sandbox = Sandbox()
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    wait = 0.5
+    held: dict[str, list[str]] = {}
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), status_limiter=limiter, status_wait=wait
+    ) as api:
+        loop = asyncio.get_running_loop()
+
+        async def call(name: str) -> tuple[str, float]:
+            started = loop.time()
+            try:
+                await api.get_status(today, limit=1)
+            except StatusLimitBusyError:
+                log = [m.decode() for m in cast("list[bytes]", observer.zrange(limiter.key, 0, -1))]
+                held[name] = [m for m in log if m.startswith(f"{name}:")]
+                return "busy", loop.time() - started
+            return "admitted", loop.time() - started
+
+        calls = [asyncio.create_task(call(f"call-{i}"), name=f"call-{i}") for i in range(30)]
+        outcomes = await asyncio.gather(*calls)
+    observer.close()
+    assert sorted(outcome for outcome, _ in outcomes) == ["admitted"] * 10 + ["busy"] * 20
+    assert max(took for _, took in outcomes) <= wait + 0.3
+    assert held == {name: [] for name in held} and len(held) == 20  # none held a place as it raised
+    assert await client.zcard(limiter.key) == 10 and sandbox.count_calls("status") == 10
