@@ -25,7 +25,7 @@ from . import _endpoints as api
 from . import _journal as journals
 from . import _plans as plans
 from . import _validation as check
-from ._admission import admit
+from ._admission import StatusLane, admit
 from ._chunk import send_once
 from ._compat import Unpack, deadline
 from ._environment import from_environment
@@ -151,7 +151,7 @@ class AsyncClient:
         self._running = 0  # calls between their first attempt and their outcome
         self._drained: asyncio.Event | None = None
         self._in_flight = asyncio.Semaphore(max_concurrency)
-        self._status_lane = asyncio.Semaphore(self._STATUS_LANE)
+        self._status_lane = StatusLane(self._STATUS_LANE)
 
     @classmethod
     def from_env(cls, **options: Unpack[ClientOptions]) -> AsyncClient:

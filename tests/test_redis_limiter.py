@@ -588,3 +588,68 @@ async def test_a_status_call_not_admitted_within_status_wait_raises_busy_with_th
     assert max(took for _, took in outcomes) <= wait + 0.3
     assert held == {name: [] for name in held} and len(held) == 20  # none held a place as it raised
     assert await client.zcard(limiter.key) == 10 and sandbox.count_calls("status") == 10
+
+
+async def patient_calls(api: Any, today: dt.date, count: int) -> list[asyncio.Task[Any]]:
+    """``count`` status calls that would wait as long as it takes, each in line before the next; the test
+    cancels them (their reservations are seconds to minutes away)."""
+    calls: list[asyncio.Task[Any]] = []
+    for _ in range(count):
+        calls.append(asyncio.create_task(api.get_status(today, status_wait=math.inf)))
+        await asyncio.sleep(0.02)  # its reservation made (or its place in the lane taken) before the next
+    return calls
+
+
+async def cancelled(calls: list[asyncio.Task[Any]]) -> None:
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_a_call_the_redis_limit_holds_says_so_and_comes_back_at_the_time_it_had_reserved(
+    client: redis_asyncio.Redis,
+) -> None:
+    from engagelab_sms_async import AsyncClient, StatusLimitBusyError
+    from engagelab_sms_async.sandbox import Sandbox
+
+    limiter = limiter_on(client, sms_user="demo", limit=2, window=30.0)
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    sandbox = Sandbox()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), status_limiter=limiter) as api:
+        started = dt.datetime.now(dt.timezone.utc)
+        await api.get_status(today)
+        await api.get_status(today)
+        patient = await patient_calls(api, today, 2)  # reserved when the window opens, 30.25 s on
+        with pytest.raises(StatusLimitBusyError) as info:
+            await api.get_status(today, status_wait=0.3)
+        await cancelled(patient)
+    error = info.value
+    # Its reservation was the next window's: 60.5 s after the first two.
+    assert error.retry_at is not None
+    assert (error.retry_at - started).total_seconds() == pytest.approx(60.5, abs=0.5)
+    assert "status limit (2 calls in any 30 s)" in str(error) and error.held_by == "limit"
+
+
+async def test_a_call_the_lane_holds_before_the_redis_limit_comes_back_behind_the_calls_waiting_for_a_place(
+    client: redis_asyncio.Redis,
+) -> None:
+    from engagelab_sms_async import AsyncClient, StatusLimitBusyError
+    from engagelab_sms_async.sandbox import Sandbox
+
+    limiter = limiter_on(client, sms_user="demo", limit=2, window=30.0)
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    sandbox = Sandbox()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), status_limiter=limiter) as api:
+        started = dt.datetime.now(dt.timezone.utc)
+        await api.get_status(today)
+        await api.get_status(today)
+        # 4 in the lane, reserved 30.25 s and 60.5 s on; 2 waiting for a place in it.
+        patient = await patient_calls(api, today, 6)
+        with pytest.raises(StatusLimitBusyError) as info:
+            await api.get_status(today, status_wait=0.3)
+        await cancelled(patient)
+    error = info.value
+    # Behind the 2 waiting for a place: the 3rd newcomer's time, after 90.75 s twice, is 121 s.
+    assert error.retry_at is not None
+    assert (error.retry_at - started).total_seconds() == pytest.approx(121.0, abs=0.5)
+    assert "status lane (4 calls at a time)" in str(error) and error.held_by == "lane"
