@@ -135,8 +135,6 @@ if mode == 'take' then
     redis.call('ZREM', KEYS[1], ARGV[6])
   end
 end
--- The earliest time at or after every earlier reservation's limit-th predecessor has left: with the
--- limit - 1 entries after that one, never more than limit in any span.
 local at = math.max(now, hold)
 if mode == 'next' then
   -- The time the n-th newcomer would reserve, each one before it reserving as 'take' below does.
@@ -160,6 +158,8 @@ if mode == 'next' then
   end
   return {0, t - now, identity, 0, intact}
 end
+-- The earliest time at or after every earlier reservation's limit-th predecessor has left: with the
+-- limit - 1 entries after that one, never more than limit in any span.
 local kth = redis.call('ZRANGE', KEYS[1], -limit, -limit, 'WITHSCORES')
 if kth[2] then
   at = math.max(at, tonumber(kth[2]) + span)
