@@ -590,13 +590,16 @@ async def test_a_status_call_not_admitted_within_status_wait_raises_busy_with_th
     assert await client.zcard(limiter.key) == 10 and sandbox.count_calls("status") == 10
 
 
-async def patient_calls(api: Any, today: dt.date, count: int) -> list[asyncio.Task[Any]]:
-    """``count`` status calls that would wait as long as it takes, each in line before the next; the test
-    cancels them (their reservations are seconds to minutes away)."""
+async def patient_calls(
+    api: Any, today: dt.date, count: int, client: redis_asyncio.Redis, limiter: RedisSlidingWindowLimiter
+) -> list[asyncio.Task[Any]]:
+    """``count`` status calls that would wait as long as it takes, in line in this order, once the 4 in the
+    lane have their reservations; the test cancels them (their times are seconds to minutes away)."""
+    before = int(await client.zcard(limiter.key))
     calls: list[asyncio.Task[Any]] = []
     for _ in range(count):
         calls.append(asyncio.create_task(api.get_status(today, status_wait=math.inf)))
-        await asyncio.sleep(0.02)  # its reservation made (or its place in the lane taken) before the next
+        await eventually(lambda: in_log(client, limiter, before + min(len(calls), 4)))
     return calls
 
 
@@ -619,7 +622,8 @@ async def test_a_call_the_redis_limit_holds_says_so_and_comes_back_at_the_time_i
         started = dt.datetime.now(dt.timezone.utc)
         await api.get_status(today)
         await api.get_status(today)
-        patient = await patient_calls(api, today, 2)  # reserved when the window opens, 30.25 s on
+        # 2 in line before it, reserved for when the window opens, 30.25 s on.
+        patient = await patient_calls(api, today, 2, client, limiter)
         with pytest.raises(StatusLimitBusyError) as info:
             await api.get_status(today, status_wait=0.3)
         await cancelled(patient)
@@ -644,7 +648,7 @@ async def test_a_call_the_lane_holds_before_the_redis_limit_comes_back_behind_th
         await api.get_status(today)
         await api.get_status(today)
         # 4 in the lane, reserved 30.25 s and 60.5 s on; 2 waiting for a place in it.
-        patient = await patient_calls(api, today, 6)
+        patient = await patient_calls(api, today, 6, client, limiter)
         with pytest.raises(StatusLimitBusyError) as info:
             await api.get_status(today, status_wait=0.3)
         await cancelled(patient)
