@@ -216,17 +216,24 @@ def _digits_suffixes(digits: str) -> set[str]:
 
 
 def names_a_number_not_asked(named: Sequence[str], asked: Sequence[str]) -> bool:
-    """Whether an answer naming ``named`` (sms_ids and failed items) names a number that matches none of
-    ``asked`` in any spelling: the same normal form, the same digits once ``+`` and leading zeros are
-    dropped, or the digits of one ending with the other's, six digits at least."""
+    """Whether an answer naming ``named`` (sms_ids and failed items) names a number that is none of
+    ``asked`` in any spelling a service might use: the same normal form; the same digits once ``+`` and
+    leading zeros are dropped; the digits of one ending with the other's, six digits at least; or the same
+    last seven digits with one digit more or less before them."""
     forms = {normal(phone) for phone in asked}
     digits = {loose(phone) for phone in asked}
     suffixes = set().union(*map(_digits_suffixes, digits)) if digits else set()
+    lengths: dict[str, set[int]] = {}
+    for own in digits:
+        if own.isdigit() and len(own) > 7:
+            lengths.setdefault(own[-7:], set()).add(len(own))
     for phone in named:
         own = loose(phone)
         if normal(phone) in forms or own in digits:
             continue
         if own.isdigit() and len(own) >= 6 and (own in suffixes or _digits_suffixes(own) & digits):
+            continue
+        if own.isdigit() and {len(own) - 1, len(own) + 1} & lengths.get(own[-7:], set()):
             continue
         return True
     return False

@@ -871,9 +871,13 @@ async def test_a_plan_counts_the_calls_it_decided_so_that_a_fault_can_be_placed_
     assert refused.status_code == 401
 
 
-def test_foreign_numbers_are_drawn_from_the_seed() -> None:
-    assert FaultPlan(seed=1).foreign_number() == FaultPlan(seed=1).foreign_number()
-    assert FaultPlan(seed=1).foreign_number() != FaultPlan(seed=2).foreign_number()
+def test_foreign_numbers_are_drawn_from_the_seed_and_end_unlike_the_numbers_named() -> None:
+    first = FaultPlan(seed=1).foreign_number()
+    assert first == FaultPlan(seed=1).foreign_number()
+    assert first != FaultPlan(seed=2).foreign_number()
+    # The same draw, unless the answer names a number ending as it does (in any spelling).
+    other = FaultPlan(seed=1).foreign_number(avoid=["+1 555 " + first[-6:-3] + "-" + first[-3:]])
+    assert other[-6:] != first[-6:]
 
 
 def test_a_rate_based_plan_refuses_calls_or_names_foreign_numbers_only_when_those_are_among_its_kinds() -> (

@@ -3,7 +3,8 @@
 Every test here failed when it was written. A test of a defect the library has not fixed yet is marked
 ``xfail(strict=True)`` with what is wrong, and loses the mark when the fix lands (a strict xfail that passes
 fails the run, so it cannot be forgotten). Fixed since: a worker dying of a ``BaseException`` hung the job;
-an answer naming a number not asked was taken as a success, and the job went on.
+an answer naming a number not asked was taken as a success, and the job went on; a resume stopped by an
+answer reported the chunks the journal held as sent or pending as unsent.
 """
 
 from __future__ import annotations
@@ -167,11 +168,6 @@ async def test_a_reused_job_id_answered_with_an_overlapping_chunk_stops_the_job(
 # --- a resume that stops ------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resume stopped by an answer reports the rest of a list as unsent without asking the journal: "
-    "chunks it holds as sent (delivered) or pending (maybe delivered) read as 'nothing sent'",
-)
 async def test_a_resume_stopped_by_a_refusal_reports_the_chunks_after_it_as_the_journal_has_them() -> None:
     # Found by the search: Job(numbers=[X, Y, Z], chunk_size=1, concurrency=1, faults={1: "drop"},
     # attempts=1, resume_refused_at=0): Y is left pending, Z sent; the resume resends Y, is refused (401),

@@ -189,7 +189,9 @@ def _foreign(held: list[Message], fault: Fault, plan: FaultPlan) -> list[Message
     if not sms_ids:
         return held  # refused (a 400): nothing to name
     assert isinstance(data, dict)
-    phone = plan.foreign_number()
+    named = [sms_id.rpartition("$")[2] for sms_id in sms_ids]
+    named += [str(item.get("phone")) for item in data.get("failed_items") or [] if isinstance(item, dict)]
+    phone = plan.foreign_number(avoid=named)
     # An sms_id of the same call, sent to the foreign phone: the shape the client pairs with numbers.
     foreign_id = f"{sms_ids[0].rpartition('$')[0]}${phone}"
     if fault is Fault.FOREIGN_SWAP:

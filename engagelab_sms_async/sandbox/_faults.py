@@ -163,12 +163,17 @@ class FaultPlan:
         ``plan.at["send"] = {plan.count("send"): "401"}`` refuses the next ``/send`` call."""
         return self._calls[endpoint]
 
-    def foreign_number(self) -> str:
+    def foreign_number(self, avoid: Iterable[str] = ()) -> str:
         """A number no request asks for, drawn from the plan's seed: what a foreign answer names.
 
-        ``+999`` (a country code no one has) and nine digits, so that it matches no asked number in any
-        spelling: not by its digits, nor by their last six or more."""
-        return f"+999{self._random.randrange(10**9):09d}"
+        ``+999`` (a country code no one has) and nine digits, whose last six are those of none of ``avoid``
+        (the numbers the answer names already): so it matches none of them in any spelling, neither by its
+        digits nor by their last six or more, with or without a digit more before them."""
+        tails = {"".join(filter(str.isdigit, phone))[-6:] for phone in avoid}
+        while True:
+            number = f"+999{self._random.randrange(10**9):09d}"
+            if number[-6:] not in tails:
+                return number
 
     def decide(self, endpoint: str) -> Fault | None:
         """The fault for the next call of ``endpoint`` (``None``: answer normally); counts the call."""
