@@ -32,12 +32,13 @@ After every run (the first, the resume, the reusing job):
     attempts and their longest waits, the client's timeout, the slow answers' seconds, Retry-After and the
     moment of the cancellation (``_search.time_bound``); one that does not fails with every task's stack;
 (e) an answer naming a number not asked (in no spelling: the normal form, the digits without ``+`` and
-    leading zeros, or a suffix of six digits or more), a foreign fault or the answer of the id's earlier use
-    by another job, is proof that the request_id was used for other numbers. The client cannot tell the two
-    apart, so whichever it was: the job stops (at most ``concurrency - 1`` other chunks are first attempted
-    after it, those already taken), that chunk is never counted as the job's success, and by (c) its
-    numbers delivered are never reported refused, rejected or unsent (a resume after the hour would send
-    them a second time, which (b) counts). An answer naming only numbers asked proves nothing.
+    leading zeros, a suffix of six digits or more, the same last seven digits with a digit more or less
+    before them), a foreign fault or the answer of the id's earlier use by another job, is proof that the
+    request_id was used for other numbers. The client cannot tell the two apart, so whichever it was: the
+    job stops (at most ``concurrency - 1`` other chunks are first attempted after it, those already
+    taken), that chunk is never counted as the job's success, and by (c) its numbers delivered are never
+    reported refused, rejected or unsent (a resume after the hour would send them a second time, which (b)
+    counts). An answer naming only numbers asked proves nothing.
 
 The resume (f): a chunk answered before is not sent again; one never attempted, or refused whole (nothing
 sent), is sent; one left pending (it may have been sent) is resent with its request_id only within 55
@@ -53,11 +54,14 @@ success unless that answer named only numbers it asked (which proves nothing).
 A separate search (h) looks at liveness alone, with a cheaper strategy and worse troubles: a journal write
 or a request that raises ``asyncio.CancelledError`` while nobody cancelled the job, or a ``BaseException``
 that is no ``Exception``. The job must end within its bound: return its report, raise
-``BulkAbortedError``, or raise what was raised (or ``CancelledError`` when the job was cancelled).
+``BulkAbortedError``, or raise what was raised (or ``CancelledError`` when the job was cancelled); a report
+it ends with accounts for every number read.
 
 ``HYPOTHESIS_PROFILE=deep`` runs 5 000 examples of each search instead of the 200 of CI;
 ``HYPOTHESIS_PROFILE=liveness`` runs 20 000 of the liveness search (select it with ``-k liveness``). Neither
-has a pytest timeout: their bound is (d).
+has a pytest timeout: their bound is (d). ``SEARCH_SKIP_KNOWN=1`` passes over the examples that meet a
+defect found before and not fixed yet (``KNOWN``, each a strict xfail in ``test_search_findings.py``), so
+that a long run looks for new ones; CI never sets it.
 """
 
 from __future__ import annotations
@@ -65,12 +69,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import looptime
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
 from engagelab_sms_async import (
@@ -84,7 +89,7 @@ from engagelab_sms_async import (
 )
 from engagelab_sms_async._models import RESEND_WINDOW
 from engagelab_sms_async._numbers import named_by, normal
-from engagelab_sms_async.sandbox import FOREIGN_FAULTS, FaultPlan, MovableClock, Sandbox
+from engagelab_sms_async.sandbox import FOREIGN_FAULTS, FaultPlan, MovableClock, Sandbox, SendAttempt
 from engagelab_sms_async.sandbox._world import is_well_formed
 
 from ._search import (
@@ -108,6 +113,7 @@ EXAMPLES, LIVENESS_EXAMPLES, TIMEOUT = {
     "liveness": (200, 20000, 0),
 }[PROFILE]
 SEARCH = settings(deadline=None, suppress_health_check=list(HealthCheck))
+SKIP_KNOWN = os.environ.get("SEARCH_SKIP_KNOWN") == "1"
 
 FAULTS = ["500", "502", "503", "429", "slow", "reset", "drop", "401", "400"]
 FOREIGN = [fault.value for fault in FOREIGN_FAULTS]
@@ -268,6 +274,27 @@ def check_foreign_answers(
     return True
 
 
+#: The defects found and not fixed yet, each by what sets it off in a run's /send requests.
+KNOWN: dict[str, Callable[[SendAttempt], bool]] = {
+    # test_an_answer_refusing_a_number_not_asked_is_not_counted_as_a_success
+    "a number not asked among the failed items": lambda attempt: (
+        attempt.fault == "foreign" and not all(map(is_well_formed, attempt.to))
+    ),
+    # test_a_number_answered_as_another_is_never_sent_again_even_after_the_hour
+    "an answer naming only a number not asked, to a request that was carried out": lambda attempt: (
+        attempt.fault == "foreign-swap" and len(attempt.to) == 1 and is_well_formed(attempt.to[0])
+    ),
+}
+
+
+def pass_over_known_defects(attempts: list[SendAttempt]) -> None:
+    if SKIP_KNOWN:
+        for name, sets_off in KNOWN.items():
+            if any(map(sets_off, attempts)):
+                event(f"passed over: {name}")
+                reject()
+
+
 def delivered_since(sandbox: Sandbox, before: Counter[str]) -> set[str]:
     return {phone for phone, times in sandbox.deliveries.items() if times > before[phone]}
 
@@ -325,6 +352,7 @@ async def run(job: Job) -> None:
         for kind in plan.injected:
             event(f"fault injected: {kind}")
         attempts = list(sandbox.send_attempts)
+        pass_over_known_defects(attempts)
         check_sent_once(sandbox, attempts)
         foreign = check_foreign_answers(report, attempts, [], job.concurrency)
         if report is not None:
@@ -495,7 +523,7 @@ class Trouble:
     journal_fails_after: int | None
     raises: type[BaseException] | None
     raised_by: str  # "journal", or "transport" before or after the sandbox processed the request
-    raise_at: int
+    raise_at: int  # the journal's write, or the transport's request, that raises (from 0)
     cancel_at: float | None
     attempts: int
 
@@ -513,12 +541,12 @@ def troubles(draw: st.DrawFn) -> Trouble:
         fail_fast=draw(st.booleans()),
         source_kind=draw(st.sampled_from(["list", "sync", "async"])),
         faults=draw(st.dictionaries(st.integers(0, 12), st.sampled_from(FAULTS + FOREIGN), max_size=6)),
-        source_fails_at=draw(st.none() | st.integers(0, max(0, count - 1))),
-        journal_fails_after=draw(st.none() | st.integers(0, 8)),
-        raises=draw(st.none() | st.sampled_from([asyncio.CancelledError, Meltdown])),
+        source_fails_at=draw(st.none() | st.none() | st.integers(0, max(0, count - 1))),
+        journal_fails_after=draw(st.sampled_from([None] * 5 + [0, 3])),
+        raises=draw(st.sampled_from([None, asyncio.CancelledError, Meltdown])),
         raised_by=draw(st.sampled_from(["journal", "transport before", "transport after"])),
-        raise_at=draw(st.integers(0, 12)),
-        cancel_at=draw(st.none() | st.floats(0.0, 60.0)),
+        raise_at=draw(st.integers(0, 3) | st.integers(0, 12)),
+        cancel_at=draw(st.none() | st.none() | st.floats(0.0, 60.0)),
         attempts=draw(st.integers(1, 3)),
     )
 
@@ -531,13 +559,15 @@ async def run_in_trouble(trouble: Trouble) -> None:
     journal = ClockedJournal(
         clock,
         fail_after=trouble.journal_fails_after,
-        raise_at=trouble.raise_at if by_journal else None,
+        raise_at=trouble.raise_at + 1 if by_journal else None,
         raises=trouble.raises if by_journal else None,
     )
-    transport = sandbox.transport()
-    if trouble.raises is not None and not by_journal:
-        before = trouble.raised_by == "transport before"
-        transport = HookedTransport(transport, at=trouble.raise_at, before=before, raises=trouble.raises)
+    transport = hooked = HookedTransport(
+        sandbox.transport(),
+        at=trouble.raise_at if trouble.raises is not None and not by_journal else -1,
+        before=trouble.raised_by == "transport before",
+        raises=trouble.raises or Meltdown,
+    )
     retry = RetryPolicy(attempts=trouble.attempts)
     async with AsyncClient("demo", "demo-key", transport=transport, retry=retry, timeout=10.0) as client:
         task = asyncio.ensure_future(
@@ -560,17 +590,26 @@ async def run_in_trouble(trouble: Trouble) -> None:
             retry_after=1,
         )
         await ended(task, bound=bound, what="the job", cancel_at=trouble.cancel_at)
+        reached = journal.writes if by_journal else hooked.requests
+        if trouble.raises is not None and reached > trouble.raise_at:
+            event(f"raised: {trouble.raises.__name__} by the {trouble.raised_by}")
         try:
-            task.result()
+            report = task.result()
             event("ended: returned")
-        except BulkAbortedError:
-            event("ended: BulkAbortedError")
+        except BulkAbortedError as aborted:
+            report = aborted.report
+            event(f"ended: BulkAbortedError from {type(aborted.__cause__).__name__}")
         except BaseException as exc:
             event(f"ended: {type(exc).__name__}")
             raised = trouble.raises is not None and type(exc) is trouble.raises
             cancelled = isinstance(exc, asyncio.CancelledError) and trouble.cancel_at is not None
             if not (raised or cancelled):
                 raise AssertionError(f"the job ended with {exc!r}") from exc
+            return
+        # What ended with a report accounts for every number read, as (a).
+        assert report.recipients == (
+            report.succeeded + report.failed + report.unresolved_recipients + report.unsent_recipients
+        )
 
 
 @pytest.mark.timeout(TIMEOUT)
