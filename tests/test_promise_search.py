@@ -108,7 +108,7 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 #: Per profile: examples of the promise search, of the liveness search, and the pytest timeout of each
 #: search (0: none; the bound of the loop's clock catches a hang).
 EXAMPLES, LIVENESS_EXAMPLES, TIMEOUT = {
-    "ci": (200, 200, 180),
+    "ci": (200, 200, 600),
     "deep": (5000, 5000, 0),
     "liveness": (200, 20000, 0),
 }[PROFILE]
