@@ -419,7 +419,10 @@ def check_resume(
     }
     if stale:
         event("resume: stale pending chunks")
-    assert not {attempt.request_id for attempt in attempts} & stale, "a stale pending chunk was resent"
+    requested = {attempt.request_id for attempt in attempts}
+    assert not requested & stale, "a stale pending chunk was resent"
+    answered = {f"job:{index}" for index, entry in known.items() if index >= 0 and entry.state == "sent"}
+    assert not requested & answered, "a chunk answered before was sent again"
     expired = {
         chunk.request_id for chunk in resumed.unresolved if isinstance(chunk.error, RequestIdExpiredError)
     }
@@ -430,6 +433,10 @@ def check_resume(
     assert resumed.complete and resumed.unsent == ()
     assert {chunk.request_id for chunk in resumed.unresolved} == stale
     chunks = chunks_of(job.numbers, job.chunk_size)
+    # Never attempted, refused whole (nothing sent) or pending within 55 minutes: sent, and it reached the
+    # sandbox (a chunk of malformed numbers only is refused there, after it was processed).
+    owed = {f"job:{index}" for index in range(len(chunks)) if f"job:{index}" not in stale | answered}
+    assert owed <= requested, f"chunks never sent: {sorted(owed - requested)}"
     unknown = {phone for index, chunk in enumerate(chunks) if f"job:{index}" in stale for phone in chunk}
     well_formed = {number for chunk in chunks for number in chunk if is_well_formed(number)}
     delivered = {normal(phone) for phone in sandbox.deliveries}
