@@ -1,0 +1,180 @@
+"""The command line where users meet its edges, run as users run it: the real ``engagelab-sms`` in a
+subprocess, against a sandbox served by its own ``engagelab-sms sandbox --admin --latency`` process over
+loopback, asked over HTTP (``/_admin``) what it received.
+
+Each test sends to numbers of its own prefix, so that one served sandbox serves the whole module.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+#: ``engagelab-sms``, importing this checkout's code (the installed script may import another copy).
+ENGAGELAB_SMS = [sys.executable, "-m", "engagelab_sms_async.cli"]
+LATENCY = 0.2  # seconds the served sandbox holds back every answer: a job of many chunks lasts a while
+WRONG_KEY = "wrong-key-5e1d7c"
+PROCESS_TIMEOUT = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a command: this checkout first on the path, a terminal 100 columns wide."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ENGAGELAB_SMS_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env.update(PYTHONUNBUFFERED="1", COLUMNS="100", **extra)
+    return env
+
+
+@dataclass
+class Served:
+    """The ``engagelab-sms sandbox`` process and what its admin routes say."""
+
+    url: str
+    process: subprocess.Popen[str]
+    stderr: Path
+
+    @property
+    def admin(self) -> str:
+        return self.url.removesuffix("/v1") + "/_admin"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        credentials = {"ENGAGELAB_SMS_USER": "demo", "ENGAGELAB_SMS_KEY": "demo-key"}
+        return cli_env(ENGAGELAB_SMS_BASE_URL=self.url, **credentials, **extra)
+
+    def deliveries(self, prefix: str) -> Counter[str]:
+        response = httpx.get(f"{self.admin}/deliveries", params={"prefix": prefix}, timeout=10.0)
+        response.raise_for_status()
+        return Counter(response.json())
+
+    def calls(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.admin}/calls", timeout=10.0)
+        response.raise_for_status()
+        calls: dict[str, Any] = response.json()
+        return calls
+
+
+def _read_banner(process: subprocess.Popen[str], last: str) -> list[str]:
+    """The banner's lines, up to the one starting with ``last`` (printed once the port takes connections)."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    give_up = time.monotonic() + PROCESS_TIMEOUT
+    while not (lines and lines[-1].startswith(last)):
+        ready, _, _ = select.select([process.stdout], [], [], max(0.0, give_up - time.monotonic()))
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            raise AssertionError(f"the sandbox printed {lines} and then nothing (exit code {process.poll()})")
+        lines.append(line.rstrip("\n"))
+    return lines
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    port = _free_port()
+    errors = tmp_path_factory.mktemp("sandbox") / "stderr.txt"
+    with errors.open("w") as stderr:
+        process = subprocess.Popen(
+            [*ENGAGELAB_SMS, "sandbox", "--port", str(port), "--admin", "--latency", str(LATENCY)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=cli_env(),
+        )
+    try:
+        _read_banner(process, "admin")
+        yield Served(f"http://127.0.0.1:{port}/v1", process, errors)
+    finally:
+        _stop(process)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def engagelab_sms(
+    served: Served, *args: str, input: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``engagelab-sms ARGS`` to its end against the served sandbox."""
+    return subprocess.run(
+        [*ENGAGELAB_SMS, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=served.env(**env),
+        timeout=PROCESS_TIMEOUT,
+        check=False,
+    )
+
+
+def numbers(prefix: str, count: int) -> list[str]:
+    """``count`` distinct well-formed numbers starting with ``prefix`` (a + and 4 digits)."""
+    return [f"{prefix}{i:07d}" for i in range(count)]
+
+
+def only_line(stderr: str) -> str:
+    """The one line a failed command writes to stderr (no blank line, no traceback, no leftover bar)."""
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), repr(stderr)
+    return lines[0]
+
+
+# --- 6. the sandbox ------------------------------------------------------------------------------------
+
+
+def test_sandbox_latency_answers_every_call_that_long_after_carrying_it_out(served: Served) -> None:
+    auth = ("demo", "demo-key")
+    body = {"to": ["+16060000001"], "body": {"template_id": 1}, "request_id": "latency:0"}
+
+    started = time.monotonic()
+    answered = httpx.post(f"{served.url}/send", json=body, auth=auth, timeout=10.0)
+    waited = time.monotonic() - started
+    late = {**body, "to": ["+16060000002"], "request_id": "latency:1"}
+    with pytest.raises(httpx.ReadTimeout):  # a client that gives up before the answer...
+        httpx.post(f"{served.url}/send", json=late, auth=auth, timeout=LATENCY / 4)
+
+    assert answered.status_code == 200 and waited >= LATENCY
+    # ... has had its call carried out all the same.
+    assert served.deliveries("+1606") == {"+16060000001": 1, "+16060000002": 1}
+
+
+def test_sandbox_a_client_leaving_mid_request_is_recorded_without_a_traceback(served: Served) -> None:
+    before = served.calls()["calls"]["send"].get("499", 0)
+    with socket.create_connection(("127.0.0.1", int(served.url.split(":")[2].split("/")[0]))) as sock:
+        sock.sendall(
+            b"POST /v1/send HTTP/1.1\r\nHost: sandbox\r\nAuthorization: Basic ZGVtbzpkZW1vLWtleQ==\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"to": ['
+        )
+    # Short waits for the server to see the connection go (bounded): it records the call as 499.
+    give_up = time.monotonic() + 10.0
+    while served.calls()["calls"]["send"].get("499", 0) == before and time.monotonic() < give_up:
+        time.sleep(0.05)
+
+    assert served.calls()["calls"]["send"].get("499", 0) == before + 1
+    logged = served.stderr.read_text()
+    assert "Traceback" not in logged and "ClientDisconnect" not in logged
