@@ -8,7 +8,7 @@ Each test sends to numbers of its own prefix, so that one served sandbox serves 
 from __future__ import annotations
 
 import os
-import select
+import re
 import socket
 import subprocess
 import sys
@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from engagelab_sms_async import __version__
 
 REPO = Path(__file__).resolve().parent.parent
 #: ``engagelab-sms``, importing this checkout's code (the installed script may import another copy).
@@ -73,18 +75,16 @@ class Served:
         return calls
 
 
-def _read_banner(process: subprocess.Popen[str], last: str) -> list[str]:
+def _wait_for_banner(process: subprocess.Popen[str], stdout: Path, last: str) -> list[str]:
     """The banner's lines, up to the one starting with ``last`` (printed once the port takes connections)."""
-    assert process.stdout is not None
-    lines: list[str] = []
     give_up = time.monotonic() + PROCESS_TIMEOUT
-    while not (lines and lines[-1].startswith(last)):
-        ready, _, _ = select.select([process.stdout], [], [], max(0.0, give_up - time.monotonic()))
-        line = process.stdout.readline() if ready else ""
-        if not line:
-            raise AssertionError(f"the sandbox printed {lines} and then nothing (exit code {process.poll()})")
-        lines.append(line.rstrip("\n"))
-    return lines
+    while True:
+        lines = stdout.read_text().splitlines()
+        if any(line.startswith(last) for line in lines):
+            return lines
+        if process.poll() is not None or time.monotonic() > give_up:
+            raise AssertionError(f"the sandbox printed {lines} (exit code {process.poll()})")
+        time.sleep(0.05)  # a real process booting: short waits, bounded
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -99,22 +99,21 @@ def _stop(process: subprocess.Popen[str]) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     port = _free_port()
-    errors = tmp_path_factory.mktemp("sandbox") / "stderr.txt"
-    with errors.open("w") as stderr:
+    directory = tmp_path_factory.mktemp("sandbox")
+    output, errors = directory / "stdout.txt", directory / "stderr.txt"
+    with output.open("w") as stdout, errors.open("w") as stderr:
         process = subprocess.Popen(
             [*ENGAGELAB_SMS, "sandbox", "--port", str(port), "--admin", "--latency", str(LATENCY)],
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=stderr,
             text=True,
             env=cli_env(),
         )
     try:
-        _read_banner(process, "admin")
+        _wait_for_banner(process, output, "admin")
         yield Served(f"http://127.0.0.1:{port}/v1", process, errors)
     finally:
         _stop(process)
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 def engagelab_sms(
@@ -142,6 +141,75 @@ def only_line(stderr: str) -> str:
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), repr(stderr)
     return lines[0]
+
+
+# --- 5. finish: --version, help, exit codes ----------------------------------------------------------
+
+#: What typer shows for an option without a metavar: ``<bool>``, ``<str>``, ``<list[str]>``, ``<int range>``.
+TYPE_PLACEHOLDER = re.compile(r"<[\w\[\] ]+>")
+HELP_PAGES = [(), ("demo",), ("sandbox",), ("send",), ("status",), ("stats",)]
+
+
+def test_version_prints_the_distribution_and_its_version() -> None:
+    result = subprocess.run(
+        [*ENGAGELAB_SMS, "--version"], capture_output=True, text=True, env=cli_env(), check=False
+    )
+
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        f"engagelab-sms-async {__version__}\n",
+        "",
+    )
+
+
+@pytest.mark.parametrize("command", HELP_PAGES, ids=lambda command: " ".join(command) or "engagelab-sms")
+def test_help_names_each_value_without_type_placeholders(command: tuple[str, ...]) -> None:
+    result = subprocess.run(
+        [*ENGAGELAB_SMS, *command, "--help"], capture_output=True, text=True, env=cli_env(), check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "--help" in result.stdout
+    assert TYPE_PLACEHOLDER.findall(result.stdout) == []
+
+
+def _exit_codes(text: str) -> str:
+    """The sentence that says what each exit code means, on one line."""
+    match = re.search(r"Exit code 0 .*?\(Ctrl\+C\)\.", " ".join(text.split()))
+    assert match is not None, text
+    return match.group(0)
+
+
+def test_send_help_and_the_readme_say_the_same_of_exit_codes() -> None:
+    help_page = subprocess.run(
+        [*ENGAGELAB_SMS, "send", "--help"], capture_output=True, text=True, env=cli_env(), check=False
+    ).stdout
+    readme = (REPO / "README.md").read_text()
+    command_line = readme[readme.index("## The command line") :]
+
+    said = _exit_codes(help_page)
+    assert _exit_codes(command_line) == said
+    assert "1 when a chunk is unresolved, rejected or never sent" in said
+
+
+def test_a_rejected_chunk_exits_1_and_numbers_refused_one_by_one_exit_0(
+    served: Served, tmp_path: Path
+) -> None:
+    refused_one_by_one = tmp_path / "partly.txt"
+    refused_one_by_one.write_text("+16070000001\nnot-a-number\n")
+    rejected_whole = tmp_path / "rejected.txt"
+    rejected_whole.write_text("+16070000002\nnot-a-number\n")
+
+    partly = engagelab_sms(served, "send", "--template-id", "1", "--to-file", str(refused_one_by_one))
+    # Chunks of one: the second holds only a malformed number, and the API refuses the whole call.
+    rejected = engagelab_sms(
+        served, "send", "--template-id", "1", "--to-file", str(rejected_whole), "--chunk-size", "1"
+    )
+
+    assert partly.returncode == 0, partly.stderr
+    assert rejected.returncode == 1, rejected.stderr
+    assert "Rejected chunks" in rejected.stdout
+    assert served.deliveries("+1607") == {"+16070000001": 1, "+16070000002": 1}
 
 
 # --- 6. the sandbox ------------------------------------------------------------------------------------

@@ -59,13 +59,15 @@ MALFORMED_RATE = 0.01
 
 def demo(
     recipients: Annotated[
-        int, typer.Option("--recipients", min=1, max=1_000_000, help="How many numbers to send to.")
+        int,
+        typer.Option("--recipients", metavar="N", min=1, max=1_000_000, help="How many numbers to send to."),
     ] = 20_000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated numbers.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the generated numbers.")] = 0,
     sample: Annotated[
         int,
         typer.Option(
             "--sample",
+            metavar="N",
             min=0,
             max=MAX_SAMPLE,
             help="Status records to read back page by page (at most 5000: 50 of the 60 status calls a "

@@ -24,7 +24,9 @@ __all__ = ["send"]
 
 
 def send(
-    template_id: Annotated[int, typer.Option("--template-id", help="Template to send.", show_default=False)],
+    template_id: Annotated[
+        int, typer.Option("--template-id", metavar="ID", help="Template to send.", show_default=False)
+    ],
     to_file: Annotated[
         str,
         typer.Option(
@@ -38,6 +40,7 @@ def send(
         str | None,
         typer.Option(
             "--column",
+            metavar="NAME",
             help="CSV column of the numbers (default: phone, to, number or mobile, else the first).",
             show_default=False,
         ),
@@ -50,16 +53,17 @@ def send(
     ] = None,
     sender: Annotated[
         str | None,
-        typer.Option("--sender", help="Sender name (the API's 'from').", show_default=False),
+        typer.Option("--sender", metavar="NAME", help="Sender name (the API's 'from').", show_default=False),
     ] = None,
     label_id: Annotated[
         int | None,
-        typer.Option("--label-id", help="Label to file the SMS under.", show_default=False),
+        typer.Option("--label-id", metavar="ID", help="Label to file the SMS under.", show_default=False),
     ] = None,
     job_id: Annotated[
         str | None,
         typer.Option(
             "--job-id",
+            metavar="ID",
             help="Job id; chunk i is sent with request_id JOB:i. Re-run with the same id (same input) "
             "within the hour to finish a job safely: the API deduplicates request_ids. Default: random.",
             show_default=False,
@@ -83,11 +87,13 @@ def send(
         ),
     ] = False,
     chunk_size: Annotated[
-        int, typer.Option("--chunk-size", min=1, max=1000, help="Numbers per /send call.")
+        int, typer.Option("--chunk-size", metavar="N", min=1, max=1000, help="Numbers per /send call.")
     ] = 1000,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", min=1, help="Calls in flight (default 8).", show_default=False),
+        typer.Option(
+            "--concurrency", metavar="N", min=1, help="Calls in flight (default 8).", show_default=False
+        ),
     ] = None,
     as_json: Json = False,
     user: User = None,
@@ -99,7 +105,11 @@ def send(
 
     The numbers are streamed, never loaded whole. Prints a report: totals, numbers the API refused, and
     chunks whose outcome is unknown after every retry (resend them with the same --job-id within the hour).
-    --json prints the report as one JSON object instead. Exit code 1 when a chunk is unresolved or rejected.
+    --json prints the report as one JSON object instead.
+
+    Exit code 0 when every number got an answer (the numbers the API refused one by one are listed in the
+    report); 1 when a chunk is unresolved, rejected or never sent, or the API or the network failed; 2 for
+    bad input, found before anything is sent; 130 when interrupted (Ctrl+C).
     """
 
     async def work(client: AsyncClient) -> int:

@@ -7,6 +7,7 @@ calls, a clock to move forward) under ``/_admin``.
 
 from __future__ import annotations
 
+import math
 import socket
 from typing import Annotated
 
@@ -88,10 +89,9 @@ def _serve(host: str, port: int, faults: list[str], seed: int, admin: bool, late
             pass
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1) from None
-    try:
-        server = Sandbox(faults=plan, admin=admin, latency=latency)
-    except ValueError as exc:  # not finite: typer's range check lets inf and nan through
-        raise InputError(f"--latency: {exc}") from None
+    if not math.isfinite(latency):  # typer's range check lets inf and nan through
+        raise InputError(f"--latency: expected a finite number of seconds >= 0, got {latency}")
+    server = Sandbox(faults=plan, admin=admin, latency=latency)
 
     def banner(url: str) -> None:
         lines = [
