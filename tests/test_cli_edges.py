@@ -7,6 +7,7 @@ Each test sends to numbers of its own prefix, so that one served sandbox serves 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -141,6 +142,83 @@ def only_line(stderr: str) -> str:
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), repr(stderr)
     return lines[0]
+
+
+# --- 1. a file the reader cannot read ----------------------------------------------------------------
+
+
+def phone_csv(prefix: str, count: int, *, stray_quote_in_row: int | None = None) -> str:
+    """A CSV with a header and ``count`` rows (name, phone), one of them with a stray quote in its name."""
+    rows = ["name,phone"]
+    for row, phone in enumerate(numbers(prefix, count), 1):
+        name = 'Ada "the quick' if row == stray_quote_in_row else f"customer {row}"
+        rows.append(f"{name},{phone}" if row != stray_quote_in_row else f'"{name},{phone}')
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("rows", [1_000, 20_000])
+def test_a_stray_quote_is_an_error_naming_its_line_and_nothing_is_sent(
+    served: Served, tmp_path: Path, rows: int
+) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text(phone_csv("+1610", rows, stray_quote_in_row=2))
+
+    result = engagelab_sms(served, "send", "--template-id", "1", "--to-file", str(path))
+
+    assert result.returncode == 2
+    assert only_line(result.stderr).startswith("error: --to-file: line 3: ")  # the header is line 1
+    assert result.stdout == ""
+    assert served.deliveries("+1610") == {}
+
+
+def test_skip_bad_rows_skips_and_counts_them_and_sends_every_other_number_once(
+    served: Served, tmp_path: Path
+) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text(phone_csv("+1611", 1_000, stray_quote_in_row=2))
+
+    result = engagelab_sms(
+        served, "send", "--template-id", "1", "--to-file", str(path), "--skip-bad-rows", "--json"
+    )
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["recipients"], report["succeeded"]) == (999, 999)
+    assert (report["bad_rows"], report["bad_row_lines"]) == (1, [3])
+    delivered = served.deliveries("+1611")
+    assert len(delivered) == 999 and set(delivered.values()) == {1}
+    assert "+16110000001" not in delivered  # the bad row's number: skipped, not merged into a neighbour
+
+
+@pytest.mark.parametrize(
+    "text", ["", "name,phone\n", "phone\n# nobody yet\n\n"], ids=["empty", "header", "plain"]
+)
+def test_a_file_without_a_number_is_an_error(served: Served, tmp_path: Path, text: str) -> None:
+    path = tmp_path / "numbers.csv"
+    path.write_text(text)
+
+    result = engagelab_sms(served, "send", "--template-id", "1", "--to-file", str(path))
+
+    assert result.returncode == 2
+    assert "no phone numbers" in only_line(result.stderr)
+    assert result.stdout == ""
+
+
+def test_from_stdin_a_bad_row_stops_the_job_there_and_the_report_says_what_was_sent(served: Served) -> None:
+    # Streamed: the two chunks read before the bad row are sent, the numbers read after them are not.
+    text = phone_csv("+1612", 1_000, stray_quote_in_row=250)
+
+    result = engagelab_sms(
+        served, "send", "--template-id", "1", "--to-file", "-", "--chunk-size", "100", "--json", input=text
+    )
+
+    assert result.returncode == 1
+    assert only_line(result.stderr).startswith("error: --to-file: line 251: ")
+    report = json.loads(result.stdout)
+    assert report["stopped"] == "at the bad row on line 251"
+    assert (report["succeeded"], report["unsent_recipients"], report["ok"]) == (200, 49, False)
+    delivered = served.deliveries("+1612")
+    assert len(delivered) == 200 and set(delivered.values()) == {1}
 
 
 # --- 5. finish: --version, help, exit codes ----------------------------------------------------------

@@ -45,6 +45,7 @@ from .. import (
 from . import _render as render
 from ._options import Verbose
 from ._render import StatsRow
+from ._report import report_tables
 from ._runner import run
 
 __all__ = ["DEMO_KEY", "DEMO_USER", "ShiftedClock", "demo", "demo_numbers", "run_demo"]
@@ -145,7 +146,7 @@ async def run_demo(out: Console, *, recipients: int, seed: int, sample: int) -> 
                 vars={"code": "4821"},
                 on_progress=lambda done, _total: bar.update(task, completed=done),
             )
-        for table in render.report_tables(report, max_listed=5):
+        for table in report_tables(report, max_listed=5):
             out.print(table)
 
         clock.advance(TIME_WARP)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -14,10 +14,12 @@ from .. import (
     SQLiteJournal,
     ValidationError,
 )
-from .._client import BULK_CONCURRENCY
 from . import _render as render
-from ._input import NumberSource, count_numbers, in_thread, open_numbers, parse_vars
+from ._input import InputError, parse_vars
+from ._job import one_cause, send_job
+from ._numbers import NumberSource, in_thread, no_numbers, open_numbers, scan
 from ._options import BaseUrl, Json, Key, User, Verbose
+from ._report import SendRun, resend_hint, run_json, run_tables
 from ._runner import Connection, run
 
 __all__ = ["send"]
@@ -32,7 +34,8 @@ def send(
         typer.Option(
             "--to-file",
             metavar="PATH|-",
-            help="Numbers: one per line, or a CSV; '-' reads stdin. Blank lines and # comments are skipped.",
+            help="Numbers: one per line, or a CSV; '-' reads stdin. Blank lines and # comments are skipped. "
+            "A file is read whole before anything is sent; stdin is streamed.",
             show_default=False,
         ),
     ],
@@ -45,6 +48,14 @@ def send(
             show_default=False,
         ),
     ] = None,
+    skip_bad_rows: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-rows",
+            help="Skip and count the CSV rows that cannot be read (a stray quote, no number cell) instead of "
+            "stopping at the first one, named by its line.",
+        ),
+    ] = False,
     var: Annotated[
         list[str] | None,
         typer.Option(
@@ -116,15 +127,15 @@ def send(
         if journal is not None and job_id is None:
             raise ValidationError("--journal", "needs --job-id: a resumed job is found by its id")
         variables = parse_vars(var or ())
-        # Also reports a missing file or column before anything is sent. A blocking pass, but nothing is in
-        # flight yet for it to hold up.
-        total = count_numbers(to_file, column)
-        source = NumberSource(open_numbers(to_file), column)
+        # A file is read whole first: a missing column, a bad row or no number at all is reported before
+        # anything is sent. A blocking pass, but nothing is in flight yet for it to hold up.
+        total = scan(to_file, column, skip_bad_rows=skip_bad_rows)
+        source = NumberSource(open_numbers(to_file), column, skip_bad_rows=skip_bad_rows)
         book = SQLiteJournal(journal) if journal is not None else None
         try:
-            report = await _send_with_progress(
+            ended = await send_job(
                 client,
-                source,
+                in_thread(iter(source)),
                 total,
                 template_id,
                 {"vars": variables, "sender": sender, "label_id": label_id, "resend_expired": resend_expired},
@@ -138,63 +149,33 @@ def send(
             source.close()
             if book is not None:
                 book.close()
+        report = ended.report
         _raise_one_cause(report)
-        _print_report(report, as_json=as_json)
+        if ended.bad_row is None and not report.recipients + report.duplicates:
+            raise InputError(no_numbers(to_file, source.bad_rows))  # streamed: known only now
+        outcome = SendRun(
+            report,
+            bad_rows=source.bad_rows if skip_bad_rows else None,
+            bad_lines=tuple(source.bad_lines),
+            stopped=None if ended.bad_row is None else f"at the bad row on line {ended.bad_row.line}",
+            never_read=None,  # a bad row stops only a streamed input, whose length is unknown
+        )
+        _print_report(outcome, as_json=as_json)
+        if ended.bad_row is not None:
+            sent = bool(report.results or report.unresolved)
+            raise InputError(
+                f"--to-file: line {ended.bad_row.line}: {ended.bad_row.why}; the job stopped there: fix the "
+                "row, or skip such rows with --skip-bad-rows, and run the job again",
+                code=1 if sent else 2,
+            )
         return 0 if report.ok else 1
 
     run(work, connection=Connection(user, key, base_url), verbose=verbose)
 
 
-async def _send_with_progress(
-    client: AsyncClient,
-    source: NumberSource,
-    total: int | None,
-    template_id: int,
-    options: dict[str, Any],
-    *,
-    chunk_size: int,
-    concurrency: int | None,
-    job_id: str | None,
-    journal: SQLiteJournal | None,
-    show_progress: bool,
-) -> SendReport:
-    bar = render.progress(render.console(stderr=True))
-    bar.disable = not show_progress
-    with bar:
-        task = bar.add_task("sending", total=total)
-        try:
-            report = await client.send_bulk(
-                in_thread(iter(source)),
-                template_id,
-                chunk_size=chunk_size,
-                concurrency=BULK_CONCURRENCY if concurrency is None else concurrency,
-                job_id=job_id,
-                journal=journal,
-                on_progress=lambda done, _total: bar.update(task, completed=done),
-                **options,
-            )
-        except BaseException:
-            # The command ends with one error line: no half-drawn bar above it.
-            bar.live.transient = True
-            raise
-        if _one_cause(report) is not None:
-            bar.live.transient = True
-        # Read from a stream, the total was unknown: now it is, so the bar ends finished, with a rate.
-        bar.update(task, total=report.recipients, completed=report.recipients)
-        return report
-
-
-def _one_cause(report: SendReport) -> BaseException | None:
-    """The refusal that stopped every chunk for one reason (a wrong key, a job id reused), if any."""
-    for chunk in report.rejected:
-        if isinstance(chunk.error, (AuthenticationError, RequestIdReusedError)):
-            return chunk.error
-    return None
-
-
 def _raise_one_cause(report: SendReport) -> None:
     """Say once, as the command's one error line, what refused every chunk, rather than a report of it."""
-    cause = _one_cause(report)
+    cause = one_cause(report)
     if isinstance(cause, AuthenticationError):
         raise cause
     if isinstance(cause, RequestIdReusedError):
@@ -205,13 +186,13 @@ def _raise_one_cause(report: SendReport) -> None:
         )
 
 
-def _print_report(report: SendReport, *, as_json: bool) -> None:
+def _print_report(outcome: SendRun, *, as_json: bool) -> None:
     if as_json:
-        render.print_lines([render.to_json(render.report_json(report))])
+        render.print_lines([render.to_json(run_json(outcome))])
         return
     out = render.console()
-    for table in render.report_tables(report):
+    for table in run_tables(outcome):
         out.print(table)
-    hint = render.resend_hint(report)
+    hint = resend_hint(outcome.report)
     if hint:
         out.print(f"[yellow]{hint}[/]")

@@ -1,0 +1,107 @@
+"""One bulk send under ``engagelab-sms send``: ``send_bulk`` with a progress bar, and what ended it.
+
+The bar is drawn on stderr and ends in its final state, unless the command is to end with one error line
+instead (a wrong key, a reused job id, an input without numbers): then it is discarded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterable
+from types import TracebackType
+from typing import Any
+
+from .. import (
+    AsyncClient,
+    AuthenticationError,
+    BulkAbortedError,
+    RequestIdReusedError,
+    SendReport,
+    SQLiteJournal,
+)
+from .._client import BULK_CONCURRENCY
+from . import _render as render
+from ._numbers import BadRow
+
+__all__ = ["Ended", "one_cause", "send_job"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ended:
+    """How a job ended: its report, and the bad row that stopped it where the input is streamed (stdin)."""
+
+    report: SendReport
+    bad_row: BadRow | None = None
+
+
+def one_cause(report: SendReport) -> BaseException | None:
+    """The refusal that stopped every chunk for one reason (a wrong key, a job id reused), if any."""
+    for chunk in report.rejected:
+        if isinstance(chunk.error, (AuthenticationError, RequestIdReusedError)):
+            return chunk.error
+    return None
+
+
+class _Bar:
+    """The job's progress bar (on stderr), or nothing with ``enabled=False`` (``--json``)."""
+
+    def __init__(self, total: int | None, *, enabled: bool) -> None:
+        self._progress = render.progress(render.console(stderr=True))
+        self._progress.disable = not enabled
+        self._task = self._progress.add_task("sending", total=total)
+
+    def __enter__(self) -> _Bar:
+        self._progress.start()
+        return self
+
+    def update(self, **fields: Any) -> None:
+        self._progress.update(self._task, **fields)
+
+    def discard(self) -> None:
+        """The command ends with one error line: no half-drawn bar above it."""
+        self._progress.live.transient = True
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self.discard()
+        self._progress.stop()
+
+
+async def send_job(
+    client: AsyncClient,
+    numbers: AsyncIterable[str],
+    total: int | None,
+    template_id: int,
+    options: dict[str, Any],
+    *,
+    chunk_size: int,
+    concurrency: int | None,
+    job_id: str | None,
+    journal: SQLiteJournal | None,
+    show_progress: bool,
+) -> Ended:
+    """Run the job with its bar; a bad row of a streamed input ends it with the report of what it did."""
+    with _Bar(total, enabled=show_progress) as bar:
+        try:
+            report = await client.send_bulk(
+                numbers,
+                template_id,
+                chunk_size=chunk_size,
+                concurrency=BULK_CONCURRENCY if concurrency is None else concurrency,
+                job_id=job_id,
+                journal=journal,
+                on_progress=lambda done, _total: bar.update(completed=done),
+                **options,
+            )
+        except BulkAbortedError as aborted:
+            if not isinstance(aborted.__cause__, BadRow):
+                raise
+            bar.update(total=aborted.report.recipients + aborted.report.duplicates)
+            return Ended(aborted.report, aborted.__cause__)
+        if one_cause(report) is not None or not report.recipients + report.duplicates:
+            bar.discard()
+        # Read from a stream, the total was unknown: now it is, so the bar ends finished, with a rate.
+        bar.update(total=report.recipients, completed=report.recipients)
+        return Ended(report)
