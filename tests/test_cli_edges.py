@@ -221,6 +221,22 @@ def test_from_stdin_a_bad_row_stops_the_job_there_and_the_report_says_what_was_s
     assert len(delivered) == 200 and set(delivered.values()) == {1}
 
 
+# --- 4. a wrong key -----------------------------------------------------------------------------------
+
+
+def test_a_wrong_key_is_one_error_line_without_a_bar_or_a_blank_line(served: Served, tmp_path: Path) -> None:
+    path = tmp_path / "numbers.txt"
+    path.write_text("+16130000001\n+16130000002\n")
+
+    result = engagelab_sms(served, "send", "--template-id", "1", "--to-file", str(path), "--key", WRONG_KEY)
+
+    assert result.returncode == 1
+    line = only_line(result.stderr)  # no "sending ... 2/2" above it, no blank line
+    assert line.startswith("error: AuthenticationError: ") and WRONG_KEY not in line
+    assert result.stdout == ""
+    assert served.deliveries("+1613") == {}
+
+
 # --- 5. finish: --version, help, exit codes ----------------------------------------------------------
 
 #: What typer shows for an option without a metavar: ``<bool>``, ``<str>``, ``<list[str]>``, ``<int range>``.

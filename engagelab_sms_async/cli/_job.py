@@ -1,7 +1,9 @@
 """One bulk send under ``engagelab-sms send``: ``send_bulk`` with a progress bar, and what ended it.
 
 The bar is drawn on stderr and ends in its final state, unless the command is to end with one error line
-instead (a wrong key, a reused job id, an input without numbers): then it is discarded.
+instead (a wrong key, a reused job id, an input without numbers): then it is discarded without a trace, its
+count (the numbers refused count as done) erased, and not even the blank line rich writes after a bar drawn
+off a terminal left behind.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class _Bar:
         self._progress = render.progress(render.console(stderr=True))
         self._progress.disable = not enabled
         self._task = self._progress.add_task("sending", total=total)
+        self._discarded = False
 
     def __enter__(self) -> _Bar:
         self._progress.start()
@@ -58,7 +61,10 @@ class _Bar:
         self._progress.update(self._task, **fields)
 
     def discard(self) -> None:
-        """The command ends with one error line: no half-drawn bar above it."""
+        """End without a trace: the command ends with one error line, and no bar above it."""
+        self._discarded = True
+        # Hidden, so that the last refresh draws nothing ("2/2" of a job whose every number was refused).
+        self._progress.update(self._task, visible=False)
         self._progress.live.transient = True
 
     def __exit__(
@@ -66,7 +72,11 @@ class _Bar:
     ) -> None:
         if kind is not None:
             self.discard()
-        self._progress.stop()
+        if not self._discarded:
+            self._progress.stop()
+        elif not self._progress.disable:
+            # Not Progress.stop(): off a terminal it writes a blank line after the bar, here drawn nowhere.
+            self._progress.live.stop()
 
 
 async def send_job(
