@@ -221,6 +221,37 @@ def test_from_stdin_a_bad_row_stops_the_job_there_and_the_report_says_what_was_s
     assert len(delivered) == 200 and set(delivered.values()) == {1}
 
 
+# --- 3. a resumed run ---------------------------------------------------------------------------------
+
+
+def test_a_resumed_run_says_what_was_answered_before_it_and_shows_no_rate_for_no_work(
+    served: Served, tmp_path: Path
+) -> None:
+    path = tmp_path / "numbers.txt"
+    path.write_text("".join(f"{number}\n" for number in numbers("+1614", 2_000)))
+    job = ["send", "--template-id", "1", "--to-file", str(path), "--job-id", "resumed-3"]
+    job += ["--journal", str(tmp_path / "job.db")]
+    first = engagelab_sms(served, *job, "--json")
+    calls = served.calls()["send"]
+
+    again = engagelab_sms(served, *job)
+    again_json = engagelab_sms(served, *job, "--json")
+
+    assert first.returncode == 0, first.stderr
+    assert (json.loads(first.stdout)["answered_before"], json.loads(first.stdout)["sent_this_run"]) == (
+        0,
+        2000,
+    )
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"answered before this run +│ +2,000 \(from the journal, no call\)", again.stdout)
+    assert re.search(r"sent by this run +│ +0 │", again.stdout)
+    assert "? recipients/s" in again.stderr  # no rate of a run that sent nothing (it was 997,867/s)
+    report = json.loads(again_json.stdout)
+    assert (report["answered_before"], report["sent_this_run"], report["succeeded"]) == (2000, 0, 2000)
+    assert served.calls()["send"] == calls  # no call made by either resumed run
+    assert set(served.deliveries("+1614").values()) == {1}
+
+
 # --- 4. a wrong key -----------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ off a terminal left behind.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +24,7 @@ from .. import (
 from .._client import BULK_CONCURRENCY
 from . import _render as render
 from ._numbers import BadRow
+from ._resume import split
 
 __all__ = ["Ended", "one_cause", "send_job"]
 
@@ -90,9 +91,21 @@ async def send_job(
     concurrency: int | None,
     job_id: str | None,
     journal: SQLiteJournal | None,
+    before: Mapping[str, int],
     show_progress: bool,
 ) -> Ended:
-    """Run the job with its bar; a bad row of a streamed input ends it with the report of what it did."""
+    """Run the job with its bar; a bad row of a streamed input ends it with the report of what it did.
+
+    ``before`` (request_id -> numbers) are the chunks the journal answers without a call: the bar's rate
+    counts only the others, what this run sends.
+    """
+    earlier = sum(before.values())
+
+    def progress(done: int, _total: int | None) -> None:
+        # The journal's chunks come first (the input is read in order) and at once: until the count has
+        # passed them, this run has sent nothing (the exact split is known at the end).
+        bar.update(completed=done, sent=max(0, done - earlier))
+
     with _Bar(total, enabled=show_progress) as bar:
         try:
             report = await client.send_bulk(
@@ -102,7 +115,7 @@ async def send_job(
                 concurrency=BULK_CONCURRENCY if concurrency is None else concurrency,
                 job_id=job_id,
                 journal=journal,
-                on_progress=lambda done, _total: bar.update(completed=done),
+                on_progress=progress,
                 **options,
             )
         except BulkAbortedError as aborted:
@@ -113,5 +126,5 @@ async def send_job(
         if one_cause(report) is not None or not report.recipients + report.duplicates:
             bar.discard()
         # Read from a stream, the total was unknown: now it is, so the bar ends finished, with a rate.
-        bar.update(total=report.recipients, completed=report.recipients)
+        bar.update(total=report.recipients, completed=report.recipients, sent=split(report, before)[1])
         return Ended(report)

@@ -51,16 +51,23 @@ class _Count(ProgressColumn):
         return Text(f"{int(task.completed):,}/{total}", style="progress.download")
 
 
+#: A rate over less time than this is noise (a few numbers answered at once): shown as ``?``.
+MIN_RATE_SECONDS = 1.0
+
+
 class _Rate(ProgressColumn):
-    """Items per second; the final average once the task is finished."""
+    """Items per second since the task started (until it finished): the task's ``sent`` field when it has
+    one (what this run did itself, e.g. without the chunks a journal answered), else its count. ``?`` until
+    a second has passed, and when nothing was done."""
 
     def __init__(self, unit: str) -> None:
         super().__init__()
         self.unit = unit
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        shown = "?" if speed is None else f"{speed:,.0f}"
+        done = task.fields.get("sent", task.completed)
+        seconds = task.finished_time if task.finished_time is not None else task.elapsed
+        shown = "?" if not done or seconds is None or seconds < MIN_RATE_SECONDS else f"{done / seconds:,.0f}"
         return Text(f"{shown} {self.unit}/s", style="progress.data.speed")
 
 

@@ -34,6 +34,10 @@ class SendRun:
     stopped: str | None = None
     #: Numbers of the input the job never read, because it stopped (None: unknown, e.g. from stdin).
     never_read: int | None = 0
+    #: Numbers whose chunk the journal held as answered when this run started (None: no journal), and
+    #: the numbers answered to this run's own calls.
+    answered_before: int | None = None
+    sent_now: int = 0
 
 
 def report_tables(report: SendReport, *, max_listed: int = MAX_LISTED) -> list[Table]:
@@ -44,6 +48,10 @@ def report_tables(report: SendReport, *, max_listed: int = MAX_LISTED) -> list[T
 def run_tables(run: SendRun, *, max_listed: int = MAX_LISTED) -> list[Table]:
     """:func:`report_tables`, with the rows only the command knows."""
     rows: list[tuple[str, str]] = []
+    if run.answered_before is not None:
+        note = " (from the journal, no call)" if run.answered_before else ""
+        rows.append(("answered before this run", f"{run.answered_before:,}{note}"))
+        rows.append(("sent by this run", f"{run.sent_now:,}"))
     if run.bad_rows is not None:
         lines = ", ".join(map(str, run.bad_lines)) + (", ..." if run.bad_rows > len(run.bad_lines) else "")
         rows.append(("bad rows skipped", f"{run.bad_rows:,}" + (f" (line {lines})" if lines else "")))
@@ -133,9 +141,12 @@ def report_json(report: SendReport) -> dict[str, Any]:
 
 
 def run_json(run: SendRun) -> dict[str, Any]:
-    """:func:`report_json`, with what the command knows: ``bad_rows`` and ``bad_row_lines`` (the first
-    lines), ``stopped`` (why the job stopped early, or null) and ``never_read`` (null when unknown)."""
+    """:func:`report_json`, with what the command knows: ``answered_before`` (numbers the journal answered,
+    without a call) and ``sent_this_run``, ``bad_rows`` and ``bad_row_lines`` (the first lines),
+    ``stopped`` (why the job stopped early, or null) and ``never_read`` (null when unknown)."""
     data = report_json(run.report)
+    data["answered_before"] = run.answered_before or 0
+    data["sent_this_run"] = run.sent_now
     data["bad_rows"] = run.bad_rows or 0
     data["bad_row_lines"] = list(run.bad_lines)
     data["stopped"] = run.stopped

@@ -20,6 +20,7 @@ from ._job import one_cause, send_job
 from ._numbers import NumberSource, in_thread, no_numbers, open_numbers, scan
 from ._options import BaseUrl, Json, Key, User, Verbose
 from ._report import SendRun, resend_hint, run_json, run_tables
+from ._resume import answered_before, split
 from ._runner import Connection, run
 
 __all__ = ["send"]
@@ -133,6 +134,7 @@ def send(
         source = NumberSource(open_numbers(to_file), column, skip_bad_rows=skip_bad_rows)
         book = SQLiteJournal(journal) if journal is not None else None
         try:
+            before = await answered_before(book, job_id)
             ended = await send_job(
                 client,
                 in_thread(iter(source)),
@@ -143,6 +145,7 @@ def send(
                 concurrency=concurrency,
                 job_id=job_id,
                 journal=book,
+                before=before,
                 show_progress=not as_json,
             )
         finally:
@@ -153,8 +156,11 @@ def send(
         _raise_one_cause(report)
         if ended.bad_row is None and not report.recipients + report.duplicates:
             raise InputError(no_numbers(to_file, source.bad_rows))  # streamed: known only now
+        earlier, now = split(report, before)
         outcome = SendRun(
             report,
+            answered_before=earlier if book is not None else None,
+            sent_now=now,
             bad_rows=source.bad_rows if skip_bad_rows else None,
             bad_lines=tuple(source.bad_lines),
             stopped=None if ended.bad_row is None else f"at the bad row on line {ended.bad_row.line}",
