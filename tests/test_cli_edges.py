@@ -7,9 +7,12 @@ Each test sends to numbers of its own prefix, so that one served sandbox serves 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engagelab_sms_async import __version__
+from engagelab_sms_async import SQLiteJournal, __version__
 
 REPO = Path(__file__).resolve().parent.parent
 #: ``engagelab-sms``, importing this checkout's code (the installed script may import another copy).
@@ -216,9 +219,139 @@ def test_from_stdin_a_bad_row_stops_the_job_there_and_the_report_says_what_was_s
     assert only_line(result.stderr).startswith("error: --to-file: line 251: ")
     report = json.loads(result.stdout)
     assert report["stopped"] == "at the bad row on line 251"
+    assert report["resume"]["command"].endswith("--skip-bad-rows")  # resumed past the bad row, or fix it
     assert (report["succeeded"], report["unsent_recipients"], report["ok"]) == (200, 49, False)
     delivered = served.deliveries("+1612")
     assert len(delivered) == 200 and set(delivered.values()) == {1}
+
+
+# --- 2. Ctrl+C --------------------------------------------------------------------------------------------
+
+
+def wait_for_deliveries(served: Served, prefix: str, at_least: int, process: subprocess.Popen[str]) -> None:
+    """Until the sandbox has created ``at_least`` SMS for ``prefix`` (the send is then mid-way)."""
+    give_up = time.monotonic() + PROCESS_TIMEOUT
+    while len(served.deliveries(prefix)) < at_least:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < give_up, f"fewer than {at_least} SMS in {PROCESS_TIMEOUT} s"
+        time.sleep(0.02)  # a real process sending: short waits, bounded
+
+
+def run_printed(command: str, served: Served) -> subprocess.CompletedProcess[str]:
+    """Run a command the CLI printed (``engagelab-sms ...``) as this checkout's ``engagelab-sms``."""
+    words = shlex.split(command)
+    assert words[:2] == ["engagelab-sms", "send"], command
+    return subprocess.run(
+        [*ENGAGELAB_SMS, *words[1:]],
+        capture_output=True,
+        text=True,
+        env=served.env(),
+        timeout=PROCESS_TIMEOUT,
+        check=False,
+    )
+
+
+def test_ctrl_c_finishes_the_calls_in_flight_reports_them_and_prints_the_command_that_resumes(
+    served: Served, tmp_path: Path
+) -> None:
+    count, path = 3_000, tmp_path / "numbers.txt"
+    path.write_text("".join(f"{number}\n" for number in numbers("+1615", count)))
+    # 30 chunks, 2 in flight, each answered 0.2 s after it was carried out: a job of 3 s.
+    send = [*ENGAGELAB_SMS, "send", "--template-id", "1", "--to-file", str(path), "--chunk-size", "100"]
+    send += ["--concurrency", "2", "--job-id", "ctrl-c", "--journal", str(tmp_path / "job.db"), "--json"]
+    process = subprocess.Popen(
+        send, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=served.env()
+    )
+    wait_for_deliveries(served, "+1615", 400, process)
+
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+
+    assert process.returncode == 130, stderr
+    assert stderr.splitlines()[-1].startswith("error: interrupted (Ctrl+C): the job stopped after the calls")
+    report = json.loads(stdout)
+    assert report["stopped"] == "interrupted (Ctrl+C)"
+    assert "demo-key" not in stdout + stderr
+    delivered = served.deliveries("+1615")
+    # Every call in flight finished and is in the report: what it counts sent is what the sandbox created.
+    assert report["succeeded"] == len(delivered) and report["unresolved_recipients"] == 0
+    assert 0 < report["succeeded"] < count
+    assert report["succeeded"] + report["unsent_recipients"] + report["never_read"] == count
+
+    resumed = run_printed(report["resume"]["command"], served)
+
+    assert resumed.returncode == 0, resumed.stderr
+    finished = json.loads(resumed.stdout)
+    assert (finished["answered_before"], finished["sent_this_run"]) == (
+        report["succeeded"],
+        count - report["succeeded"],
+    )
+    delivered = served.deliveries("+1615")
+    assert len(delivered) == count and set(delivered.values()) == {1}  # every number, once
+
+
+async def chunk_states(path: Path, job_id: str) -> list[str]:
+    async with SQLiteJournal(path) as journal:
+        return [record.state for index, record in (await journal.load(job_id)).items() if index >= 0]
+
+
+@pytest.fixture
+def slow(tmp_path: Path) -> Iterator[Served]:
+    """A sandbox answering 1 s after it carried a call out: calls are in flight long after they landed."""
+    port = _free_port()
+    output, errors = tmp_path / "slow.out", tmp_path / "slow.err"
+    with output.open("w") as stdout, errors.open("w") as stderr:
+        process = subprocess.Popen(
+            [*ENGAGELAB_SMS, "sandbox", "--port", str(port), "--admin", "--latency", "1"],
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            env=cli_env(),
+        )
+    try:
+        _wait_for_banner(process, output, "admin")
+        yield Served(f"http://127.0.0.1:{port}/v1", process, errors)
+    finally:
+        _stop(process)
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_printed_command_still_sends_each_number_once(
+    slow: Served, tmp_path: Path
+) -> None:
+    count, path = 400, tmp_path / "numbers.txt"
+    path.write_text("".join(f"{number}\n" for number in numbers("+1616", count)))
+    send = [*ENGAGELAB_SMS, "send", "--template-id", "1", "--to-file", str(path), "--chunk-size", "100"]
+    send += [
+        "--concurrency",
+        "2",
+        "--job-id",
+        "ctrl-c-twice",
+        "--journal",
+        str(tmp_path / "job.db"),
+        "--json",
+    ]
+    process = subprocess.Popen(
+        send, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=slow.env()
+    )
+    wait_for_deliveries(slow, "+1616", 200, process)  # two calls carried out, their answers 1 s away
+
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+
+    assert process.returncode == 130, stderr
+    assert stderr.splitlines()[-1].startswith("error: interrupted twice (Ctrl+C): stopped at once")
+    said = json.loads(stdout)
+    assert (said["stopped"], said["ok"]) == ("interrupted twice (Ctrl+C): stopped at once", False)
+    # Not waited for: the chunks whose calls were cut short are pending in the journal (they may be sent).
+    assert "pending" in asyncio.run(chunk_states(tmp_path / "job.db", "ctrl-c-twice"))
+
+    resumed = run_printed(said["resume"]["command"], slow)
+
+    assert resumed.returncode == 0, resumed.stderr
+    delivered = slow.deliveries("+1616")
+    assert len(delivered) == count and set(delivered.values()) == {1}
 
 
 # --- 3. a resumed run ---------------------------------------------------------------------------------

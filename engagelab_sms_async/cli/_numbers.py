@@ -120,7 +120,7 @@ class NumberSource:
     def __init__(self, stream: TextIO, column: str | None = None, *, skip_bad_rows: bool = False) -> None:
         self._stream = stream
         self._lines = _data_lines(stream)
-        self._skip_bad_rows = skip_bad_rows
+        self.skips_bad_rows = skip_bad_rows
         self.bad_rows = 0
         self.bad_lines: list[int] = []
         self._first: list[str] = []
@@ -188,7 +188,7 @@ class NumberSource:
         return cell
 
     def _bad(self, number: int, why: str) -> None:
-        if not self._skip_bad_rows:
+        if not self.skips_bad_rows:
             raise BadRow(number, why)
         self.bad_rows += 1
         if len(self.bad_lines) < MAX_BAD_LINES:

@@ -15,8 +15,18 @@ from rich.table import Table
 from .._converter import converter
 from .._models import SendReport
 from ._render import error_text
+from ._resume import Resume
 
-__all__ = ["MAX_LISTED", "SendRun", "report_json", "report_tables", "resend_hint", "run_json", "run_tables"]
+__all__ = [
+    "MAX_LISTED",
+    "SendRun",
+    "report_json",
+    "report_tables",
+    "run_hint",
+    "run_json",
+    "run_tables",
+    "stopped_at_once_json",
+]
 
 #: At most this many failed numbers are listed under a report (all of them are in ``--json``).
 MAX_LISTED = 20
@@ -38,6 +48,8 @@ class SendRun:
     #: the numbers answered to this run's own calls.
     answered_before: int | None = None
     sent_now: int = 0
+    #: How to finish the job, when it is not finished (stopped early, chunks unresolved or never sent).
+    resume: Resume | None = None
 
 
 def report_tables(report: SendReport, *, max_listed: int = MAX_LISTED) -> list[Table]:
@@ -110,16 +122,18 @@ def _tables(report: SendReport, extra: list[tuple[str, str]], max_listed: int) -
     return tables
 
 
-def resend_hint(report: SendReport) -> str | None:
-    """How to finish a job with unresolved chunks safely, or None when there are none."""
-    if not report.unresolved:
+def run_hint(run: SendRun) -> str | None:
+    """What is left to do, and why resuming is safe (the command itself is printed apart, whole)."""
+    if run.resume is None:
         return None
-    return (
-        f"{report.unresolved_recipients:,} recipient(s) in {len(report.unresolved)} chunk(s) have an unknown "
-        f"outcome. Within the hour, run the same command again with --job-id {report.job_id} (same input, "
-        "same --chunk-size): each chunk keeps its request_id, which the API deduplicates, so numbers already "
-        "sent are not sent twice."
-    )
+    report = run.report
+    left = []
+    if report.unresolved_recipients:
+        left.append(f"{report.unresolved_recipients:,} with an unknown outcome")
+    not_sent = report.unsent_recipients + (run.never_read or 0)
+    if not_sent or run.never_read is None:
+        left.append(f"{not_sent:,}{'' if run.never_read is not None else ' or more'} never sent")
+    return f"Left to do: {', '.join(left) or 'nothing'}. {run.resume.note} Resume with:"
 
 
 def report_json(report: SendReport) -> dict[str, Any]:
@@ -143,7 +157,8 @@ def report_json(report: SendReport) -> dict[str, Any]:
 def run_json(run: SendRun) -> dict[str, Any]:
     """:func:`report_json`, with what the command knows: ``answered_before`` (numbers the journal answered,
     without a call) and ``sent_this_run``, ``bad_rows`` and ``bad_row_lines`` (the first lines),
-    ``stopped`` (why the job stopped early, or null) and ``never_read`` (null when unknown)."""
+    ``stopped`` (why the job stopped early, or null), ``never_read`` (null when unknown) and ``resume``
+    (``command`` and ``note``, or null when the job is finished)."""
     data = report_json(run.report)
     data["answered_before"] = run.answered_before or 0
     data["sent_this_run"] = run.sent_now
@@ -151,4 +166,16 @@ def run_json(run: SendRun) -> dict[str, Any]:
     data["bad_row_lines"] = list(run.bad_lines)
     data["stopped"] = run.stopped
     data["never_read"] = run.never_read
+    data["resume"] = None if run.resume is None else dataclasses.asdict(run.resume)
     return data
+
+
+def stopped_at_once_json(job_id: str, resume: Resume) -> dict[str, Any]:
+    """What ``--json`` says of a job a second Ctrl+C stopped at once: it left no report, so no counts."""
+    return {
+        "job_id": job_id,
+        "complete": False,
+        "ok": False,
+        "stopped": "interrupted twice (Ctrl+C): stopped at once",
+        "resume": dataclasses.asdict(resume),
+    }

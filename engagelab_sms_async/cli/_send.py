@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Annotated
 
 import typer
@@ -14,16 +18,20 @@ from .. import (
     SQLiteJournal,
     ValidationError,
 )
+from .._environment import ENV_BASE_URL, ENV_KEY, ENV_USER
 from . import _render as render
 from ._input import InputError, parse_vars
-from ._job import one_cause, send_job
+from ._interrupt import Interrupted
+from ._job import Ended, StoppedAtOnce, one_cause, send_job
 from ._numbers import NumberSource, in_thread, no_numbers, open_numbers, scan
 from ._options import BaseUrl, Json, Key, User, Verbose
-from ._report import SendRun, resend_hint, run_json, run_tables
-from ._resume import answered_before, split
+from ._report import SendRun, run_hint, run_json, run_tables, stopped_at_once_json
+from ._resume import Resume, answered_before, resume, split
 from ._runner import Connection, run
 
 __all__ = ["send"]
+
+DEFAULT_CHUNK_SIZE = 1000
 
 
 def send(
@@ -100,7 +108,7 @@ def send(
     ] = False,
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", metavar="N", min=1, max=1000, help="Numbers per /send call.")
-    ] = 1000,
+    ] = DEFAULT_CHUNK_SIZE,
     concurrency: Annotated[
         int | None,
         typer.Option(
@@ -132,9 +140,34 @@ def send(
         # anything is sent. A blocking pass, but nothing is in flight yet for it to hold up.
         total = scan(to_file, column, skip_bad_rows=skip_bad_rows)
         source = NumberSource(open_numbers(to_file), column, skip_bad_rows=skip_bad_rows)
+        # Named here rather than by send_bulk: a job stopped at once leaves no report to read it from.
+        job = job_id or uuid.uuid4().hex
+        arguments = _arguments(
+            template_id=template_id,
+            to_file=to_file,
+            column=column,
+            skip_bad_rows=skip_bad_rows,
+            var=var or [],
+            sender=sender,
+            label_id=label_id,
+            resend_expired=resend_expired,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            as_json=as_json,
+            user=user,
+            base_url=base_url,
+        )
+        how_to_resume = functools.partial(
+            resume,
+            arguments,
+            job_id=job,
+            journal=journal,
+            from_stdin=to_file == "-",
+            key_given=key is not None and key != os.environ.get(ENV_KEY),
+        )
         book = SQLiteJournal(journal) if journal is not None else None
         try:
-            before = await answered_before(book, job_id)
+            before = await answered_before(book, job)
             ended = await send_job(
                 client,
                 in_thread(iter(source)),
@@ -143,40 +176,121 @@ def send(
                 {"vars": variables, "sender": sender, "label_id": label_id, "resend_expired": resend_expired},
                 chunk_size=chunk_size,
                 concurrency=concurrency,
-                job_id=job_id,
+                job_id=job,
                 journal=book,
                 before=before,
                 show_progress=not as_json,
             )
+        except StoppedAtOnce:
+            resumed = how_to_resume()
+            if as_json:  # no report to print: what is known, as JSON all the same
+                render.print_lines([render.to_json(stopped_at_once_json(job, resumed))])
+            pending = "; they are pending in the journal" if journal is not None else ""
+            raise Interrupted(
+                "interrupted twice (Ctrl+C): stopped at once, the calls in flight cut short (their outcome "
+                f"is unknown{pending}); resume with: {resumed.command}"
+            ) from None
         finally:
             source.close()
             if book is not None:
                 book.close()
-        report = ended.report
-        _raise_one_cause(report)
-        if ended.bad_row is None and not report.recipients + report.duplicates:
-            raise InputError(no_numbers(to_file, source.bad_rows))  # streamed: known only now
-        earlier, now = split(report, before)
-        outcome = SendRun(
-            report,
-            answered_before=earlier if book is not None else None,
-            sent_now=now,
-            bad_rows=source.bad_rows if skip_bad_rows else None,
-            bad_lines=tuple(source.bad_lines),
-            stopped=None if ended.bad_row is None else f"at the bad row on line {ended.bad_row.line}",
-            never_read=None,  # a bad row stops only a streamed input, whose length is unknown
+        return _finish(
+            ended,
+            source,
+            total,
+            before,
+            how_to_resume,
+            journaled=book is not None,
+            to_file=to_file,
+            as_json=as_json,
         )
-        _print_report(outcome, as_json=as_json)
-        if ended.bad_row is not None:
-            sent = bool(report.results or report.unresolved)
-            raise InputError(
-                f"--to-file: line {ended.bad_row.line}: {ended.bad_row.why}; the job stopped there: fix the "
-                "row, or skip such rows with --skip-bad-rows, and run the job again",
-                code=1 if sent else 2,
-            )
-        return 0 if report.ok else 1
 
     run(work, connection=Connection(user, key, base_url), verbose=verbose)
+
+
+def _arguments(
+    *,
+    template_id: int,
+    to_file: str,
+    column: str | None,
+    skip_bad_rows: bool,
+    var: list[str],
+    sender: str | None,
+    label_id: int | None,
+    resend_expired: bool,
+    chunk_size: int,
+    concurrency: int | None,
+    as_json: bool,
+    user: str | None,
+    base_url: str | None,
+) -> list[str]:
+    """This run's options that a resumed run needs again (never the key; the job id and journal apart)."""
+    arguments = ["--template-id", str(template_id), "--to-file", to_file]
+    for name, value in (("--column", column), ("--sender", sender), ("--label-id", label_id)):
+        if value is not None:
+            arguments += [name, str(value)]
+    for pair in var:
+        arguments += ["--var", pair]
+    if chunk_size != DEFAULT_CHUNK_SIZE:
+        arguments += ["--chunk-size", str(chunk_size)]  # the chunks, and so their request_ids, depend on it
+    if concurrency is not None:
+        arguments += ["--concurrency", str(concurrency)]
+    arguments += [
+        flag for flag, on in (("--skip-bad-rows", skip_bad_rows), ("--resend-expired", resend_expired)) if on
+    ]
+    # The connection only as given on the command line: from the environment it is there for the next run too.
+    for name, value, variable in (("--user", user, ENV_USER), ("--base-url", base_url, ENV_BASE_URL)):
+        if value is not None and value != os.environ.get(variable):
+            arguments += [name, value]
+    if as_json:
+        arguments.append("--json")
+    return arguments
+
+
+def _finish(
+    ended: Ended,
+    source: NumberSource,
+    total: int | None,
+    before: Mapping[str, int],
+    how_to_resume: Callable[..., Resume],
+    *,
+    journaled: bool,
+    to_file: str,
+    as_json: bool,
+) -> int:
+    """Print what the job did and how to finish it; the exit code, or the command's one error line."""
+    report = ended.report
+    _raise_one_cause(report)
+    if ended.bad_row is None and not report.recipients + report.duplicates:
+        raise InputError(no_numbers(to_file, source.bad_rows))  # streamed: known only now
+    bad_line = None if ended.bad_row is None else ended.bad_row.line
+    stopped = "interrupted (Ctrl+C)" if ended.interrupted else None
+    if bad_line is not None:
+        stopped = f"at the bad row on line {bad_line}"
+    never_read: int | None = 0
+    if stopped is not None:
+        never_read = None if total is None else total - report.recipients - report.duplicates
+    earlier, now = split(report, before)
+    outcome = SendRun(
+        report,
+        answered_before=earlier if journaled else None,
+        sent_now=now,
+        bad_rows=source.bad_rows if source.skips_bad_rows else None,
+        bad_lines=tuple(source.bad_lines),
+        stopped=stopped,
+        never_read=never_read,
+        resume=how_to_resume(bad_line=bad_line) if stopped or report.unresolved or report.unsent else None,
+    )
+    _print_report(outcome, as_json=as_json)
+    unsent = f"{report.unsent_recipients + (outcome.never_read or 0):,} number(s) not sent"
+    if ended.interrupted:
+        raise Interrupted(f"interrupted (Ctrl+C): the job stopped after the calls in flight; {unsent}")
+    if ended.bad_row is not None:
+        raise InputError(
+            f"--to-file: line {bad_line}: {ended.bad_row.why}; the job stopped there ({unsent})",
+            code=1 if report.results or report.unresolved else 2,
+        )
+    return 0 if report.ok else 1
 
 
 def _raise_one_cause(report: SendReport) -> None:
@@ -199,6 +313,7 @@ def _print_report(outcome: SendRun, *, as_json: bool) -> None:
     out = render.console()
     for table in run_tables(outcome):
         out.print(table)
-    hint = resend_hint(outcome.report)
-    if hint:
-        out.print(f"[yellow]{hint}[/]")
+    hint = run_hint(outcome)
+    if hint and outcome.resume is not None:
+        out.print(hint, style="yellow", markup=False)
+        render.print_lines([outcome.resume.command])  # whole, on its own line: to copy, never wrapped
