@@ -1,7 +1,7 @@
 """How ``--help`` reads: a word for each option's value (``--port PORT``), nothing after a flag, and the
 ``--version`` option.
 
-typer (0.20+) shows each option's Python type where no ``metavar`` is given: ``--json <bool>``,
+typer (0.29 here) shows each option's Python type where no ``metavar`` is given: ``--json <bool>``,
 ``--user <str>``, ``--sms-id <list[str]>``, and ``--help <bool>`` on every command. Our options name their
 values with a ``metavar``; :class:`Command` and :class:`Group` give every flag, ``--help`` included, an empty
 one, so that a flag shows no value at all.
