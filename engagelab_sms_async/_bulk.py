@@ -22,7 +22,7 @@ import attrs
 from . import _endpoints as api
 from . import _journal as journals
 from . import _validation as check
-from ._chunk import JournalFailed, Outcome, Send, resume, run_chunk
+from ._chunk import JournalFailed, Outcome, Send, resume, run_chunk, standing
 from ._compat import cancelling
 from ._errors import (
     AuthenticationError,
@@ -64,10 +64,11 @@ def stops_the_job(outcome: Outcome, *, fail_fast: bool) -> bool:
     return fail_fast or isinstance(outcome.error, (AuthenticationError, RequestIdReusedError))
 
 
-def _reraise_cancellation() -> None:
+def _reraise_cancellation(error: Exception) -> None:
     """Inside ``except Exception``: a source that raises while its task is being cancelled (a cursor
-    closed under it) must not turn the cancellation into an abort."""
-    if cancelling():
+    closed under it) must not turn the cancellation into an abort. Python 3.10 cannot tell whether the task
+    is being cancelled: an error raised while a cancellation was being handled says so there."""
+    if cancelling() or isinstance(error.__context__, asyncio.CancelledError):
         raise asyncio.CancelledError
 
 
@@ -90,7 +91,8 @@ class Run:
 
     When a chunk stops the job (a 401, a reused request_id, or any failure with ``fail_fast``), no chunk is
     started any more: the calls in flight finish, and with ``read_rest`` (a source of known length, so
-    finite and already in memory) the rest of it is read and yielded as :class:`UnsentChunk`; an iterator
+    finite and already in memory) the rest of it is read and yielded as ``unsent`` says it stands (never
+    sent, unless an earlier run's journal holds an answer or an attempt of it); an iterator
     is left where the job stopped (it may be endless), and ``chunks.exhausted`` stays False. The job stops
     the same way once ``closing()`` is true (its client is closing).
 
@@ -115,8 +117,10 @@ class Run:
         total: int | None = None,
         read_rest: bool = True,
         closing: Callable[[], bool] = lambda: False,
+        unsent: Callable[[int, list[str]], Awaitable[Outcome]] | None = None,
     ) -> None:
         self._chunks = chunks
+        self._unsent = unsent or self._never_sent
         self._send_chunk = send_chunk
         self._job_id = job_id
         self._concurrency = concurrency
@@ -132,45 +136,55 @@ class Run:
         self._stopping = self._leaving = False
         self._failure: tuple[BaseException, str] | None = None
         self._progress = 0
-        #: The chunk each worker has read and not handed over yet.
-        self._sending: dict[asyncio.Task[None], tuple[int, list[str]]] = {}
+        self._running = 0  # workers whose end the consumer has not taken
+        #: The chunk each worker has read and not handed over yet, with its outcome once it has one.
+        self._sending: dict[asyncio.Task[None], tuple[int, list[str], Outcome | None]] = {}
         #: Outcomes handed over after the consumer left: in the journal, in no report.
         self._unseen: list[Outcome] = []
 
     def left_behind(self) -> tuple[list[Outcome], list[UnresolvedChunk]]:
-        """After the consumer left early: the outcomes obtained that it never saw, and the chunks whose calls
-        were cut short (outcome unknown)."""
-        cut = [_unknown(self._job_id, index, chunk, None) for index, chunk in self._sending.values()]
-        return self._unseen, cut
+        """After the consumer left early: the outcomes that it never saw (obtained, or numbers read and
+        never sent), and the chunks whose calls were cut short (outcome unknown)."""
+        unseen = list(self._unseen)
+        cut = []
+        for index, chunk, outcome in self._sending.values():
+            if outcome is None:
+                cut.append(_unknown(self._job_id, index, chunk, None))
+            else:
+                unseen.append(outcome)
+        if (left := self._chunks.leftover()) is not None:
+            unseen.append(UnsentChunk(f"{self._job_id}:{left[0]}", tuple(left[1])))
+        return unseen, cut
 
     async def outcomes(self) -> AsyncGenerator[tuple[int, Outcome], None]:
         """Every chunk's ``(index, outcome)`` as it completes (see the class)."""
         workers = [asyncio.ensure_future(self._worker()) for _ in range(self._concurrency)]
+        self._running = len(workers)
         for worker in workers:
             worker.add_done_callback(self._ended)
-        running = len(workers)
         try:
-            while running:
+            while self._running:
                 item = await self._handed.get()
                 if isinstance(item, _End):
-                    running -= 1
-                    if (died := self._died(item)) is not None:
-                        self._report_progress(died[1])
-                        yield died
-                    continue
-                self._room.release()
-                self._report_progress(item[1])
+                    self._running -= 1
+                    if (died := self._died(item)) is None:
+                        continue
+                    item = died
+                else:
+                    self._room.release()
                 yield item
+                # After the consumer has it: what on_progress raises cannot take the outcome with it.
+                self._report_progress(item[1])
             if self._stopping and not self._failure and self._read_rest:
                 # Stopped by an answer: the rest of the source is accounted for as never sent.
                 while (rest := await self._read()) is not None:
-                    unsent = UnsentChunk(f"{self._job_id}:{rest[0]}", tuple(rest[1]))
-                    self._report_progress(unsent)
+                    unsent = await self._unsent(*rest)
                     yield rest[0], unsent
+                    self._report_progress(unsent)
             if self._failure:
                 left = self._chunks.leftover()
                 if left is not None:
-                    yield left[0], UnsentChunk(f"{self._job_id}:{left[0]}", tuple(left[1]))
+                    yield left[0], await self._unsent(*left)
                 error, reason = self._failure
                 if isinstance(error, (Exception, asyncio.CancelledError)):
                     raise Aborted(reason) from error
@@ -179,22 +193,30 @@ class Run:
             await self._stop(workers)
 
     async def _stop(self, workers: list[asyncio.Task[None]]) -> None:
+        """Cancel the workers and wait for every one to end, taking what they hand over meanwhile (a
+        cancellation can be swallowed, by asyncio.wait_for on Python 3.10/3.11 among others, leaving a
+        worker to hand over one more outcome). A cancellation of the consumer meanwhile is raised once every
+        worker is gone: none is left behind."""
         self._stopping = self._leaving = True
         for task in workers:
             task.cancel()
-        finished: asyncio.Future[Any] = asyncio.gather(*workers, return_exceptions=True)
-        # A cancellation can be swallowed (asyncio.wait_for on Python 3.10/3.11 drops it when the awaited call
-        # finishes in the same step), leaving a worker to hand over one more outcome: keep taking hand-overs
-        # until every worker is gone, or it would wait for room forever.
-        while not finished.done():
-            taking: asyncio.Future[Any] = asyncio.ensure_future(self._handed.get())
-            await asyncio.wait((finished, taking), return_when=asyncio.FIRST_COMPLETED)
-            if not taking.cancel() and isinstance(item := taking.result(), tuple):
+        interrupted: asyncio.CancelledError | None = None
+        while self._running:
+            try:
+                item = await self._handed.get()
+            except asyncio.CancelledError as exc:
+                interrupted = exc
+                continue
+            if isinstance(item, _End):
+                self._running -= 1
+            else:
                 self._room.release()
                 self._unseen.append(item[1])
-        while not self._handed.empty():
-            if isinstance(item := self._handed.get_nowait(), tuple):
-                self._unseen.append(item[1])
+        if interrupted is not None:
+            raise interrupted
+
+    async def _never_sent(self, index: int, chunk: list[str]) -> Outcome:
+        return UnsentChunk(f"{self._job_id}:{index}", tuple(chunk))
 
     def _ended(self, worker: asyncio.Task[None]) -> None:
         if worker.cancelled():
@@ -205,8 +227,8 @@ class Run:
         self._handed.put_nowait(_End(worker, error))
 
     def _died(self, end: _End) -> tuple[int, Outcome] | None:
-        """A worker gone without handing over its chunk: the job stops, and the chunk it held, which may have
-        been sent, is unresolved."""
+        """A worker gone without handing over its chunk: the job stops, and the chunk it held is reported as
+        it stood (unresolved if its call had not ended: it may have been sent)."""
         held = self._sending.pop(end.worker, None)
         if end.error is None:
             return None
@@ -214,12 +236,14 @@ class Run:
         self._abort(end.error, f"a worker died of {what}" if held is None else f"chunk {held[0]}: {what}")
         if held is None:
             return None
-        index, chunk = held
-        return index, _unknown(self._job_id, index, chunk, end.error)
+        index, chunk, outcome = held
+        return index, outcome or _unknown(self._job_id, index, chunk, end.error)
 
     def _abort(self, error: BaseException, reason: str) -> None:
         self._stopping = True
-        if self._failure is None:
+        # A BaseException such as KeyboardInterrupt or SystemExit is what the job ends with, whatever came
+        # before it.
+        if self._failure is None or (_fatal(error) and not _fatal(self._failure[0])):
             self._failure = (error, reason)
 
     async def _read(self) -> tuple[int, list[str]] | None:
@@ -227,7 +251,7 @@ class Run:
         try:
             return await self._chunks.next()
         except Exception as exc:
-            _reraise_cancellation()
+            _reraise_cancellation(exc)
             self._abort(exc, f"the recipients source raised {type(exc).__name__}")
             return None
 
@@ -243,13 +267,14 @@ class Run:
             if item is None:
                 break
             index, chunk = item
-            self._sending[me] = item
+            self._sending[me] = (index, chunk, None)
             self._stopping = self._stopping or self._closing()
             if self._stopping:
                 # The job stopped while this chunk was being read (a slow source): it is not sent.
-                outcome: Outcome = UnsentChunk(f"{self._job_id}:{index}", tuple(chunk))
+                outcome: Outcome = await self._unsent(index, chunk)
             else:
                 outcome = await self._send(index, chunk)
+            self._sending[me] = (index, chunk, outcome)
             await self._room.acquire()
             self._handed.put_nowait((index, outcome))
             del self._sending[me]
@@ -261,8 +286,8 @@ class Run:
             outcome = exc.outcome
             self._abort(exc.__cause__ or exc, f"the journal raised {type(exc.__cause__).__name__}")
         except Exception as exc:
-            # A resume refused mid-way (or a bug): the chunk did not reach the API.
-            outcome = UnsentChunk(f"{self._job_id}:{index}", tuple(chunk))
+            # A resume refused mid-way (or a bug): the chunk did not reach the API this time.
+            outcome = await self._unsent(index, chunk)
             why = str(exc) if isinstance(exc, ValidationError) else type(exc).__name__
             self._abort(exc, f"chunk {index} could not be sent: {why}")
         if stops_the_job(outcome, fail_fast=self._fail_fast):
@@ -276,8 +301,15 @@ class Run:
         try:
             # Skipped repeats count as done: ``total`` is the length of the source, repeats included.
             self._on_progress(self._progress + self._chunks.duplicates, self._total)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            # A CancelledError from a plain function cannot be a cancellation of the job: it raised it.
             self._abort(exc, f"on_progress raised {type(exc).__name__}")
+
+
+def _fatal(error: BaseException) -> bool:
+    """Whether a job ends with ``error`` itself rather than with ``BulkAbortedError`` (KeyboardInterrupt,
+    SystemExit, a test runner's timeout)."""
+    return not isinstance(error, (Exception, asyncio.CancelledError))
 
 
 def _unknown(job_id: str, index: int, chunk: list[str], cause: BaseException | None) -> UnresolvedChunk:
@@ -418,8 +450,7 @@ async def report(job: Job, send: Send, closing: Callable[[], bool]) -> SendRepor
     except Aborted as abort:
         raise BulkAbortedError(ledger.report(complete=False), abort.reason) from abort.__cause__
     except BaseException as exc:
-        await outcomes.aclose()
-        _log_left(job, ledger, run, _how(exc))
+        await _left(job, ledger, run, outcomes, _how(exc))
         raise
     return ledger.report(complete=chunks.exhausted)
 
@@ -440,8 +471,13 @@ async def stream(job: Job, send: Send, closing: Callable[[], bool]) -> AsyncGene
         raise BulkAbortedError(ledger.report(complete=False), abort.reason) from abort.__cause__
     except BaseException as exc:
         # GeneratorExit: the consumer closed the iterator before its end.
-        await outcomes.aclose()
-        _log_left(job, ledger, run, "closed by its consumer" if isinstance(exc, GeneratorExit) else _how(exc))
+        await _left(
+            job,
+            ledger,
+            run,
+            outcomes,
+            "closed by its consumer" if isinstance(exc, GeneratorExit) else _how(exc),
+        )
         raise
     left = ledger.report(complete=chunks.exhausted)
     if left.rejected or left.unresolved or left.unsent:
@@ -452,32 +488,40 @@ def _how(stop: BaseException) -> str:
     return "cancelled" if isinstance(stop, asyncio.CancelledError) else f"stopped by {type(stop).__name__}"
 
 
-def _log_left(job: Job, ledger: Ledger, run: Run, how: str) -> None:
-    """The trace a job leaves when its report dies with it (cancelled, closed early, a ``BaseException``):
-    what it counted, what was answered after its consumer left, and what was cut short in flight."""
-    unseen, cut = run.left_behind()
-    late = Ledger(job.job_id, ledger.chunks, keep_results=False)
-    for outcome in unseen:
-        late.add(-1, outcome, keep=False)
-    logger.warning(
-        "bulk job %r %s: %d number(s) read; %d accepted, %d refused, %d unresolved, %d unsent as counted; "
-        "answered after that (%s): %d accepted, %d refused; in calls cut short, with an unknown outcome: "
-        "%d (%s)",
-        job.job_id,
-        how,
-        ledger.recipients + late.recipients + sum(map(size, cut)),
-        ledger.succeeded,
-        ledger.failed,
-        ledger.unresolved_recipients,
-        ledger.unsent_recipients,
-        "in the journal, in no report" if job.journal is not None else "in no report",
-        late.succeeded,
-        late.failed,
-        sum(map(size, cut)),
-        "pending in the journal: resume the job with the same job_id and journal"
-        if job.journal is not None
-        else "without a journal they cannot be resumed safely",
-    )
+async def _left(
+    job: Job, ledger: Ledger, run: Run, outcomes: AsyncGenerator[tuple[int, Outcome], None], how: str
+) -> None:
+    """Stop a job whose report dies with it (cancelled, closed early, a ``BaseException``), and leave the
+    trace: what it counted, what happened after its consumer left, and what was cut short in flight."""
+    try:
+        await outcomes.aclose()
+    finally:
+        unseen, cut = run.left_behind()
+        late = Ledger(job.job_id, ledger.chunks, keep_results=False)
+        for outcome in unseen:
+            late.add(-1, outcome, keep=False)
+        unknown = sum(map(size, cut))
+        logger.warning(
+            "bulk job %r %s: %d number(s) read; counted: %d accepted, %d refused, %d unresolved, %d unsent; "
+            "after that (%s): %d accepted, %d refused, %d unresolved, %d never sent; in calls cut short, "
+            "with an unknown outcome: %d (%s)",
+            job.job_id,
+            how,
+            ledger.recipients + late.recipients + unknown,
+            ledger.succeeded,
+            ledger.failed,
+            ledger.unresolved_recipients,
+            ledger.unsent_recipients,
+            "in the journal, in no report" if job.journal is not None else "in no report",
+            late.succeeded,
+            late.failed,
+            late.unresolved_recipients,
+            late.unsent_recipients,
+            unknown,
+            "pending in the journal: resume the job with the same job_id and journal"
+            if job.journal is not None
+            else "without a journal they cannot be resumed safely",
+        )
 
 
 async def _start(job: Job, send: Send, closing: Callable[[], bool]) -> tuple[Chunks, Run]:
@@ -501,5 +545,7 @@ async def _start(job: Job, send: Send, closing: Callable[[], bool]) -> tuple[Chu
         total=total,
         read_rest=total is not None,
         closing=closing,
+        # A chunk the job stops before sending may have been sent, or answered, by an earlier run.
+        unsent=lambda index, chunk: standing(index, chunk, job.job_id, job.journal, known),
     )
     return chunks, run

@@ -48,6 +48,7 @@ __all__ = [
     "run_chunk",
     "send_once",
     "settings_record",
+    "standing",
 ]
 
 logger = logging.getLogger("engagelab_sms_async")
@@ -81,6 +82,30 @@ async def resume(
     except Exception as exc:
         raise _aborted_at_start(job_id, exc) from exc
     return known
+
+
+async def standing(
+    index: int, chunk: list[str], job_id: str, journal: Journal | None, known: dict[int, ChunkRecord]
+) -> Outcome:
+    """What a chunk the job stopped before sending stands as: never sent, unless an earlier run's journal
+    says otherwise. A chunk it holds as answered is its recorded result; one it holds as pending (an attempt
+    may have been carried out) is unresolved, with ``RequestIdExpiredError`` once 55 minutes have passed."""
+    request_id = f"{job_id}:{index}"
+    entry = known.get(index) if known else None
+    if entry is None or entry.state not in ("sent", "pending") or entry.digest != digest(chunk):
+        return UnsentChunk(request_id, tuple(chunk))
+    if entry.state == "sent" and entry.result is not None:
+        return entry.result
+    error: EngageLabError
+    if _expired(entry, await _now_by(journal)):
+        error = RequestIdExpiredError(request_id, entry.first_attempt_at)
+    else:
+        error = EngageLabError(
+            f"chunk {request_id} was pending from an earlier run (an attempt may have been carried out) and "
+            "the job stopped before resending it: resume the job within the hour of its first attempt"
+        )
+        error.outcome_unknown = True
+    return UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=entry.first_attempt_at)
 
 
 def classify(request_id: str, recipients: list[str], error: EngageLabError, started: dt.datetime) -> Outcome:

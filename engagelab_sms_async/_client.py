@@ -25,6 +25,7 @@ from . import _endpoints as api
 from . import _journal as journals
 from . import _plans as plans
 from . import _validation as check
+from ._admission import StatusLane, admit
 from ._chunk import send_once
 from ._compat import Unpack, deadline
 from ._environment import from_environment
@@ -33,7 +34,6 @@ from ._errors import (
     EngageLabError,
     RateLimitedError,
     RequestIdReusedError,
-    StatusLimitBusyError,
     TransportError,
     ValidationError,
 )
@@ -151,19 +151,19 @@ class AsyncClient:
         self._running = 0  # calls between their first attempt and their outcome
         self._drained: asyncio.Event | None = None
         self._in_flight = asyncio.Semaphore(max_concurrency)
-        self._status_lane = asyncio.Semaphore(self._STATUS_LANE)
+        self._status_lane = StatusLane(self._STATUS_LANE)
 
     @classmethod
     def from_env(cls, **options: Unpack[ClientOptions]) -> AsyncClient:
         """A client configured by the environment, for services whose workers share one configuration.
 
         ``ENGAGELAB_SMS_USER`` and ``ENGAGELAB_SMS_KEY`` (required); optional ``ENGAGELAB_SMS_BASE_URL``,
-        ``ENGAGELAB_SMS_MAX_CONCURRENCY``, ``ENGAGELAB_SMS_TIMEOUT`` (seconds) and
-        ``ENGAGELAB_SMS_REDIS_URL``: with a Redis URL the status limiter is a ``RedisSlidingWindowLimiter``
-        on it, shared by every process and machine of this sms_user (N workers are otherwise N limits), and
-        the client closes the Redis client it made when it closes. Keyword arguments win over the
-        environment. A bad value is a ``ValidationError`` naming the variable (never showing a URL, which
-        may hold a password).
+        ``ENGAGELAB_SMS_MAX_CONCURRENCY``, ``ENGAGELAB_SMS_TIMEOUT`` (seconds), ``ENGAGELAB_SMS_STATUS_WAIT``
+        (seconds, 0 or more: ``status_wait``) and ``ENGAGELAB_SMS_REDIS_URL``: with a Redis URL the status
+        limiter is a ``RedisSlidingWindowLimiter`` on it, shared by every process and machine of this
+        sms_user (N workers are otherwise N limits), and the client closes the Redis client it made when it
+        closes. Keyword arguments win over the environment. A bad value is a ``ValidationError`` naming the
+        variable (never showing a URL, which may hold a password).
         """
         user, key, options, redis = from_environment(os.environ, options)
         client = cls(user, key, **options)
@@ -486,7 +486,8 @@ class AsyncClient:
         return None if chosen is None or math.isinf(chosen) else chosen
 
     def _is_closing(self) -> bool:
-        return self._closing
+        # An http_client closed by its owner sends nothing more either: a job stops taking chunks.
+        return self._closing or self._http.is_closed
 
     async def _execute(
         self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], *, wait: float | None = None
@@ -545,13 +546,7 @@ class AsyncClient:
             # when it ends, by when the server has seen it: however uneven the network, the server never
             # counts more than the limit in a window.
             async with contextlib.AsyncExitStack() as admitted:
-                try:
-                    # Bounded by status_wait: a caller who will not wait leaves the line, taking no place.
-                    async with deadline(wait):
-                        await admitted.enter_async_context(self._status_lane)
-                        await admitted.enter_async_context(limiter)
-                except asyncio.TimeoutError:
-                    raise await _busy(limiter, wait) from None
+                await admit(admitted, self._status_lane, limiter, wait)
                 answer = await self._transmit(call)
             try:
                 return parse(call, answer)
@@ -626,18 +621,6 @@ class AsyncClient:
         except httpx.ResponseNotRead:
             content = b""  # closed unread by httpx when a hook raised: the status is all there is
         return api.Answer(status, response.headers, content)
-
-
-async def _busy(limiter: StatusLimiter, wait: float | None) -> StatusLimitBusyError:
-    """The error of a status call the limiter did not admit within ``wait`` seconds, saying when to come
-    back."""
-    ahead = await limiter.next_admission()
-    retry_at = None if ahead is None else dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ahead)
-    when = "" if retry_at is None else f"; the earliest admission is at {retry_at:%H:%M:%S.%f} UTC"
-    return StatusLimitBusyError(
-        f"the status limiter (60 calls a minute) admitted no call within status_wait={wait:g}s{when}",
-        retry_at=retry_at,
-    )
 
 
 @functools.cache

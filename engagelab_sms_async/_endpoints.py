@@ -298,15 +298,12 @@ def _paired(
     accepted = {p for p in asked if matched(p, named, set(map(numbers.loose, named)))}
     loose_refused = set(map(numbers.loose, refused_names))
     refused = [p for p in asked if p not in accepted and matched(p, refused_names, loose_refused)]
-    answered = tuple(sorted(named | refused_names))
-    if (named or refused_names) and not accepted and not refused:
-        # Numbers, and not one of ours: the answer of the first call that used this request_id.
-        raise RequestIdReusedError(request_id, asked, answered)
-    if numbers.foreign(named, asked):
+    if strangers := numbers.foreign(named, asked):
         # An SMS was made for a number we did not ask, in no spelling of ours: the answer of another call
-        # with this request_id. Ours that it names may have been sent, by that call (or by ours, if the
-        # API spelt one of them beyond recognition): never "nothing sent", which a resume would send again.
-        raise RequestIdReusedError(request_id, asked, answered, outcome_unknown=True)
+        # with this request_id. When some of its SMS may be ours (by that call, or by ours if the API spelt
+        # one of them beyond recognition), never "nothing sent", which a resume would send again.
+        answered = tuple(sorted(named | refused_names))
+        raise RequestIdReusedError(request_id, asked, answered, outcome_unknown=len(strangers) < len(named))
     ours = accepted.union(refused)
     unanswered = tuple(phone for phone in asked if phone not in ours)
     return _refusals(refusals, refused), unanswered

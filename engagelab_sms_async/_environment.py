@@ -16,6 +16,7 @@ __all__ = [
     "ENV_KEY",
     "ENV_MAX_CONCURRENCY",
     "ENV_REDIS_URL",
+    "ENV_STATUS_WAIT",
     "ENV_TIMEOUT",
     "ENV_USER",
     "from_environment",
@@ -23,7 +24,7 @@ __all__ = [
 
 ENV_USER, ENV_KEY, ENV_BASE_URL = "ENGAGELAB_SMS_USER", "ENGAGELAB_SMS_KEY", "ENGAGELAB_SMS_BASE_URL"
 ENV_REDIS_URL, ENV_MAX_CONCURRENCY = "ENGAGELAB_SMS_REDIS_URL", "ENGAGELAB_SMS_MAX_CONCURRENCY"
-ENV_TIMEOUT = "ENGAGELAB_SMS_TIMEOUT"
+ENV_TIMEOUT, ENV_STATUS_WAIT = "ENGAGELAB_SMS_TIMEOUT", "ENGAGELAB_SMS_STATUS_WAIT"
 
 
 def from_environment(env: Mapping[str, str], options: ClientOptions) -> tuple[str, str, ClientOptions, Any]:
@@ -41,6 +42,8 @@ def from_environment(env: Mapping[str, str], options: ClientOptions) -> tuple[st
         options.setdefault("max_concurrency", int(check.env_number(ENV_MAX_CONCURRENCY, text, integer=True)))
     if text := env.get(ENV_TIMEOUT):
         options.setdefault("timeout", check.env_number(ENV_TIMEOUT, text))
+    if text := env.get(ENV_STATUS_WAIT):
+        options.setdefault("status_wait", check.env_number(ENV_STATUS_WAIT, text, zero=True))
     redis = None
     if (url := env.get(ENV_REDIS_URL)) and options.get("status_limiter") is None:
         from ._redis import RedisSlidingWindowLimiter, connect

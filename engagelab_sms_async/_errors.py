@@ -12,7 +12,7 @@
     ├── TransportError             no usable answer: connect error, timeout, reset (wraps the httpx error)
     ├── LimiterUnavailableError    the shared status limiter (Redis) cannot be reached: we refuse to call
     ├── ClientClosedError          the client was closed (aclose): it makes no call any more
-    ├── StatusLimitBusyError       a status call not admitted within status_wait (retry_at: when to come back)
+    ├── StatusLimitBusyError       a status call not admitted within status_wait (retry_at, held_by)
     ├── RequestIdReusedError       the answer names numbers not asked: the request_id was used within the hour
     ├── RequestIdExpiredError      a resend of a request_id first attempted over 55 minutes ago: not sent
     ├── BulkSendError              iter_send finished with chunks refused, unresolved or unsent (lists them)
@@ -32,7 +32,7 @@ with its message and fields, and no pickle contains them either: see ``EngageLab
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
@@ -213,14 +213,23 @@ class ClientClosedError(EngageLabError, RuntimeError):
 
 
 class StatusLimitBusyError(EngageLabError):
-    """A status call was not admitted by the status limiter within ``status_wait`` seconds; it took no
-    place in the limit, and nothing was sent. ``retry_at`` (aware, UTC) is the earliest a call could be
-    admitted, as the limiter saw it when the wait ended (None when the limiter cannot tell).
+    """A status call was not admitted within ``status_wait`` seconds; it took no place in the limit, and
+    nothing was sent. ``held_by`` (and the message) says what held it: ``"limit"``, the status limiter (the
+    API's 60 calls a minute), or ``"lane"``, the client's status lane (4 status calls at a time, all taken).
+    ``retry_at`` (aware, UTC; in the future when raised) is when to come back: when the place the call had
+    would have come, behind every call queued ahead of it (None when the limiter cannot tell).
     """
 
-    def __init__(self, message: str, *, retry_at: dt.datetime | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_at: dt.datetime | None = None,
+        held_by: Literal["limit", "lane"] | None = None,
+    ) -> None:
         super().__init__(message)
         self.retry_at = retry_at
+        self.held_by = held_by
 
 
 class RequestIdReusedError(EngageLabError):

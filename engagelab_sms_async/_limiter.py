@@ -37,6 +37,7 @@ from ._errors import LimiterUnavailableError, ValidationError
 
 __all__ = [
     "LimiterUnavailableError",
+    "NotAdmitted",
     "SendLimiter",  # re-exported: it lives with the other errors in _errors
     "SlidingWindowLimiter",
     "StatusLimiter",
@@ -99,6 +100,17 @@ class StatusLimiter(Protocol):
 
     def for_sms_user(self, sms_user: str) -> StatusLimiter:
         """The limiter to use for the calls of ``sms_user`` (a limiter not bound to one: this one)."""
+
+
+class NotAdmitted(Exception):
+    """A limiter's answer to a caller it did not admit within the seconds it was given (``_enter_within``),
+    having taken no place: ``retry_in`` is how many seconds from now the place the caller had (behind the
+    callers ahead of it) comes, ``ahead`` how many were ahead of it; either None when unknown."""
+
+    def __init__(self, retry_in: float | None, ahead: int | None = None) -> None:
+        super().__init__(retry_in, ahead)
+        self.retry_in = retry_in
+        self.ahead = ahead
 
 
 def check_window(limit: object, window: float, margin: float) -> None:
@@ -241,7 +253,12 @@ class SlidingWindowLimiter:
         """Wait until a call is allowed, and count it. Returns at once when there is room and no queue."""
         await self._take(held=False)
 
-    async def _take(self, *, held: bool) -> None:
+    async def _enter_within(self, seconds: float | None) -> None:
+        """Enter as ``async with`` does, or raise ``NotAdmitted`` once ``seconds`` (None: never) have passed,
+        having left the line: the wait is bounded by the limiter's own clock, not by a cancellation."""
+        await self._take(held=True, until=None if seconds is None else self._now() + seconds)
+
+    async def _take(self, *, held: bool, until: float | None = None) -> None:
         loop = asyncio.get_running_loop()
         waiter: _Waiter | None = None
         try:
@@ -281,6 +298,14 @@ class SlidingWindowLimiter:
                         # loop moves its clock in 1 µs ticks: a shorter sleep could wake again and again
                         # at the same instant, just before the opening, so sleep at least that long.
                         delay = max(self._opening() - now, _MIN_SLEEP)
+                    if until is not None:
+                        # Looked at only once admission failed: a caller whose turn comes at its deadline
+                        # goes. Leaving the line is the except clause's work, as for a cancelled waiter.
+                        if now >= until:
+                            line = self._waiters
+                            ahead = line.index(waiter) if waiter in line else len(line)
+                            raise NotAdmitted(self._opening_of(ahead + 1, now) - now, ahead)
+                        delay = min(delay, max(until - now, _MIN_SLEEP))
                     # Armed under the lock: a notification sent after we let go of it is never lost.
                     wake = waiter.arm()
                 # The head sleeps until its opening on its own loop's timer: no timer outlives its loop.
@@ -313,18 +338,25 @@ class SlidingWindowLimiter:
         waiter already in line, once as many slots have left the window (a block still running leaves it
         a window after it ends, so at least a window from now). Used to tell a caller who will not wait
         (``StatusLimitBusyError``) when to come back."""
+        return await self._next_admission(0)
+
+    async def _next_admission(self, behind: int) -> float:
+        """As :meth:`next_admission`, for a caller with ``behind`` more callers ahead of it than the line."""
         with self._lock:
             now = self._now()
-            self._expire(now)
-            free = self.limit - len(self._log) - self._in_flight
-            needed = len(self._waiters) + 1 - free  # slots that must leave the window first
-            if needed <= 0:
-                opening = now
-            elif needed <= len(self._log):
-                opening = self._log[needed - 1] + self._span
-            else:
-                opening = now + self._span
-            return max(opening, self._hold_until, now) - now
+            return self._opening_of(len(self._waiters) + behind + 1, now) - now
+
+    def _opening_of(self, place: int, now: float) -> float:
+        """The earliest time the ``place``-th caller from now (1: the next) can be admitted, each caller
+        before it admitted as early as it may be and each running block ending now. Called with the lock
+        held."""
+        self._expire(now)
+        free = max(self.limit - len(self._log) - self._in_flight, 0)
+        # The next `limit` openings, in order: the free slots now, the logged ones as they leave the window,
+        # those of running blocks a window after they end; a slot used opens again a window later.
+        openings = [now] * free + [t + self._span for t in self._log] + [now + self._span] * self._in_flight
+        rounds, index = divmod(place - 1, len(openings))
+        return max(openings[index] + rounds * self._span, self._hold_until, now)
 
     def _hold(self, seconds: float) -> None:
         check_hold(seconds)

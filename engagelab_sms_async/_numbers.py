@@ -79,31 +79,36 @@ def loose(phone: str) -> str:
     return normal(phone).translate(_NOT_DIGITS).lstrip("0")
 
 
-#: The fewest digits a number written without its country code (or trunk prefix) keeps: below that, a
-#: tail of digits says too little to be taken for one of ours.
-_SHORTEST_TAIL = 6
+#: The digits at the end of a number that every spelling of it keeps (the subscriber's number).
+_KEPT_TAIL = 7
+#: The fewest digits a number written without its country code (or trunk prefix) keeps.
+_SHORTEST = 6
 
 
 def foreign(named: set[str], asked: Sequence[str]) -> list[str]:
-    """The numbers of ``named`` that are none of ``asked`` in any spelling: the same normal form, the same
-    digits once ``+`` and leading zeros are dropped, or the digits of one ending with the other's (a
-    country code or trunk prefix written or left out), the shorter of at least six digits.
+    """The numbers of ``named`` that are none of ``asked`` in any spelling a service might use: the same
+    digits once ``+`` and leading zeros are dropped; or the digits of one ending with the other's (a
+    country code or trunk prefix written or left out), the shorter of at least six; or the same last seven
+    digits with one digit more or less before them (Mexico's mobile "1", Argentina's "9", the UK's "(0)").
 
     Lenient on purpose: a number named here is taken as proof that an answer is not ours, so a spelling
-    the API might use for one of ours must never land here.
+    of one of ours must never land here; one number of another call in an answer is proof enough.
     """
     mine = set(map(loose, asked))
     strange = [phone for phone in named if loose(phone) not in mine]
     if not strange:
         return []
-    # Every tail of ours long enough to stand for a number, and ours long enough to be such a tail.
-    tails = {digits[i:] for digits in mine for i in range(len(digits) - _SHORTEST_TAIL + 1)}
-    whole = {digits for digits in mine if len(digits) >= _SHORTEST_TAIL}
+    ends = {digits[i:] for digits in mine for i in range(len(digits) - _SHORTEST + 1)}
+    whole = {digits for digits in mine if len(digits) >= _SHORTEST}
+    lengths: dict[str, set[int]] = {}
+    for digits in mine:
+        lengths.setdefault(digits[-_KEPT_TAIL:], set()).add(len(digits))
 
     def could_be_ours(digits: str) -> bool:
-        if digits in tails:
+        if digits in ends or any(digits[i:] in whole for i in range(len(digits) - _SHORTEST + 1)):
             return True
-        return any(digits[i:] in whole for i in range(len(digits) - _SHORTEST_TAIL + 1))
+        around = lengths.get(digits[-_KEPT_TAIL:], ()) if len(digits) > _KEPT_TAIL else ()
+        return len(digits) - 1 in around or len(digits) + 1 in around
 
     return [phone for phone in strange if not could_be_ours(loose(phone))]
 

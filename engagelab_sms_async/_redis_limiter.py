@@ -39,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from ._compat import deadline
 from ._errors import LimiterUnavailableError
-from ._limiter import check_hold, check_window
+from ._limiter import NotAdmitted, check_hold, check_window
 
 __all__ = ["MIN_REDIS_VERSION", "RedisSlidingWindowLimiter"]
 
@@ -57,7 +57,8 @@ AnyRedis = Union["redis_asyncio.Redis", "RedisCluster"]
 #   ARGV[1] mode: 'take' (reserve), 'next' (read only: when a newcomer would be admitted), 'hold', 'leave'
 #   ARGV[2] limit   ARGV[3] span = window + margin   ARGV[4] restart guard (0: off)
 #   ARGV[5] the identity the caller last heard ('' if none)
-#   ARGV[6] the caller's member (take, leave), or the hold's length (hold)
+#   ARGV[6] the caller's member (take, leave), the hold's length (hold), or which newcomer to time (next:
+#           1, the default, is the next caller; 2 the one after it, ...)
 #   ARGV[7] a member to give back first ('' if none)   ARGV[8] '1': keep the member's reservation if it stands
 # Returns {1, wait, identity, at, 1} for a reservation at `at`, `wait` from now; {0, wait, identity, 0,
 # intact} for 'next', intact = 1 when the state is this server run's own; {-1, 0, version, 0, 0} on a server
@@ -134,15 +135,34 @@ if mode == 'take' then
     redis.call('ZREM', KEYS[1], ARGV[6])
   end
 end
+local at = math.max(now, hold)
+if mode == 'next' then
+  -- The time the n-th newcomer would reserve, each one before it reserving as 'take' below does.
+  local scores = {}
+  local latest = redis.call('ZRANGE', KEYS[1], -limit, -1, 'WITHSCORES')
+  for i = 2, #latest, 2 do
+    scores[#scores + 1] = tonumber(latest[i])
+  end
+  local t = at
+  for _ = 1, math.max(tonumber(ARGV[6]) or 1, 1) do
+    t = at
+    if #scores >= limit then
+      t = math.max(t, scores[#scores - limit + 1] + span)
+    end
+    local j = #scores + 1
+    while j > 1 and scores[j - 1] > t do
+      scores[j] = scores[j - 1]
+      j = j - 1
+    end
+    scores[j] = t
+  end
+  return {0, t - now, identity, 0, intact}
+end
 -- The earliest time at or after every earlier reservation's limit-th predecessor has left: with the
 -- limit - 1 entries after that one, never more than limit in any span.
-local at = math.max(now, hold)
 local kth = redis.call('ZRANGE', KEYS[1], -limit, -limit, 'WITHSCORES')
 if kth[2] then
   at = math.max(at, tonumber(kth[2]) + span)
-end
-if mode == 'next' then
-  return {0, at - now, identity, 0, intact}
 end
 redis.call('ZADD', KEYS[1], string.format('%d', at), ARGV[6])
 -- Kept until the latest entry leaves, which a newcomer filling a gap does not move.
@@ -193,7 +213,8 @@ class RedisSlidingWindowLimiter:
     machines take part, across Redis restarts. Each admission is one script call that reserves the caller's
     time: the earliest moment that keeps the log within the limit, after every reservation made before it
     (first come, first served across machines). The caller then sleeps once. A caller cancelled while it waits
-    gives its reservation back. The call is counted from its admission: ``margin`` (0.25 s) absorbs how long
+    gives its reservation back; a status call whose reservation comes after its ``status_wait`` gives it back
+    before it raises, at once. The call is counted from its admission: ``margin`` (0.25 s) absorbs how long
     the request takes to reach the API after that, and a caller woken more than ``margin / 2`` late takes a
     new time.
 
@@ -288,8 +309,16 @@ class RedisSlidingWindowLimiter:
         """Wait until a call is admitted, and count it; raise ``LimiterUnavailableError`` without Redis."""
         await self._acquire_at()
 
-    async def _acquire_at(self) -> int:
-        """As :meth:`acquire`, returning the admission's time on the Redis server, in microseconds."""
+    async def _enter_within(self, seconds: float | None) -> None:
+        """Enter as ``async with`` does, or raise ``NotAdmitted`` when the reservation comes more than
+        ``seconds`` (None: never) from now: at once, its place given back (no one queues behind a reservation
+        that will not be used), and by the limiter's own clock, not by a cancellation."""
+        loop = asyncio.get_running_loop()
+        await self._acquire_at(None if seconds is None else loop.time() + seconds)
+
+    async def _acquire_at(self, until: float | None = None) -> int:
+        """As :meth:`acquire`, returning the admission's time on the Redis server, in microseconds; with
+        ``until`` (loop time), as :meth:`_enter_within`."""
         loop = asyncio.get_running_loop()
         member, giving_back, confirm = _member(), "", False
         try:
@@ -298,6 +327,13 @@ class RedisSlidingWindowLimiter:
                 received = loop.time()
                 giving_back, confirm = "", False
                 due = received + wait_us / 1_000_000
+                if until is not None and wait_us > 0 and due > until:
+                    # Given back before the caller hears of it: it takes no place from then on, even if it
+                    # asks again at once. Were the leave lost, the entry only wastes a slot.
+                    with contextlib.suppress(LimiterUnavailableError):
+                        await self._call("leave", member)
+                    member = ""
+                    raise NotAdmitted(due - loop.time())
                 # Wake a little early: time for one more round trip if the reservation must be confirmed.
                 await _sleep_until(loop, due - self.margin / 2)
                 if run == self._run and self._heard_at < due - self._fresh:
@@ -363,8 +399,12 @@ class RedisSlidingWindowLimiter:
     async def next_admission(self) -> float | None:
         """Seconds from now until a caller arriving now would be admitted, on the Redis server's clock (behind
         every reservation already made); None when Redis cannot be reached. Reserves nothing."""
+        return await self._next_admission(0)
+
+    async def _next_admission(self, behind: int) -> float | None:
+        """As :meth:`next_admission`, for a caller with ``behind`` more callers ahead of it."""
         try:
-            reply = await self._call("next")
+            reply = await self._call("next", str(behind + 1))
         except LimiterUnavailableError:
             return None
         return max(0, int(reply[1])) / 1_000_000

@@ -184,14 +184,17 @@ def wait(field: str, value: object) -> float | None:
     return float(value)
 
 
-def env_number(name: str, text: str, *, integer: bool = False) -> float:
-    """A positive number from the environment variable ``name`` (an integer when ``integer``)."""
+def env_number(name: str, text: str, *, integer: bool = False, zero: bool = False) -> float:
+    """A finite positive number from the environment variable ``name`` (an integer when ``integer``; 0 too
+    when ``zero``)."""
     try:
         value = int(text) if integer else float(text)
     except ValueError:
-        value = 0
-    if not value > 0 or value == float("inf"):
+        value = -1
+    if not (value > 0 or (zero and value == 0)) or value == float("inf"):
         kind = "a positive integer" if integer else "a positive number of seconds"
+        if zero:
+            kind = "an integer >= 0" if integer else "a number of seconds >= 0"
         raise ValidationError(name, f"must be {kind}, got {text!r}")
     return value
 

@@ -6,8 +6,8 @@ the campaign's report is written as JSON when the service stops).
 
 - ``GET /health``: the process that answered.
 - ``GET /status``: one ``/v1/status`` call for today (in the API's zone, +8); the total it reports and the
-  process that served it. A call the shared status limit does not admit within ``STATUS_WAIT`` seconds is
-  answered 503 with ``Retry-After``, rather than holding the request for up to a minute.
+  process that served it. A call the shared status limit does not admit within ``ENGAGELAB_SMS_STATUS_WAIT``
+  seconds is answered 503 with ``Retry-After``, rather than holding the request for up to a minute.
 - ``POST /campaign``: starts the bulk job in the background and answers at once (202).
 
 At shutdown the client closes first (the job stops taking chunks, its calls in flight finish, every outcome
@@ -31,7 +31,6 @@ from fastapi.responses import JSONResponse
 from engagelab_sms_async import AsyncClient, SendReport, SQLiteJournal, StatusLimitBusyError
 
 TEMPLATE_ID = 2336
-STATUS_WAIT = 5.0  # seconds a request waits for the status limit before it is answered 503
 API_ZONE = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -79,7 +78,7 @@ async def health() -> dict[str, int]:
 async def status() -> JSONResponse:
     today = dt.datetime.now(API_ZONE).date()
     try:
-        page = await app.state.sms.get_status(today, limit=1, status_wait=STATUS_WAIT)
+        page = await app.state.sms.get_status(today, limit=1)
     except StatusLimitBusyError as busy:
         now = dt.datetime.now(dt.timezone.utc)
         wait = 1.0 if busy.retry_at is None else (busy.retry_at - now).total_seconds()

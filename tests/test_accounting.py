@@ -329,6 +329,42 @@ async def test_an_answer_naming_ours_in_other_spellings_or_twice_is_no_proof_of_
     assert report.succeeded == 18 and report.unresolved_recipients == 12
 
 
+#: One of ours as a service normalising to E.164 may write it: a digit dropped or added after the country
+#: code (Mexico's old mobile "1", the UK's "(0)", Argentina's mobile "9").
+RESPELT = {
+    "+5215512345678": "+525512345678",
+    "+4407911123456": "+447911123456",
+    "+541112345678": "+5491112345678",
+}
+
+
+def answering_respelt(request: httpx.Request) -> httpx.Response:
+    asked = json.loads(request.content)["to"]
+    return httpx.Response(200, json={"sms_ids": [f"id${RESPELT.get(phone, phone)}" for phone in asked]})
+
+
+@pytest.mark.parametrize("ours", list(RESPELT))
+async def test_a_number_respelt_with_a_digit_more_or_less_is_no_proof_of_reuse(ours: str) -> None:
+    transport = httpx.MockTransport(answering_respelt)
+    async with AsyncClient("demo", "demo-key", transport=transport) as client:
+        report = await client.send_bulk([*phones(10), ours, *phones(19, "+1666")], 3, chunk_size=10)
+    # It cannot be paired with certainty: unknown, and the job goes on.
+    assert (report.succeeded, report.unresolved_recipients, report.unsent_recipients) == (29, 1, 0)
+
+
+async def test_a_chunk_answered_wholly_in_another_spelling_is_unresolved_never_refused() -> None:
+    def international(request: httpx.Request) -> httpx.Response:
+        asked = json.loads(request.content)["to"]
+        return httpx.Response(200, json={"sms_ids": [f"id$+44{phone[1:]}" for phone in asked]})
+
+    journal = MemoryJournal()
+    async with AsyncClient("demo", "demo-key", transport=httpx.MockTransport(international)) as client:
+        report = await client.send_bulk(["07911000000", "07911000001"], 3, job_id="uk", journal=journal)
+    # Recorded as refused, a resume after the hour would send them again; as answered, it never does.
+    assert report.failed == 0 and report.unresolved_recipients == 2
+    assert (await journal.load("uk"))[0].state == "sent"
+
+
 # --- defect 5: sent, then a refusal ----------------------------------------------------------------------
 
 
@@ -510,6 +546,25 @@ async def test_a_pending_chunk_reached_after_55_minutes_is_not_resent(
         report = await client.send_bulk(slow_source(), 3, job_id="j", journal=journal, chunk_size=1)
     assert [chunk.request_id for chunk in report.unresolved] == ["j:1"]
     assert sandbox.deliveries[second] == 1
+
+
+@pytest.mark.looptime
+async def test_a_resume_stopped_by_a_refusal_reports_the_rest_as_its_journal_holds_it() -> None:
+    x, y, z, w = phones(4)
+    # First run: y's answer is lost (pending), the others answered. The resume resends y, is refused (401)
+    # and stops: z was answered by the first run, w never sent.
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {1: "drop", 3: "401"}}), clock=Sandbox.loop_clock())
+    journal = MemoryJournal()
+    retry = RetryPolicy.none()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), retry=retry) as client:
+        await client.send_bulk([x, y, z], 3, job_id="j", journal=journal, chunk_size=1, concurrency=1)
+        resumed = await client.send_bulk(
+            [x, y, z, w], 3, job_id="j", journal=journal, chunk_size=1, concurrency=1
+        )
+    assert [result.recipients for result in resumed.results] == [(x,), (z,)]
+    assert [chunk.recipients for chunk in resumed.unresolved] == [(y,)]
+    assert [chunk.recipients for chunk in resumed.unsent] == [(w,)]
+    assert resumed.recipients == 4 == accounted(resumed)
 
 
 @pytest.mark.looptime

@@ -3,6 +3,7 @@ client, a Redis URL gives them one shared status limit, and what the client made
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 from pathlib import Path
@@ -18,6 +19,7 @@ from engagelab_sms_async import (
     RedisJournal,
     RedisSlidingWindowLimiter,
     SQLiteJournal,
+    StatusLimitBusyError,
     ValidationError,
 )
 from engagelab_sms_async.sandbox import Sandbox
@@ -32,7 +34,7 @@ PLUS8 = dt.timezone(dt.timedelta(hours=8))  # the sandbox reads send dates in +8
 def credentials(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     monkeypatch.setenv("ENGAGELAB_SMS_USER", "demo")
     monkeypatch.setenv("ENGAGELAB_SMS_KEY", "demo-key")
-    for name in ("BASE_URL", "REDIS_URL", "MAX_CONCURRENCY", "TIMEOUT"):
+    for name in ("BASE_URL", "REDIS_URL", "MAX_CONCURRENCY", "TIMEOUT", "STATUS_WAIT"):
         monkeypatch.delenv(f"ENGAGELAB_SMS_{name}", raising=False)
     return monkeypatch
 
@@ -60,6 +62,10 @@ async def test_keywords_win_over_the_environment(credentials: pytest.MonkeyPatch
         ("ENGAGELAB_SMS_TIMEOUT", "-1"),
         ("ENGAGELAB_SMS_TIMEOUT", "nan"),
         ("ENGAGELAB_SMS_TIMEOUT", "inf"),
+        ("ENGAGELAB_SMS_STATUS_WAIT", "-1"),
+        ("ENGAGELAB_SMS_STATUS_WAIT", "soon"),
+        ("ENGAGELAB_SMS_STATUS_WAIT", "nan"),
+        ("ENGAGELAB_SMS_STATUS_WAIT", "inf"),
     ],
 )
 def test_a_bad_value_names_its_variable(credentials: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -67,6 +73,33 @@ def test_a_bad_value_names_its_variable(credentials: pytest.MonkeyPatch, name: s
     with pytest.raises(ValidationError) as info:
         AsyncClient.from_env()
     assert info.value.field == name
+
+
+@pytest.mark.looptime
+async def test_a_status_call_waits_for_the_limit_no_longer_than_the_environment_says(
+    credentials: pytest.MonkeyPatch,
+) -> None:
+    # A worker configured by the environment alone must not hold a request for up to a minute.
+    credentials.setenv("ENGAGELAB_SMS_STATUS_WAIT", "0.5")
+    async with AsyncClient.from_env(transport=Sandbox(clock=Sandbox.loop_clock()).transport()) as client:
+        today = dt.datetime.now(PLUS8).date()
+        await asyncio.gather(*(client.get_status(today, limit=1) for _ in range(60)))  # the window is full
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(StatusLimitBusyError):
+            await client.get_status(today)
+        assert loop.time() - start == pytest.approx(0.5, abs=0.01)
+        assert client.status_wait == 0.5
+
+
+def test_a_status_wait_of_zero_from_the_environment_means_no_wait(credentials: pytest.MonkeyPatch) -> None:
+    credentials.setenv("ENGAGELAB_SMS_STATUS_WAIT", "0")
+    assert AsyncClient.from_env().status_wait == 0.0
+
+
+def test_a_status_wait_keyword_wins_over_the_environment(credentials: pytest.MonkeyPatch) -> None:
+    credentials.setenv("ENGAGELAB_SMS_STATUS_WAIT", "5")
+    assert AsyncClient.from_env(status_wait=None).status_wait is None
 
 
 def test_a_bad_redis_url_is_refused_without_showing_it(credentials: pytest.MonkeyPatch) -> None:

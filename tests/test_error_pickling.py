@@ -162,7 +162,9 @@ EXAMPLES: list[EngageLabError] = [
     LimiterUnavailableError("the status limiter's Redis cannot be reached"),
     ClientClosedError("the client of sms_user 'demo' is closed: it makes no call"),
     StatusLimitBusyError(
-        "no admission within 2s", retry_at=dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
+        "no admission within 2s",
+        retry_at=dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc),
+        held_by="limit",
     ),
     ValidationError("to", "must hold 1 to 1000 numbers, got 0"),
     RequestIdReusedError("r-6", ("+10000000000",), ("+19999999999",)),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -21,8 +22,9 @@ from engagelab_sms_async import (
     SendReport,
     TransportError,
 )
+from engagelab_sms_async import _bulk as bulk
 from engagelab_sms_async._journal import ChunkRecord
-from engagelab_sms_async.sandbox import Sandbox
+from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
 pytestmark = pytest.mark.looptime
 
@@ -144,3 +146,75 @@ async def test_an_async_source_raising_cancelled_error_unasked_aborts_with_what_
     report = info.value.report
     assert report.recipients == 25 == accounted(report)
     assert report.succeeded + report.unsent_recipients == 25
+
+
+class StopOnFirstCall(httpx.AsyncBaseTransport):
+    """Its first request waits a second, then raises ``Stop`` (a supervisor's deadline running out)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.inner, self.requests = sandbox.transport(), 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        first = self.requests == 1
+        await asyncio.sleep(1.0)
+        if first:
+            raise Stop
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_base_exception_wins_over_an_earlier_failure() -> None:
+    def source() -> Iterator[str]:
+        yield from phones(10)
+        raise ValueError("the cursor broke")
+
+    async with bounded(StopOnFirstCall(Sandbox(clock=Sandbox.loop_clock()))) as client:
+        with pytest.raises(Stop):
+            await client.send_bulk(source(), 3, chunk_size=10, concurrency=2)
+
+
+async def test_a_job_stops_taking_chunks_once_its_http_client_was_closed_by_its_owner() -> None:
+    http = httpx.AsyncClient(transport=Sandbox(clock=Sandbox.loop_clock()).transport())
+    await http.aclose()
+    endless = (f"+1444{i:07d}" for i in itertools.count())
+    async with asyncio.timeout(BOUND):
+        report = await AsyncClient("demo", "demo-key", http_client=http).send_bulk(
+            endless, 3, chunk_size=10, concurrency=2
+        )
+    assert not report.complete and report.recipients == report.unsent_recipients <= 30
+
+
+class Cursor:
+    """A sized, slow, asynchronous source (a query's result) that turns a cancellation into its own error."""
+
+    def __init__(self, count: int) -> None:
+        self.items = phones(count)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._numbers()
+
+    async def _numbers(self) -> AsyncIterator[str]:
+        for phone in self.items:
+            try:
+                await asyncio.sleep(0.1)
+            except asyncio.CancelledError:
+                raise RuntimeError("cursor closed") from None
+            yield phone
+
+
+async def test_a_source_that_turns_a_cancellation_into_its_own_error_does_not_hide_it_on_python_3_10(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python 3.10 cannot say whether a task is being cancelled: the error's context does.
+    monkeypatch.setattr(bulk, "cancelling", lambda: False)
+    sandbox = Sandbox(clock=Sandbox.loop_clock(), faults=FaultPlan(at={"send": {0: "401"}}))
+    async with bounded(sandbox.transport()) as client:
+        # The 401 stops the job at once; the consumer then reads the rest of the source as never sent.
+        job = asyncio.create_task(client.send_bulk(Cursor(500), 3, chunk_size=10, concurrency=1))
+        await asyncio.sleep(5)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job

@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -541,3 +542,118 @@ async def test_a_status_call_not_admitted_within_status_wait_gives_its_reservati
         await eventually(lambda: in_log(client, bound, 2))  # the reservation it made was given back
         ahead = await bound.next_admission()
         assert ahead is not None and 29.5 < ahead <= 30.25
+
+
+async def test_a_status_call_not_admitted_within_status_wait_raises_busy_with_the_redis_limiter(
+    client: redis_asyncio.Redis, limiter_redis_proc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real time: the log is on the Redis server's clock. 30 calls at once, room for 10 in 30 s: the other 20
+    raise in time, and none of them holds a place when it raises (its reservation is already out of the log,
+    so a caller that retries at once, or a worker elsewhere, does not queue behind it)."""
+    from engagelab_sms_async import AsyncClient, StatusLimitBusyError
+    from engagelab_sms_async.sandbox import Sandbox
+
+    # Each reservation is named after the call that made it, so the log says whose it is.
+    def member() -> str:
+        task = asyncio.current_task()
+        return f"{task.get_name() if task else '?'}:{secrets.token_hex(4)}"
+
+    monkeypatch.setattr(_redis_limiter, "_member", member)
+    # Read synchronously: the log as it stands when the error reaches the caller, before anything else runs.
+    observer = redis.Redis(host=limiter_redis_proc.host, port=limiter_redis_proc.port)
+    limiter = limiter_on(client, sms_user="demo", limit=10, window=30.0)
+    sandbox = Sandbox()
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    wait = 0.5
+    held: dict[str, list[str]] = {}
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), status_limiter=limiter, status_wait=wait
+    ) as api:
+        loop = asyncio.get_running_loop()
+
+        async def call(name: str) -> tuple[str, float]:
+            started = loop.time()
+            try:
+                await api.get_status(today, limit=1)
+            except StatusLimitBusyError:
+                log = [m.decode() for m in cast("list[bytes]", observer.zrange(limiter.key, 0, -1))]
+                held[name] = [m for m in log if m.startswith(f"{name}:")]
+                return "busy", loop.time() - started
+            return "admitted", loop.time() - started
+
+        calls = [asyncio.create_task(call(f"call-{i}"), name=f"call-{i}") for i in range(30)]
+        outcomes = await asyncio.gather(*calls)
+    observer.close()
+    assert sorted(outcome for outcome, _ in outcomes) == ["admitted"] * 10 + ["busy"] * 20
+    assert max(took for _, took in outcomes) <= wait + 0.3
+    assert held == {name: [] for name in held} and len(held) == 20  # none held a place as it raised
+    assert await client.zcard(limiter.key) == 10 and sandbox.count_calls("status") == 10
+
+
+async def patient_calls(
+    api: Any, today: dt.date, count: int, client: redis_asyncio.Redis, limiter: RedisSlidingWindowLimiter
+) -> list[asyncio.Task[Any]]:
+    """``count`` status calls that would wait as long as it takes, in line in this order, once the 4 in the
+    lane have their reservations; the test cancels them (their times are seconds to minutes away)."""
+    before = int(await client.zcard(limiter.key))
+    calls: list[asyncio.Task[Any]] = []
+    for _ in range(count):
+        calls.append(asyncio.create_task(api.get_status(today, status_wait=math.inf)))
+        await eventually(lambda: in_log(client, limiter, before + min(len(calls), 4)))
+    return calls
+
+
+async def cancelled(calls: list[asyncio.Task[Any]]) -> None:
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_a_call_the_redis_limit_holds_says_so_and_comes_back_at_the_time_it_had_reserved(
+    client: redis_asyncio.Redis,
+) -> None:
+    from engagelab_sms_async import AsyncClient, StatusLimitBusyError
+    from engagelab_sms_async.sandbox import Sandbox
+
+    limiter = limiter_on(client, sms_user="demo", limit=2, window=30.0)
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    sandbox = Sandbox()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), status_limiter=limiter) as api:
+        started = dt.datetime.now(dt.timezone.utc)
+        await api.get_status(today)
+        await api.get_status(today)
+        # 2 in line before it, reserved for when the window opens, 30.25 s on.
+        patient = await patient_calls(api, today, 2, client, limiter)
+        with pytest.raises(StatusLimitBusyError) as info:
+            await api.get_status(today, status_wait=0.3)
+        await cancelled(patient)
+    error = info.value
+    # Its reservation was the next window's: 60.5 s after the first two.
+    assert error.retry_at is not None
+    assert (error.retry_at - started).total_seconds() == pytest.approx(60.5, abs=0.5)
+    assert "status limit (2 calls in any 30 s)" in str(error) and error.held_by == "limit"
+
+
+async def test_a_call_the_lane_holds_before_the_redis_limit_comes_back_behind_the_calls_waiting_for_a_place(
+    client: redis_asyncio.Redis,
+) -> None:
+    from engagelab_sms_async import AsyncClient, StatusLimitBusyError
+    from engagelab_sms_async.sandbox import Sandbox
+
+    limiter = limiter_on(client, sms_user="demo", limit=2, window=30.0)
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    sandbox = Sandbox()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), status_limiter=limiter) as api:
+        started = dt.datetime.now(dt.timezone.utc)
+        await api.get_status(today)
+        await api.get_status(today)
+        # 4 in the lane, reserved 30.25 s and 60.5 s on; 2 waiting for a place in it.
+        patient = await patient_calls(api, today, 6, client, limiter)
+        with pytest.raises(StatusLimitBusyError) as info:
+            await api.get_status(today, status_wait=0.3)
+        await cancelled(patient)
+    error = info.value
+    # Behind the 2 waiting for a place: the 3rd newcomer's time, after 90.75 s twice, is 121 s.
+    assert error.retry_at is not None
+    assert (error.retry_at - started).total_seconds() == pytest.approx(121.0, abs=0.5)
+    assert "status lane (4 calls at a time)" in str(error) and error.held_by == "lane"

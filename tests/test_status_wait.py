@@ -8,9 +8,16 @@ import datetime as dt
 import math
 import pickle
 
+import httpx
 import pytest
 
-from engagelab_sms_async import AsyncClient, EngageLabError, StatusLimitBusyError, ValidationError
+from engagelab_sms_async import (
+    AsyncClient,
+    EngageLabError,
+    SlidingWindowLimiter,
+    StatusLimitBusyError,
+    ValidationError,
+)
 from engagelab_sms_async.sandbox import Sandbox
 
 PLUS8 = dt.timezone(dt.timedelta(hours=8))
@@ -21,7 +28,11 @@ def today() -> dt.date:
 
 
 async def fill_the_window(client: AsyncClient) -> None:
-    await asyncio.gather(*(client.get_status(today(), limit=1) for _ in range(60)))
+    await fill_window_of(client, 60)
+
+
+async def fill_window_of(client: AsyncClient, limit: int) -> None:
+    await asyncio.gather(*(client.get_status(today(), limit=1) for _ in range(limit)))
 
 
 @pytest.mark.looptime
@@ -70,13 +81,94 @@ async def test_the_client_default_applies_and_a_call_may_wait_longer() -> None:
     assert page.total >= 0
 
 
+class SlowStatus(httpx.AsyncBaseTransport):
+    """The sandbox, answering each status call ``seconds`` late: a slow API keeps the status lane full."""
+
+    def __init__(self, sandbox: Sandbox, seconds: float) -> None:
+        self.inner = sandbox.transport()
+        self.seconds = seconds
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/status"):
+            await asyncio.sleep(self.seconds)
+        return await self.inner.handle_async_request(request)
+
+
+def small_limit_client() -> AsyncClient:
+    """A client whose status limit is 2 calls in any 10 s (10.25 s with the margin), on the loop's clock."""
+    limiter = SlidingWindowLimiter(2, 10.0, margin=0.25)
+    transport = Sandbox(clock=Sandbox.loop_clock()).transport()
+    return AsyncClient("demo", "demo-key", transport=transport, status_limiter=limiter)
+
+
+async def queue_patient_calls(client: AsyncClient, count: int) -> list[asyncio.Task[object]]:
+    """``count`` status calls that wait as long as it takes, each in line before the next."""
+    calls: list[asyncio.Task[object]] = []
+    for _ in range(count):
+        calls.append(asyncio.create_task(client.get_status(today(), status_wait=math.inf)))
+        await asyncio.sleep(0.001)
+    return calls
+
+
+@pytest.mark.looptime
+async def test_a_call_held_by_the_limit_says_so_and_comes_back_behind_the_calls_queued_ahead() -> None:
+    async with small_limit_client() as client:
+        await fill_window_of(client, 2)
+        patient = await queue_patient_calls(client, 3)  # in line for the limit, within the lane's 4
+        before = dt.datetime.now(dt.timezone.utc)  # the wall clock: looptime moves only the loop's
+        with pytest.raises(StatusLimitBusyError) as info:
+            await client.get_status(today(), status_wait=1.0)
+        await asyncio.gather(*patient)
+    error = info.value
+    # The 4th place from then: 2 open when the window does (10.25 s), 2 more a window later (20.5 s).
+    assert error.retry_at is not None
+    assert (error.retry_at - before).total_seconds() == pytest.approx(20.5 - 1.0, abs=0.05)
+    assert "status limit (2 calls in any 10 s)" in str(error) and "3 call(s) queued ahead" in str(error)
+    assert error.held_by == "limit"
+
+
+@pytest.mark.looptime
+async def test_a_call_held_by_the_lane_says_so_and_comes_back_behind_the_calls_waiting_for_a_place() -> None:
+    async with small_limit_client() as client:
+        await fill_window_of(client, 2)
+        patient = await queue_patient_calls(client, 6)  # 4 in the lane, in line for the limit; 2 for a place
+        before = dt.datetime.now(dt.timezone.utc)
+        with pytest.raises(StatusLimitBusyError) as info:
+            await client.get_status(today(), status_wait=1.0)
+        await asyncio.gather(*patient)
+    error = info.value
+    # The 7th place: 2 at 10.25 s, 2 at 20.5 s, 2 at 30.75 s, then 41 s.
+    assert error.retry_at is not None
+    assert (error.retry_at - before).total_seconds() == pytest.approx(41.0 - 1.0, abs=0.05)
+    assert "status lane (4 calls at a time)" in str(error) and "2 call(s) waiting ahead" in str(error)
+    assert error.held_by == "lane"
+
+
+@pytest.mark.looptime
+async def test_retry_at_is_in_the_future_when_the_lane_is_full_of_slow_calls_and_the_limit_has_room() -> None:
+    sandbox = Sandbox(clock=Sandbox.loop_clock())
+    async with AsyncClient("demo", "demo-key", transport=SlowStatus(sandbox, 3.0)) as client:
+        await client.get_status(today())  # one slow call: how long a place in the lane is held
+        slow = [asyncio.create_task(client.get_status(today())) for _ in range(4)]
+        await asyncio.sleep(0.001)
+        with pytest.raises(StatusLimitBusyError) as info:
+            await client.get_status(today(), status_wait=1.0)
+        now = dt.datetime.now(dt.timezone.utc)
+        await asyncio.gather(*slow)
+    error = info.value
+    assert error.retry_at is not None
+    assert error.retry_at > now  # a place frees when one of the 4 slow calls ends: about 3 s later
+    assert (error.retry_at - now).total_seconds() == pytest.approx(3.0, abs=0.1)
+    assert error.held_by == "lane"
+
+
 @pytest.mark.parametrize("wait", [-1, "5", True, float("nan")])
 def test_a_bad_status_wait_is_refused(wait: object) -> None:
     with pytest.raises(ValidationError, match="status_wait"):
         AsyncClient("demo", "demo-key", status_wait=wait)  # type: ignore[arg-type]
 
 
-def test_the_busy_error_pickles_with_its_retry_at() -> None:
+def test_the_busy_error_pickles_with_its_retry_at_and_what_held_it() -> None:
     when = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
-    error = pickle.loads(pickle.dumps(StatusLimitBusyError("busy", retry_at=when)))
-    assert error.retry_at == when and str(error) == "busy"
+    error = pickle.loads(pickle.dumps(StatusLimitBusyError("busy", retry_at=when, held_by="lane")))
+    assert (error.retry_at, error.held_by, str(error), error.args) == (when, "lane", "busy", ("busy",))

@@ -52,6 +52,8 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 #: Seconds an idle HTTP connection to the service stays open, at both ends: it stays with its worker.
 KEEP_ALIVE = 120
+#: Seconds the service's status calls wait for the shared status limit before it answers 503.
+STATUS_WAIT = 5.0
 
 web_redis_proc = factories.redis_proc(port=None)  # type: ignore[arg-type]
 
@@ -159,6 +161,7 @@ def client_env(sandbox_url: str, **more: str) -> dict[str, str]:
         "ENGAGELAB_SMS_USER": "demo",
         "ENGAGELAB_SMS_KEY": "demo-key",
         "ENGAGELAB_SMS_BASE_URL": sandbox_url,
+        "ENGAGELAB_SMS_STATUS_WAIT": str(STATUS_WAIT),  # as the README's recipe deploys it
         **more,
     }
 
@@ -208,7 +211,7 @@ LIMIT, WINDOW = 60, 60.0  # the API's rule for /v1/status, per sms_user
 BURST = 20  # requests fired at once at the start, so that both workers serve calls concurrently
 SPREAD = 120  # then one request every FIRE_SECONDS / SPREAD seconds
 FIRE_SECONDS = 66.0  # just over one window: calls admitted at the start leave it, and new ones come in
-REQUEST_TIMEOUT = 20.0  # the service answers within its STATUS_WAIT (5 s) plus one call
+REQUEST_TIMEOUT = 20.0  # the service answers within its STATUS_WAIT plus one call
 CONNECTIONS_PER_WORKER = 8  # enough for the requests a worker holds at once (about 5, waiting 5 s each)
 
 
