@@ -846,6 +846,17 @@ async def test_a_foreign_answer_sends_as_asked_and_names_one_more_number_not_ask
     assert plan.injected == Counter({Fault.FOREIGN: 2})
 
 
+@pytest.mark.looptime
+async def test_a_foreign_answer_comes_once_after_the_latency() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "foreign"}}), latency=0.5, clock=Sandbox.loop_clock())
+    loop = asyncio.get_running_loop()
+    async with client_for(sandbox) as http:
+        started = loop.time()
+        answer = (await http.post("/send", json=send_body(phones(1)))).json()
+        assert loop.time() - started == pytest.approx(0.5)
+    assert len(answer["sms_ids"]) == 2 and sandbox.deliveries == Counter(phones(1))
+
+
 async def test_a_foreign_swap_answer_names_another_number_instead_of_one_sent() -> None:
     sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "foreign-swap", 1: "foreign-swap"}}))
     async with client_for(sandbox) as http:

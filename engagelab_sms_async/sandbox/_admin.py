@@ -10,7 +10,8 @@ under ``/v1`` are the same with or without them, and admin calls are never count
 - ``GET /_admin/send_attempts[?prefix=+1555]``: every ``/send`` request processed, in order (see
   ``Sandbox.send_attempts``), as ``[{"time", "sms_user", "request_id", "to", "replayed", "fault"}]``; only
   those naming a phone that starts with ``prefix``;
-- ``GET /_admin/calls``: the API calls received, by endpoint and HTTP status (``"0"``: connection cut),
+- ``GET /_admin/calls``: the API calls received, by endpoint and HTTP status (``"0"``: connection cut;
+  ``"499"``: the client left before its request was read whole),
   a total per endpoint, ``rate_limited`` (429s of the /status rate limiter, injected ones excluded) and
   ``injected`` (faults injected, by kind);
 - ``GET /_admin/status_calls``: the time (epoch seconds, by the sandbox's clock) each ``/v1/status`` call
