@@ -1,9 +1,9 @@
 """The instruments of the promise search (``tests/test_promise_search.py``): journals and sources that fail
 on cue, counts taken from what reached the sandbox, the time a run may take, and a run that must end.
 
-Nothing here trusts the library or the sandbox's deduplication: a send is counted from the ``/send``
-requests the sandbox processed (``Sandbox.send_attempts``), an item from what the source handed out, and a
-run's end from the event loop's (fast-forwarded) clock.
+Nothing here trusts the sandbox's deduplication or the library's report: a send is counted from the
+``/send`` requests the sandbox processed (``Sandbox.send_attempts``), an item from what the source handed
+out, and a run's end from the event loop's (fast-forwarded) clock.
 """
 
 from __future__ import annotations
@@ -14,21 +14,22 @@ import gc
 import io
 import math
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 import httpx
 
 from engagelab_sms_async import MemoryJournal, RetryPolicy
 from engagelab_sms_async._journal import ChunkRecord
-from engagelab_sms_async._numbers import keys, loose, normal
-from engagelab_sms_async.sandbox import FOREIGN_FAULTS, SendAttempt
+from engagelab_sms_async._numbers import loose, normal
+from engagelab_sms_async.sandbox import SendAttempt
 from engagelab_sms_async.sandbox._dedup import DEDUP_SECONDS
 from engagelab_sms_async.sandbox._world import Clock, is_well_formed
 
 __all__ = [
     "GRACE",
     "ClockedJournal",
+    "ForeignAnswer",
     "HookedTransport",
     "Meltdown",
     "Source",
@@ -174,12 +175,13 @@ class Source:
 
 
 def chunks_of(numbers: Sequence[str], size: int) -> list[list[str]]:
-    """The chunks a job cuts ``numbers`` into: each number once, in the form of its first occurrence."""
-    seen: set[Any] = set()
+    """The chunks a job cuts ``numbers`` into: each number (by its normal form) once, in the form of its
+    first occurrence."""
+    seen: set[str] = set()
     kept = []
-    for number, key in zip(numbers, keys(numbers), strict=True):
-        if key not in seen:
-            seen.add(key)
+    for number in numbers:
+        if normal(number) not in seen:
+            seen.add(normal(number))
             kept.append(number)
     return [kept[start : start + size] for start in range(0, len(kept), size)]
 
@@ -239,10 +241,23 @@ def names_a_number_not_asked(named: Sequence[str], asked: Sequence[str]) -> bool
     return False
 
 
-def foreign_answers(run: Sequence[SendAttempt], before: Sequence[SendAttempt]) -> list[int]:
-    """The positions in ``run`` of the attempts whose answer named a number not asked: a foreign fault, or
-    the memory of the request_id answering with what an earlier request asked (``before``: every attempt
-    the sandbox processed before ``run``)."""
+@attrs.frozen
+class ForeignAnswer:
+    """An answer that named a number not asked: which request got it, and how it named it."""
+
+    position: int  # in the run
+    attempt: SendAttempt
+    #: The numbers not asked are named among the failed items only; the sms_ids name numbers asked.
+    among_refusals_only: bool
+    #: The answer names not one number asked.
+    none_asked: bool
+
+
+def foreign_answers(run: Sequence[SendAttempt], before: Sequence[SendAttempt]) -> list[ForeignAnswer]:
+    """The answers of ``run`` that named a number not asked: a foreign fault, or the memory of the
+    request_id answering with what an earlier request asked (``before``: every request the sandbox processed
+    before ``run``). The sandbox names a request's well-formed numbers by sms_ids, the others as failed
+    items."""
     answered_by: dict[tuple[str, str | None], SendAttempt] = {}
     for attempt in before:
         if not attempt.replayed and any(map(is_well_formed, attempt.to)):
@@ -251,10 +266,18 @@ def foreign_answers(run: Sequence[SendAttempt], before: Sequence[SendAttempt]) -
     for position, attempt in enumerate(run):
         key = (attempt.sms_user, attempt.request_id)
         source = answered_by.get(key)
-        if attempt.fault in FOREIGN_FAULTS or (
-            attempt.replayed and source is not None and names_a_number_not_asked(source.to, attempt.to)
-        ):
-            found.append(position)
+        if attempt.fault == "foreign":  # one more number: among the failed items when there are some
+            refusals = not all(map(is_well_formed, attempt.to))
+            found.append(ForeignAnswer(position, attempt, among_refusals_only=refusals, none_asked=False))
+        elif attempt.fault == "foreign-swap":  # another number instead of the first sent to
+            alone = len(attempt.to) == 1
+            found.append(ForeignAnswer(position, attempt, among_refusals_only=False, none_asked=alone))
+        elif attempt.replayed and source is not None:
+            strange = [phone for phone in source.to if names_a_number_not_asked([phone], attempt.to)]
+            if strange:
+                refusals = not any(map(is_well_formed, strange))
+                none = len(strange) == len(source.to)
+                found.append(ForeignAnswer(position, attempt, among_refusals_only=refusals, none_asked=none))
         if not attempt.replayed and any(map(is_well_formed, attempt.to)):
             answered_by[key] = attempt  # what the memory answers with from now on (it keeps the true answer)
     return found
