@@ -249,8 +249,8 @@ class ForeignAnswer:
     attempt: SendAttempt
     #: The numbers not asked are named among the failed items only; the sms_ids name numbers asked.
     among_refusals_only: bool
-    #: The answer names not one number asked.
-    none_asked: bool
+    #: Its sms_ids name not one number asked (its failed items may).
+    no_sms_id_asked: bool
 
 
 def foreign_answers(run: Sequence[SendAttempt], before: Sequence[SendAttempt]) -> list[ForeignAnswer]:
@@ -268,16 +268,20 @@ def foreign_answers(run: Sequence[SendAttempt], before: Sequence[SendAttempt]) -
         source = answered_by.get(key)
         if attempt.fault == "foreign":  # one more number: among the failed items when there are some
             refusals = not all(map(is_well_formed, attempt.to))
-            found.append(ForeignAnswer(position, attempt, among_refusals_only=refusals, none_asked=False))
+            found.append(
+                ForeignAnswer(position, attempt, among_refusals_only=refusals, no_sms_id_asked=False)
+            )
         elif attempt.fault == "foreign-swap":  # another number instead of the first sent to
-            alone = len(attempt.to) == 1
-            found.append(ForeignAnswer(position, attempt, among_refusals_only=False, none_asked=alone))
+            alone = sum(map(is_well_formed, attempt.to)) == 1
+            found.append(ForeignAnswer(position, attempt, among_refusals_only=False, no_sms_id_asked=alone))
         elif attempt.replayed and source is not None:
             strange = [phone for phone in source.to if names_a_number_not_asked([phone], attempt.to)]
             if strange:
                 refusals = not any(map(is_well_formed, strange))
-                none = len(strange) == len(source.to)
-                found.append(ForeignAnswer(position, attempt, among_refusals_only=refusals, none_asked=none))
+                none = set(filter(is_well_formed, source.to)) <= set(strange)
+                found.append(
+                    ForeignAnswer(position, attempt, among_refusals_only=refusals, no_sms_id_asked=none)
+                )
         if not attempt.replayed and any(map(is_well_formed, attempt.to)):
             answered_by[key] = attempt  # what the memory answers with from now on (it keeps the true answer)
     return found

@@ -282,8 +282,8 @@ KNOWN: dict[str, Callable[[ForeignAnswer], bool]] = {
     # test_an_answer_refusing_a_number_not_asked_is_not_counted_as_a_success
     "a number not asked among the failed items only": lambda answer: answer.among_refusals_only,
     # test_a_number_answered_as_another_is_never_sent_again_even_after_the_hour
-    "an answer naming only a number not asked, to a request that was carried out": lambda answer: (
-        answer.none_asked and answer.attempt.fault == "foreign-swap"
+    "an answer whose sms_ids name only numbers not asked, to a request carried out": lambda answer: (
+        answer.no_sms_id_asked and answer.attempt.fault == "foreign-swap"
     ),
 }
 

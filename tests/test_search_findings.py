@@ -116,8 +116,8 @@ async def test_an_answer_refusing_a_number_not_asked_is_not_counted_as_a_success
 
 @pytest.mark.xfail(
     strict=True,
-    reason="a number delivered by a call whose answer names only another number is reported rejected "
-    "(nothing sent), and the journal's 'rejected' lets a resume after the hour send it again",
+    reason="a number delivered by a call whose answer's sms_ids name only numbers not asked is reported "
+    "rejected (nothing sent), and the journal's 'rejected' lets a resume after the hour send it again",
 )
 async def test_a_number_answered_as_another_is_never_sent_again_even_after_the_hour() -> None:
     # Found by the search: Job(numbers=[X], chunk_size=1, faults={0: "foreign-swap"}, move=3601): the
