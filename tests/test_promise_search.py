@@ -59,9 +59,13 @@ it ends with accounts for every number read.
 
 ``HYPOTHESIS_PROFILE=deep`` runs 5 000 examples of each search instead of the 200 of CI;
 ``HYPOTHESIS_PROFILE=liveness`` runs 20 000 of the liveness search (select it with ``-k liveness``). Neither
-has a pytest timeout: their bound is (d). ``SEARCH_SKIP_KNOWN=1`` passes over the examples that meet a
-defect found before and not fixed yet (``KNOWN``, each a strict xfail in ``test_search_findings.py``), so
-that a long run looks for new ones; CI never sets it.
+has a pytest timeout: their bound is (d).
+
+The examples that set off a defect found before and not fixed yet (``KNOWN``) are passed over (counted as
+invalid, with an event saying which), so that the search looks for new ones and CI stays green: each known
+defect is a strict xfail test of its own in ``test_search_findings.py``, which fails the run once the fix
+lands, and ``KNOWN`` must then lose its entry (``test_every_known_defect_is_a_strict_xfail_test_of_its_own``).
+``SEARCH_STRICT=1`` checks them too.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ from engagelab_sms_async._numbers import named_by, normal
 from engagelab_sms_async.sandbox import FOREIGN_FAULTS, FaultPlan, MovableClock, Sandbox, SendAttempt
 from engagelab_sms_async.sandbox._world import is_well_formed
 
+from . import test_search_findings
 from ._search import (
     ClockedJournal,
     ForeignAnswer,
@@ -114,7 +119,7 @@ EXAMPLES, LIVENESS_EXAMPLES, TIMEOUT = {
     "liveness": (200, 20000, 0),
 }[PROFILE]
 SEARCH = settings(deadline=None, suppress_health_check=list(HealthCheck))
-SKIP_KNOWN = os.environ.get("SEARCH_SKIP_KNOWN") == "1"
+STRICT = os.environ.get("SEARCH_STRICT") == "1"
 
 FAULTS = ["500", "502", "503", "429", "slow", "reset", "drop", "401", "400"]
 FOREIGN = [fault.value for fault in FOREIGN_FAULTS]
@@ -277,21 +282,24 @@ def check_foreign_answers(
     return True
 
 
-#: The defects found and not fixed yet, each by the answer that sets it off.
-KNOWN: dict[str, Callable[[ForeignAnswer], bool]] = {
-    # test_an_answer_refusing_a_number_not_asked_is_not_counted_as_a_success
-    "a number not asked among the failed items only": lambda answer: answer.among_refusals_only,
-    # test_a_number_answered_as_another_is_never_sent_again_even_after_the_hour
-    "an answer whose sms_ids name only numbers not asked, to a request carried out": lambda answer: (
-        answer.no_sms_id_asked and answer.attempt.fault == "foreign-swap"
+#: The defects found and not fixed yet: the test of each (in test_search_findings.py) and the answer that
+#: sets it off.
+KNOWN: dict[str, tuple[str, Callable[[ForeignAnswer], bool]]] = {
+    "a number not asked among the failed items only": (
+        "test_an_answer_refusing_a_number_not_asked_is_not_counted_as_a_success",
+        lambda answer: answer.among_refusals_only,
+    ),
+    "an answer whose sms_ids name only numbers not asked, to a request carried out": (
+        "test_a_number_answered_as_another_is_never_sent_again_even_after_the_hour",
+        lambda answer: answer.no_sms_id_asked and answer.attempt.fault == "foreign-swap",
     ),
 }
 
 
 def pass_over_known_defects(run: list[SendAttempt], before: list[SendAttempt]) -> None:
-    if SKIP_KNOWN:
+    if not STRICT:
         answers = foreign_answers(run, before)
-        for name, sets_off in KNOWN.items():
+        for name, (_, sets_off) in KNOWN.items():
             if any(map(sets_off, answers)):
                 event(f"passed over: {name}")
                 reject()
@@ -514,6 +522,15 @@ def test_the_search_is_not_vacuous() -> None:
 
     sample()
     assert all(seen.values()), seen
+
+
+def test_every_known_defect_is_a_strict_xfail_test_of_its_own() -> None:
+    # A defect the search passes over is one a test shows failing; once fixed, it is searched for again.
+    for name, (test_name, _) in KNOWN.items():
+        test = getattr(test_search_findings, test_name, None)
+        assert test is not None, f"{name}: no {test_name} in test_search_findings.py"
+        marks = [mark for mark in getattr(test, "pytestmark", []) if mark.name == "xfail"]
+        assert marks and marks[0].kwargs.get("strict"), f"{name}: {test_name} is not a strict xfail: fixed?"
 
 
 # --- (h) liveness alone -------------------------------------------------------------------------------------
