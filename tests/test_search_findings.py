@@ -1,4 +1,5 @@
-"""Each counterexample the promise search (``tests/test_promise_search.py``) found, as a test of its own.
+"""Each counterexample the promise search (``tests/test_promise_search.py``) found, as a test of its own, and
+one defect noticed beside it (what a stale chunk's report advises).
 
 Every test here failed when it was written. A test of a defect the library has not fixed yet is marked
 ``xfail(strict=True)`` with what is wrong, and loses the mark when the fix lands (a strict xfail that passes
@@ -17,6 +18,7 @@ import pytest
 from engagelab_sms_async import (
     AsyncClient,
     BulkAbortedError,
+    RequestIdExpiredError,
     RequestIdReusedError,
     RetryPolicy,
     SendReport,
@@ -200,3 +202,28 @@ async def test_a_resume_stopped_by_a_refusal_reports_the_chunks_after_it_as_the_
     assert sandbox.deliveries[z] == 1
     assert resumed.unsent == (), "a chunk the journal holds as sent reported as never sent"
     assert "job:2" in results_of(resumed)
+
+
+# --- what a stale chunk's report advises -------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="UnresolvedChunk.hint reads this machine's clock, not the error: a chunk the journal's clock "
+    "found past 55 minutes (RequestIdExpiredError) is advised to be resent when this machine's clock lags",
+)
+async def test_a_stale_chunk_is_never_advised_to_be_resent() -> None:
+    # Noticed while checking the search's resumes after the hour: the journal's clock (Redis's, or here the
+    # sandbox's, moved past the hour) is ahead of this machine's, as it may be on a worker whose clock lags.
+    clock = MovableClock(base=Sandbox.loop_clock())
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop"}}), clock=clock)
+    journal = ClockedJournal(clock)
+    settings = {"job_id": "job", "journal": journal}
+    async with client_of(sandbox.transport()) as client:
+        await client.send_bulk([X], 7, **settings)
+        clock.advance(3700)
+        resumed = await client.send_bulk([X], 7, **settings)
+
+    [stale] = resumed.unresolved
+    assert isinstance(stale.error, RequestIdExpiredError)
+    assert "resend them" not in stale.hint and "check their delivery statuses" in stale.hint
