@@ -200,6 +200,8 @@ def sent_twice(attempts: Sequence[SendAttempt]) -> dict[str, list[tuple[float, s
     first_of: dict[str | None, float] = {}
     naming: dict[str, list[SendAttempt]] = {}
     for attempt in attempts:
+        if not attempt.processed:
+            continue  # the answer of another request (foreign-swap): nothing was sent
         first_of.setdefault(attempt.request_id, attempt.time)
         for phone in attempt.to:
             if is_well_formed(phone):

@@ -857,7 +857,7 @@ async def test_a_foreign_answer_comes_once_after_the_latency() -> None:
     assert len(answer["sms_ids"]) == 2 and sandbox.deliveries == Counter(phones(1))
 
 
-async def test_a_foreign_swap_answer_names_another_number_instead_of_one_sent() -> None:
+async def test_a_foreign_swap_answer_names_another_number_instead_of_one_asked_and_sends_nothing() -> None:
     sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "foreign-swap", 1: "foreign-swap"}}))
     async with client_for(sandbox) as http:
         swapped = (await http.post("/send", json=send_body(phones(2)))).json()
@@ -866,8 +866,11 @@ async def test_a_foreign_swap_answer_names_another_number_instead_of_one_sent() 
     named = [sms_id.rpartition("$")[2] for sms_id in swapped["sms_ids"]]
     assert re.fullmatch(r"\+999[0-9]{9}", named[0]) and named[1:] == phones(2)[1:]
     assert refused.status_code == 400
-    assert sandbox.deliveries == Counter(phones(2))
-    assert [attempt.fault for attempt in sandbox.send_attempts] == ["foreign-swap", None]
+    assert sandbox.deliveries == Counter()
+    assert [(attempt.fault, attempt.processed) for attempt in sandbox.send_attempts] == [
+        ("foreign-swap", False),
+        (None, True),
+    ]
 
 
 async def test_a_plan_counts_the_calls_it_decided_so_that_a_fault_can_be_placed_on_the_next_one() -> None:

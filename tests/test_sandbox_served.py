@@ -238,7 +238,7 @@ async def test_admin_send_attempts_list_every_processed_send_by_prefix() -> None
         everyone = (await http.get(f"{ADMIN}/send_attempts")).json()
         typed = (await http.get(f"{ADMIN}/send_attempts?prefix=+1666")).json()  # as in curl: "+" unencoded
 
-    first = {"time": START, "sms_user": "demo", "request_id": "r", "to": ["+15550000001"]}
+    first = {"time": START, "sms_user": "demo", "request_id": "r", "to": ["+15550000001"], "processed": True}
     assert everyone == [
         {**first, "replayed": False, "fault": "drop"},
         {**first, "time": START + 5, "replayed": True, "fault": None},
@@ -252,6 +252,7 @@ async def test_admin_send_attempts_list_every_processed_send_by_prefix() -> None
             "to": ["+16660000001", "+15550000002"],
             "replayed": False,
             "fault": None,
+            "processed": True,
         }
     ]
 

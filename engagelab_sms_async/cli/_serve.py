@@ -37,8 +37,9 @@ def sandbox(
             "of the calls, a kind drawn among KINDS, e.g. send:500,drop=0.1 (one such spec at most; * for "
             "every endpoint or for the transient kinds). Endpoints: send, status, stats_day, process_failed, "
             "send_failed. Kinds: 500, 502, 503, 429, slow, reset, drop (processed, then the connection is "
-            "cut unanswered), 401, 400, foreign, foreign-swap (processed, and the answer names a number "
-            "not asked).",
+            "cut unanswered), 401, 400, foreign (processed, and the answer names one more number, not "
+            "asked), foreign-swap (not processed, and answered as a reused request_id is: a number not "
+            "asked in place of the first).",
             show_default=False,
         ),
     ] = None,

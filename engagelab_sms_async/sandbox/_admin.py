@@ -8,8 +8,8 @@ under ``/v1`` are the same with or without them, and admin calls are never count
 - ``GET /_admin/deliveries[?prefix=+1555]``: ``{phone: number of SMS created for it}`` (only the phones
   starting with ``prefix``, its ``+`` encoded or not); a value above 1 means a phone got the template twice;
 - ``GET /_admin/send_attempts[?prefix=+1555]``: every ``/send`` request processed, in order (see
-  ``Sandbox.send_attempts``), as ``[{"time", "sms_user", "request_id", "to", "replayed", "fault"}]``; only
-  those naming a phone that starts with ``prefix``;
+  ``Sandbox.send_attempts``), as ``[{"time", "sms_user", "request_id", "to", "replayed", "fault",
+  "processed"}]``; only those naming a phone that starts with ``prefix``;
 - ``GET /_admin/calls``: the API calls received, by endpoint and HTTP status (``"0"``: connection cut;
   ``"499"``: the client left before its request was read whole),
   a total per endpoint, ``rate_limited`` (429s of the /status rate limiter, injected ones excluded) and

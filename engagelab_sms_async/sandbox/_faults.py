@@ -35,7 +35,7 @@ class Fault(str, enum.Enum):
     Three families: the transient faults (5xx, 429, slow, reset, drop), which a retrying client rides out;
     the refusals (401, 400), which it must not retry; and the foreign answers (``foreign``, ``foreign-swap``),
     which name a number the request did not ask for, as the answer to a reused request_id does. Only
-    ``drop``, ``slow`` and the foreign answers process the request.
+    ``drop``, ``slow`` and ``foreign`` process the request.
     """
 
     SERVER_ERROR = "500"
@@ -60,8 +60,10 @@ class Fault(str, enum.Enum):
     """Processed (every well-formed number gets its SMS), and the answer names one more number, not asked
     (``FaultPlan.foreign_number()``): among the failed items when it has some, else as one more sms_id."""
     FOREIGN_SWAP = "foreign-swap"
-    """Processed (every well-formed number gets its SMS), and the answer's first sms_id names a number not
-    asked (``FaultPlan.foreign_number()``) instead of the one it was sent to."""
+    """Not processed (nothing is sent, nothing remembered), and answered as the API answers a request_id
+    used before for other numbers: a success whose first sms_id names a number not asked
+    (``FaultPlan.foreign_number()``) instead of the first number asked. The API's contract (a reused
+    request_id sends nothing) is what lets a client take an answer naming none of its numbers as a refusal."""
 
 
 #: The faults a retrying client rides out: 5xx, 429, slow, reset, drop. The default ``kinds`` of a plan.
@@ -99,7 +101,8 @@ class FaultPlan:
     (invalid parameter, code 31001), are placed with ``at`` or added to ``kinds`` (``REFUSAL_FAULTS``), e.g.
     ``FaultPlan(at={"send": {0: "drop", 1: "401"}})``: the first call is sent and its answer lost, the retry
     is refused. Neither refusal processes the request. The foreign answers (``FOREIGN_FAULTS``) are placed
-    the same way: the request is processed, and its answer names a number it did not ask for.
+    the same way: the answer names a number the request did not ask for (``foreign`` processes it,
+    ``foreign-swap`` does not).
 
     A plan keeps state (the per-endpoint counters and the random generator): give each sandbox its own.
     """

@@ -107,6 +107,14 @@ class Ledger:
 
     def create(self, sms_user: str, request: SendRequest, phones: Sequence[str], now: float) -> Batch:
         """One SMS per phone (all well-formed) of ``request``, created at ``now``."""
+        batch = self.draft(sms_user, request, phones, now)
+        self._batches[batch.seq] = batch
+        self._logs.setdefault(sms_user, _UserLog()).add(batch)
+        self.deliveries.update(batch.phones)
+        return batch
+
+    def draft(self, sms_user: str, request: SendRequest, phones: Sequence[str], now: float) -> Batch:
+        """The batch ``create`` would make, kept nowhere: the answer of a request not carried out."""
         seq = next(self._sequence)
         token = "".join(self._random.choice(_BASE36) for _ in range(6))
         fates = [fate_of(phone) for phone in phones]
@@ -130,9 +138,6 @@ class Ledger:
             id_suffix=f"_{token}$",
             histogram=tuple(histogram),
         )
-        self._batches[seq] = batch
-        self._logs.setdefault(sms_user, _UserLog()).add(batch)
-        self.deliveries.update(batch.phones)
         return batch
 
     def find(self, sms_id: str) -> tuple[Batch, int] | None:

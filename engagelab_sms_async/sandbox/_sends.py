@@ -15,7 +15,7 @@ import attrs
 
 from ._codes import ApiError, ErrorCode, dump_json
 from ._dedup import RecentRequests
-from ._faults import FOREIGN_FAULTS
+from ._faults import FOREIGN_FAULTS, Fault
 from ._ledger import Batch, Ledger
 from ._requests import SendRequest
 
@@ -24,6 +24,7 @@ __all__ = ["SendAttempt", "Sends", "is_well_formed"]
 _PHONE_DIGITS = frozenset(string.digits)
 #: The faults that change the answer of a success only (``FOREIGN_FAULTS``).
 _CHANGES_A_SUCCESS = frozenset(fault.value for fault in FOREIGN_FAULTS)
+_SWAPPED = Fault.FOREIGN_SWAP.value
 
 
 def is_well_formed(phone: str) -> bool:
@@ -52,6 +53,9 @@ class SendAttempt:
     replayed: bool
     #: The fault that held back or changed the answer, or None when it was answered as processed.
     fault: str | None = None
+    #: False when nothing was carried out and the answer is another request's (``foreign-swap``); a replay
+    #: is processed (it is answered from the memory of its own request_id).
+    processed: bool = True
 
 
 @attrs.frozen
@@ -105,7 +109,10 @@ class Sends:
         good = [] if replayed else [phone for phone in request.to if is_well_formed(phone)]
         if not replayed and not good and fault in _CHANGES_A_SUCCESS:
             fault = None  # a refusal is answered as it is
-        self.attempts.append(SendAttempt(now, sms_user, request.request_id, request.to, replayed, fault))
+        # The answer to a reused request_id, as the API gives it: another request's, and nothing is sent.
+        swapped = fault == _SWAPPED
+        attempt = SendAttempt(now, sms_user, request.request_id, request.to, replayed, fault, not swapped)
+        self.attempts.append(attempt)
         if previous is not None:
             return previous.body()
         if not good:
@@ -115,6 +122,9 @@ class Sends:
             if len(good) < len(request.to)
             else ()
         )
+        if swapped:
+            batch = self._ledger.draft(sms_user, request, good, now)
+            return _SendResult(batch, failed, request.request_id, request.custom_args).body()
         batch = self._ledger.create(sms_user, request, good, now)
         result = _SendResult(batch, failed, request.request_id, request.custom_args)
         if key is not None:
