@@ -118,9 +118,14 @@ def worker_env(served: Served, redis_url: str) -> dict[str, str]:
         ENGAGELAB_SMS_KEY="demo-key",
         ENGAGELAB_SMS_REDIS_URL=redis_url,
         REDIS_URL=redis_url,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        PYTHONPATH=worker_env_path(),
     )
     return env
+
+
+def worker_env_path() -> str:
+    """The worker's PYTHONPATH: this checkout first, so a worker imports the code under test."""
+    return os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
 def redis_url_of(proc: Any) -> str:
@@ -264,6 +269,75 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 # --- Celery -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def celery_worker(
+    env: dict[str, str], log: Path, app: str = "examples.celery_sms", concurrency: int = 2
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery -A app worker`` (a main process and its pool children, in a process group of their
+    own), ready to take tasks."""
+    command = [sys.executable, "-m", "celery", "-A", app, "worker", "-c", str(concurrency)]
+    with log.open("ab") as out:
+        worker = subprocess.Popen(
+            [*command, "--loglevel=info", "--without-gossip", "--without-mingle"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        ready = log.stat().st_size
+
+        def up() -> bool:
+            assert worker.poll() is None, log.read_text(errors="replace")[-3000:]
+            with log.open("rb") as text:
+                text.seek(ready)
+                return b"ready." in text.read()
+
+        wait_until(up, "the Celery worker is ready", 60)
+        yield worker
+    finally:
+        stop(worker)
+
+
+@contextlib.contextmanager
+def celery_app(module: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The module of a Celery app, imported here with its broker and results in ``redis_url``."""
+    import gc
+    import importlib
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    imported = importlib.reload(importlib.import_module(module))
+    try:
+        yield imported
+    finally:
+        # Celery's AsyncResults let go of their pending state when collected: while Redis is up.
+        gc.collect()
+        imported.app.close()
+
+
+def test_a_celery_workers_library_errors_reach_result_get_as_themselves_with_their_fields(
+    queue_redis_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ._error_examples import EXAMPLES, shape
+
+    redis_url = redis_url_of(queue_redis_proc)
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": worker_env_path()}
+    with (
+        celery_worker(env, tmp_path / "celery.log", app="tests._celery_errors", concurrency=1),
+        celery_app("tests._celery_errors", redis_url, monkeypatch) as tasks,
+    ):
+        # Celery's default: JSON results, where an error is its class's module, name and args.
+        assert tasks.app.conf.result_serializer == "json"
+        for index, example in enumerate(EXAMPLES):
+            # As a caller's ``except RequestIdExpiredError`` would, by class.
+            with pytest.raises(type(example)) as caught:
+                tasks.fail.delay(index).get(timeout=30)
+            assert type(caught.value) is type(example)
+            assert str(caught.value) == str(example)
+            assert shape(caught.value, wrapped=False) == shape(example, wrapped=False)
 
 
 def test_a_celery_worker_sends_every_number_once_through_dropped_answers(
