@@ -453,8 +453,13 @@ class UnresolvedChunksError(EngageLabError):
     queue retries the job: ``unresolved`` (outcome unknown), ``unsent`` (never sent) and ``rejected``
     (refused whole; only when asked for), with their request_ids and numbers; ``complete`` is False when the
     job stopped before reading its whole source. ``job_id`` is the job's id: run it again with it and the
-    same journal. ``outcome_unknown`` is True when any chunk is unresolved. (In ``args``, each chunk is a
-    dict.)
+    same journal. (In ``args``, each chunk is a dict.)
+
+    ``outcome_unknown`` is True when a rerun can still resend an unresolved chunk: one within its request_id's
+    hour. When every unresolved chunk is past it (its error a ``RequestIdExpiredError``, or its
+    ``resend_before`` gone), the error is final for them (``outcome_unknown`` False): a rerun would not resend
+    them, so check their numbers' delivery statuses instead. ``is_retryable`` says whether a rerun can
+    finish anything (unresolved chunks within their hour, unsent chunks, a source not read to its end).
     """
 
     def __init__(
@@ -472,23 +477,48 @@ class UnresolvedChunksError(EngageLabError):
         self.unsent = unsent = portable.unsent_of(unsent)
         self.rejected = rejected = portable.rejected_of(rejected)
         self.complete = complete
-        if outcome_unknown is None:
-            outcome_unknown = bool(unresolved)
+        if outcome_unknown is None:  # decided now; args carry the verdict to a copy made later
+            now = dt.datetime.now(dt.timezone.utc)
+            outcome_unknown = any(not _past_its_hour(chunk, now) for chunk in unresolved)
 
         def numbers(
             chunks: tuple[UnresolvedChunk, ...] | tuple[UnsentChunk, ...] | tuple[RejectedChunk, ...],
         ) -> int:
             return sum(len(chunk.recipients) for chunk in chunks)
 
-        super().__init__(
-            f"bulk job {job_id!r} is not done: {len(unresolved)} chunk(s) unresolved ({numbers(unresolved)} "
-            f"numbers), {len(unsent)} unsent ({numbers(unsent)}), {len(rejected)} rejected "
-            f"({numbers(rejected)}){'' if complete else ', and its source was not read to its end'}; run "
-            "it again with the same job_id and journal (within the hour for the unresolved ones): nothing "
-            "already sent is sent twice",
-            outcome_unknown,
-            first_attempt_at,
+        counts = (
+            f"{len(unresolved)} chunk(s) unresolved ({numbers(unresolved)} numbers), {len(unsent)} unsent "
+            f"({numbers(unsent)}), {len(rejected)} rejected ({numbers(rejected)})"
+            f"{'' if complete else ', and its source was not read to its end'}"
         )
+        if unresolved and not outcome_unknown:
+            advice = (
+                "its unresolved chunks are past their request_id's hour, so resending them could deliver "
+                "twice and no rerun will: check their numbers' delivery statuses (iter_status) before "
+                "sending any of them again"
+            )
+            if unsent or not complete:
+                advice += "; run it again with the same job_id and journal to send the unsent ones"
+        else:
+            advice = (
+                "run it again with the same job_id and journal (within the hour for the unresolved ones): "
+                "nothing already sent is sent twice"
+            )
+            expired = sum(isinstance(chunk.error, RequestIdExpiredError) for chunk in unresolved)
+            if expired:
+                advice += (
+                    f"; {expired} unresolved chunk(s) are past their request_id's hour: check their numbers' "
+                    "delivery statuses (iter_status) instead"
+                )
+        super().__init__(
+            f"bulk job {job_id!r} is not done: {counts}; {advice}", outcome_unknown, first_attempt_at
+        )
+
+
+def _past_its_hour(chunk: UnresolvedChunk, now: dt.datetime) -> bool:
+    """Whether an unresolved chunk can no longer be resent: its journal said so, or its hour is gone."""
+    deadline = chunk.resend_before
+    return isinstance(chunk.error, RequestIdExpiredError) or (deadline is not None and now > deadline)
 
 
 class ValidationError(EngageLabError, ValueError):

@@ -21,9 +21,12 @@ from engagelab_sms_async import (
     RetryPolicy,
     ServerError,
     TransportError,
+    UnresolvedChunk,
     UnresolvedChunksError,
+    UnsentChunk,
     ValidationError,
     idempotency_key,
+    is_retryable,
 )
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
@@ -35,7 +38,7 @@ class ClockedJournal(MemoryJournal):
 
     def __init__(self) -> None:
         super().__init__()
-        self.moment = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.timezone.utc)
+        self.moment = dt.datetime.now(dt.timezone.utc)
 
     async def now(self) -> dt.datetime:
         return self.moment
@@ -257,6 +260,62 @@ async def test_unsent_chunks_raise_by_default_since_rerunning_the_job_sends_them
         report.raise_for_unresolved()
     assert info.value.unsent == report.unsent
     report.raise_for_unresolved(unsent=False)
+
+
+async def test_a_job_rerun_after_the_hour_raises_a_final_error_that_says_to_check_statuses() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop"}}))
+    journal = ClockedJournal()
+    async with client_of(sandbox, RetryPolicy.none()) as client:
+        first = await client.send_bulk(NUMBERS, 4, job_id="late", journal=journal)
+        with pytest.raises(UnresolvedChunksError) as within:
+            first.raise_for_unresolved()
+        assert within.value.outcome_unknown and is_retryable(within.value)  # resend within the hour
+        journal.moment += dt.timedelta(minutes=56)
+        again = await client.send_bulk(NUMBERS, 4, job_id="late", journal=journal)
+    with pytest.raises(UnresolvedChunksError) as after:
+        again.raise_for_unresolved()
+    error = after.value
+    assert isinstance(error.unresolved[0].error, RequestIdExpiredError)
+    assert not error.outcome_unknown and not is_retryable(error)  # a queue following the rule stops here
+    assert "delivery statuses" in str(error) and "within the hour" not in str(error)
+    assert sandbox.count_calls("send") == 1
+
+
+def _unresolved(error: Exception, minutes_ago: float) -> UnresolvedChunk:
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=minutes_ago)
+    return UnresolvedChunk(f"j:{minutes_ago}", (NUMBERS[0],), error, first_attempt_at=since)
+
+
+EXPIRED = RequestIdExpiredError("j:0", dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=56))
+
+
+@pytest.mark.parametrize(
+    ("unresolved", "unsent", "complete", "rerun"),
+    [
+        ([_unresolved(EXPIRED, 56)], [], True, False),
+        (
+            [_unresolved(TransportError("reset", request_id="j:1"), 120)],
+            [],
+            True,
+            False,
+        ),  # its hour gone meanwhile
+        (
+            [_unresolved(EXPIRED, 56), _unresolved(TransportError("reset", request_id="j:2"), 1)],
+            [],
+            True,
+            True,
+        ),
+        ([_unresolved(EXPIRED, 56)], [UnsentChunk("j:3", (NUMBERS[1],))], True, True),
+        ([_unresolved(EXPIRED, 56)], [], False, True),
+    ],
+    ids=["expired", "past-its-hour", "one-within-its-hour", "unsent-beside", "source-not-read"],
+)
+def test_an_unresolved_chunks_error_asks_for_a_rerun_only_when_one_can_finish_something(
+    unresolved: list[UnresolvedChunk], unsent: list[UnsentChunk], complete: bool, rerun: bool
+) -> None:
+    error = UnresolvedChunksError("j", unresolved, unsent, complete=complete)
+    assert is_retryable(error) is rerun
+    assert error.outcome_unknown is (len(unresolved) == 2)  # only a chunk within its hour is resent
 
 
 # --- found by an adversarial read -------------------------------------------------------------------
