@@ -247,7 +247,7 @@ def test_an_arq_job_run_again_after_the_hour_raises_request_id_expired_and_sends
     with (
         served_sandbox("send:drop@0,1,2,3,4") as served,
         arq_workers(
-            1, worker_env(served, redis_url), tmp_path / "arq.log", "tests._arq_clock.WorkerSettings"
+            1, worker_env(served, redis_url), tmp_path / "arq.log", "examples.arq_sms_sandbox.WorkerSettings"
         ),
     ):
         jobs = asyncio.run(enqueue(redis_url, "late", phones))

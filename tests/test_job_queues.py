@@ -8,7 +8,9 @@ import asyncio
 import datetime as dt
 import pickle
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,6 +22,7 @@ from engagelab_sms_async import (
     RequestIdExpiredError,
     RetryPolicy,
     ServerError,
+    SQLiteJournal,
     TransportError,
     UnresolvedChunk,
     UnresolvedChunksError,
@@ -28,20 +31,17 @@ from engagelab_sms_async import (
     idempotency_key,
     is_retryable,
 )
-from engagelab_sms_async.sandbox import FaultPlan, Sandbox
+from engagelab_sms_async.sandbox import FaultPlan, Sandbox, ServedClock
 
 NUMBERS = ["+12025550100", "+12025550101", "+12025550102"]
 
 
 class ClockedJournal(MemoryJournal):
-    """A journal with a clock of its own (as ``RedisJournal`` reads Redis's), which a test moves."""
+    """A journal on a clock the test moves (``clock=``), as a user's test would give it one."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.moment = dt.datetime.now(dt.timezone.utc)
-
-    async def now(self) -> dt.datetime:
-        return self.moment
+        super().__init__(clock=lambda: self.moment)
 
 
 def client_of(sandbox: Sandbox, retry: RetryPolicy | None = None) -> AsyncClient:
@@ -204,6 +204,53 @@ async def test_one_journaled_request_id_for_other_numbers_is_refused_before_send
         with pytest.raises(ValidationError, match="journaled for other numbers"):
             await client.send(NUMBERS[:2], 4, request_id="k-3", journal=journal)
     assert sandbox.count_calls("send") == 1
+
+
+# --- a journal's clock -----------------------------------------------------------------------------------
+
+
+async def test_a_journal_on_a_served_sandboxs_clock_refuses_a_resend_once_the_sandbox_is_past_the_hour() -> (
+    None
+):
+    # What a user's test does with a sandbox served to its workers: the journal reads the sandbox's clock.
+    sandbox = Sandbox(admin=True, faults=FaultPlan.parse("send:drop@0"))
+    async with sandbox.serve() as url, httpx.AsyncClient(base_url=url.removesuffix("/v1")) as admin:
+        journal = MemoryJournal(clock=ServedClock(url))
+        async with AsyncClient("demo", "demo-key", base_url=url, retry=RetryPolicy.none()) as client:
+            with pytest.raises(TransportError):
+                await client.send(NUMBERS, 4, request_id="served", journal=journal)  # sent, answer lost
+            (await admin.post("/_admin/clock", json={"advance": 56 * 60})).raise_for_status()
+            with pytest.raises(RequestIdExpiredError):
+                await client.send(NUMBERS, 4, request_id="served", journal=journal)
+    assert all(sandbox.deliveries[number] == 1 for number in NUMBERS)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("awaited", [False, True], ids=["plain", "async"])
+async def test_a_journal_keeps_time_by_the_clock_it_is_given(
+    kind: str, awaited: bool, tmp_path: Path
+) -> None:
+    moment = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+    async def later() -> dt.datetime:
+        return moment
+
+    clock = later if awaited else (lambda: moment)
+    journal = (
+        MemoryJournal(clock=clock) if kind == "memory" else SQLiteJournal(tmp_path / "j.db", clock=clock)
+    )
+    assert await journal.now() == moment and (await journal.now()).tzinfo == dt.timezone.utc
+    async with client_of(Sandbox()) as client:
+        await client.send(NUMBERS, 4, request_id="by-its-clock", journal=journal)
+    [entry] = (await journal.load("send:by-its-clock")).values()
+    assert entry.first_attempt_at == moment
+
+
+@pytest.mark.parametrize("clock", [lambda: dt.datetime(2031, 5, 6), lambda: 1_900_000_000.0, "now"])
+async def test_a_clock_that_gives_no_aware_datetime_is_a_validation_error(clock: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        await MemoryJournal(clock=clock).now()  # type: ignore[arg-type]
+    assert info.value.field == "clock"
 
 
 # --- SendReport.raise_for_unresolved -------------------------------------------------------------

@@ -5,11 +5,13 @@
 slow answers, resets and commit-then-drop (``TRANSIENT_FAULTS``), and the refusals 401 and 400
 (``REFUSAL_FAULTS``); ``FaultPlan.parse("send:drop@0", "send:500,drop=0.1")`` spells one as on the command
 line. ``MovableClock`` is a clock a test moves forward instead of waiting; ``Sandbox(admin=True)`` answers a
-test in another process over HTTP (``/_admin``: deliveries, calls, the clock), for users' own tests.
+test in another process over HTTP (``/_admin``: deliveries, calls, the clock), for users' own tests, and
+``ServedClock(url)`` reads that clock, for a journal's ``clock=``.
 """
 
 from __future__ import annotations
 
+from ._admin import ServedClock
 from ._app import create_app
 from ._clock import MovableClock
 from ._codes import ErrorCode
@@ -28,6 +30,7 @@ __all__ = [
     "Sandbox",
     "SandboxTransport",
     "SentMessage",
+    "ServedClock",
     "World",
     "create_app",
 ]
