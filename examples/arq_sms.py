@@ -29,6 +29,14 @@ from engagelab_sms_async import (
 CHUNK = 1000
 
 
+class Numbers(list[str]):
+    """A job's phone numbers. arq logs each job's arguments as it starts it: a plain list would print the
+    first numbers; this prints only how many there are."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} numbers>"
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     # One client per worker process, for its whole life: its pool, its limiter, its drain on shutdown.
     ctx["sms"] = AsyncClient.from_env()
@@ -81,7 +89,7 @@ async def enqueue_campaign(redis: ArqRedis, campaign: str, numbers: Sequence[str
     """One job per chunk; enqueuing twice adds nothing (arq refuses a job id it already has)."""
     jobs = 0
     for index, start in enumerate(range(0, len(numbers), CHUNK)):
-        chunk = list(numbers[start : start + CHUNK])
+        chunk = Numbers(numbers[start : start + CHUNK])
         job = await redis.enqueue_job(
             "send_chunk", campaign, index, chunk, template_id, _job_id=f"sms:{campaign}:{index}"
         )
@@ -96,3 +104,4 @@ class WorkerSettings:
     redis_settings = RedisSettings.from_dsn(os.environ.get("REDIS_URL", "redis://localhost:6379"))
     max_tries = 10
     job_timeout = 30  # a killed worker's job runs again job_timeout + 10 s later: a send takes seconds
+    log_results = False  # arq logs each job's result otherwise: sms_ids, which end with the phone numbers

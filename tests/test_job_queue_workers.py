@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -146,12 +147,18 @@ def numbers(campaign: int, count: int) -> list[str]:
 
 @contextlib.contextmanager
 def arq_workers(
-    count: int, env: dict[str, str], log: Path, settings: str = "examples.arq_sms.WorkerSettings"
+    count: int,
+    env: dict[str, str],
+    log: Path,
+    settings: str = "examples.arq_sms.WorkerSettings",
+    *,
+    burst: bool = False,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` real arq workers of the recipe; with ``burst``, each exits once the queue is empty."""
     with log.open("wb") as out:
         workers = [
             subprocess.Popen(
-                [sys.executable, "-m", "arq", settings],
+                [sys.executable, "-m", "arq", settings, *(["--burst"] if burst else [])],
                 cwd=REPO,
                 env=env,
                 stdout=out,
@@ -263,6 +270,23 @@ def test_an_arq_job_run_again_after_the_hour_raises_request_id_expired_and_sends
     assert outcome.first_attempt_at is not None and outcome.request_id.startswith("late:0:")
     assert sends == 5, "resent after the hour"
     assert all(deliveries[phone] == 1 for phone in phones)
+
+
+def test_the_arq_recipes_job_logs_name_no_phone_number_and_no_sms_id(
+    queue_redis_proc: Any, tmp_path: Path
+) -> None:
+    redis_url = redis_url_of(queue_redis_proc)
+    log = tmp_path / "arq.log"
+    with served_sandbox() as served:
+        jobs = asyncio.run(enqueue(redis_url, "quiet", numbers(4, 2000)))
+        with arq_workers(1, worker_env(served, redis_url), log, burst=True) as [worker]:
+            worker.wait(timeout=60)  # --burst: it leaves once the queue is empty
+        done = asyncio.run(outcomes(redis_url, jobs, timeout=10))
+    assert all(isinstance(outcome, dict) and len(outcome["sms_ids"]) == 1000 for outcome in done.values())
+    text = log.read_text(errors="replace")
+    assert "sms:quiet:0:send_chunk(" in text  # arq logged the job, as it does every job it starts
+    assert not re.search(r"\+1004\d{7}", text), "a phone number in the job log"
+    assert "$" not in text, "an sms_id in the job log"
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

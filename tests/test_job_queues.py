@@ -98,6 +98,26 @@ def test_a_key_that_could_not_keep_sends_apart_is_refused(
         idempotency_key(*parts, recipients=recipients)  # type: ignore[arg-type]
 
 
+def test_a_key_is_refused_past_103_bytes_of_parts_not_103_characters() -> None:
+    # The API's 128 characters may be counted as bytes, or UTF-16 units: 60 "é" are 120 bytes.
+    assert len(idempotency_key("x" * 103, recipients=NUMBERS).encode()) == 128
+    with pytest.raises(ValidationError, match="bytes") as info:
+        idempotency_key("é" * 60, recipients=NUMBERS)
+    assert info.value.field == "parts"
+
+
+@given(st.lists(st.text(min_size=1, max_size=50), min_size=1, max_size=3))
+def test_a_key_is_at_most_128_bytes_so_it_fits_128_characters_however_a_server_counts_them(
+    parts: list[str],
+) -> None:
+    try:
+        key = idempotency_key(*parts, recipients=NUMBERS)
+    except ValidationError:
+        assert len(":".join(parts).encode()) > 103  # refused only when it could not fit
+    else:
+        assert len(key.encode()) <= 128 and len(key.encode("utf-16-le")) // 2 <= 128
+
+
 # --- a rerun of send() --------------------------------------------------------------------------------
 
 
