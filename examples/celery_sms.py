@@ -4,7 +4,7 @@ numbers (``send_chunk``), or a task per campaign (``send_campaign``, a whole ``s
 Run a worker with ``celery -A examples.celery_sms worker``; enqueue with :func:`enqueue_campaign` or
 ``send_campaign.delay(campaign, numbers, template_id)``. Configured by the environment:
 ``ENGAGELAB_SMS_USER``/``_KEY`` (and ``_BASE_URL``), ``ENGAGELAB_SMS_REDIS_URL`` (every worker shares the 60
-status calls a minute) and ``REDIS_URL`` (broker, results and journal).
+status calls a minute), ``REDIS_URL`` (broker, results and journal) and ``SMS_TASK_TIME_LIMIT``.
 
 A Celery task is synchronous: each runs its coroutine with ``asyncio.run``, on a loop of its own, with a
 client of its own. Without ``ENGAGELAB_SMS_REDIS_URL`` the status limit is still kept in each worker
@@ -36,14 +36,31 @@ from engagelab_sms_async import (
 
 CHUNK = 1000
 REDIS_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+# How long a task may run before its worker kills it (and Celery gives it to a worker again): a send takes
+# seconds, a campaign of 100 000 numbers about a minute.
+TIME_LIMIT = int(os.environ.get("SMS_TASK_TIME_LIMIT", 300))
+# A task is acknowledged when it ends, so a worker killed mid-task does not lose it: a killed pool child's
+# task goes to another worker at once, and Redis hands out a task that a whole killed worker had taken once
+# VISIBILITY_TIMEOUT seconds have passed since it was taken (a worker looks for such tasks as it starts, then
+# every 100 s or so). The transport's default, an hour, is too late: a send whose answer was lost is then
+# past its request_id's hour, and can only be checked, never resent. Twice the time limit: a task still
+# running, or waiting out a retry's countdown (at most the time limit), is never handed out twice; and a
+# killed worker's task is resent 10 minutes later, well within the 55 minutes after its first attempt.
+VISIBILITY_TIMEOUT = 2 * TIME_LIMIT
+
 app = Celery("sms", broker=REDIS_URL, backend=REDIS_URL)
-# A task is acknowledged when it ends, so a worker killed mid-task leaves it to another worker.
-app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1)
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_time_limit=TIME_LIMIT,
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+)
 
 
 def countdown(retries: int) -> float:
-    """5 s, 10 s, ... a minute at most."""
-    return min(5.0 * (retries + 1), 60.0)
+    """5 s, 10 s, ... a minute at most, and never longer than the time limit (see VISIBILITY_TIMEOUT)."""
+    return min(5.0 * (retries + 1), 60.0, TIME_LIMIT)
 
 
 async def _send(campaign: str, index: int, numbers: list[str], template_id: int) -> dict[str, Any]:

@@ -380,6 +380,42 @@ def celery_app(module: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> 
         imported.app.close()
 
 
+def test_the_tasks_of_a_whole_killed_celery_worker_go_to_a_fresh_worker_after_the_visibility_timeout(
+    queue_redis_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    redis_url = redis_url_of(queue_redis_proc)
+    phones = numbers(7, 10_000)
+    log = tmp_path / "celery.log"
+    # A time limit of 8 s makes the recipe's visibility timeout 16 s (the test's bound, not the hour).
+    monkeypatch.setenv("SMS_TASK_TIME_LIMIT", "8")
+    # Two sends are processed at once and answered 30 s later: the client waits 2 s for them, then resends.
+    with served_sandbox("send:slow@2,3") as served:
+        env = {**worker_env(served, redis_url), "SMS_TASK_TIME_LIMIT": "8", "ENGAGELAB_SMS_TIMEOUT": "2"}
+        with celery_app("examples.celery_sms", redis_url, monkeypatch) as recipe:
+            assert recipe.VISIBILITY_TIMEOUT == 16
+            with celery_worker(env, log) as first:
+                task_ids = recipe.enqueue_campaign("winter", phones, 4)
+                # Both slow sends made (their numbers sent), their answers not yet in: kill the whole
+                # worker, its main process and its pool children alike.
+                wait_until(lambda: sum(served.deliveries().values()) >= 4000, "the slow sends are made", 60)
+                os.killpg(first.pid, signal.SIGKILL)
+                killed = time.monotonic()
+            with redis.Redis.from_url(redis_url) as store:
+                assert store.hlen("unacked") > 0  # taken by the dead worker, never acknowledged
+            # Real time, as Redis keeps them: a fresh worker takes them once they are 16 s old.
+            time.sleep(max(0.0, recipe.VISIBILITY_TIMEOUT + 1 - (time.monotonic() - killed)))
+            with celery_worker(env, log):
+                fresh = time.monotonic()
+                results = [recipe.app.AsyncResult(task_id).get(timeout=60) for task_id in task_ids]
+                took = time.monotonic() - fresh
+            deliveries = served.deliveries()
+    assert len(results) == 10 and all(len(result["sms_ids"]) == 1000 for result in results)
+    assert took < 30, f"the fresh worker took {took:.0f} s"
+    assert all(deliveries[phone] == 1 for phone in phones), "a number was sent twice, or never"
+
+
 def test_a_celery_campaign_task_left_with_unresolved_chunks_is_run_again_until_every_number_is_sent_once(
     queue_redis_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
