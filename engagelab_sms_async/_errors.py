@@ -37,7 +37,6 @@ Like the builtin exceptions, an error's ``args`` are its constructor's arguments
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -80,33 +79,6 @@ CODE_INVALID_PHONE = 32002
 CODE_PARTIAL_SUCCESS = 41031
 
 
-#: What ``BaseException`` keeps as ``args``: here, the message (``str`` and ``repr`` read it).
-_MESSAGE_ARGS: Any = vars(BaseException)["args"]
-#: A parameter without a default: its argument is never left out of ``args``.
-_REQUIRED: Any = object()
-
-
-_PARAMETERS: dict[type[BaseException], tuple[tuple[str, object], ...]] = {}
-
-
-def _parameters(cls: type[BaseException]) -> tuple[tuple[str, object], ...]:
-    """The positional parameters of a class's constructor: each one's name and default, JSON-safe."""
-    if cls not in _PARAMETERS:
-        _PARAMETERS[cls] = tuple(
-            (
-                name,
-                _REQUIRED if parameter.default is parameter.empty else portable.jsonable(parameter.default),
-            )
-            for name, parameter in inspect.signature(cls).parameters.items()
-            if parameter.kind is parameter.POSITIONAL_OR_KEYWORD
-        )
-    return _PARAMETERS[cls]
-
-
-def _is_default(value: object, default: object) -> bool:
-    return default is not _REQUIRED and type(value) is type(default) and value == default
-
-
 class EngageLabError(Exception):
     """Base class of every error this library raises.
 
@@ -145,25 +117,11 @@ class EngageLabError(Exception):
     def args(self) -> tuple[Any, ...]:
         """The constructor's arguments, JSON-safe, each read from the field of its name (the trailing ones
         equal to their defaults left out): ``type(e)(*e.args)`` rebuilds this error."""
-        try:
-            arguments = [(self._argument(name), default) for name, default in _parameters(type(self))]
-        except (AttributeError, ValueError, TypeError):  # a subclass whose parameters are not its fields
-            message_args: tuple[Any, ...] = _MESSAGE_ARGS.__get__(self)
-            return message_args
-        while arguments and _is_default(*arguments[-1]):
-            arguments.pop()
-        return tuple(value for value, _ in arguments)
+        return portable.arguments(self)
 
     @args.setter
     def args(self, value: tuple[Any, ...]) -> None:
         raise AttributeError(f"{type(self).__name__}.args are made from its fields: set those instead")
-
-    def _argument(self, name: str) -> object:
-        if name == "outcome_unknown":  # named only when it is not the class's
-            return self.outcome_unknown if self.outcome_unknown != type(self).outcome_unknown else None
-        if name == "message" and "message" not in vars(self):
-            return str(self)
-        return portable.jsonable(getattr(self, name))
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle the message and every field (``outcome_unknown`` too, when set on the error).
@@ -175,7 +133,7 @@ class EngageLabError(Exception):
         every exception), so the httpx exception behind ``__cause__`` stays in this process.
         """
         state = {name: _detached(value) for name, value in vars(self).items()}
-        return (_restore, (type(self), _MESSAGE_ARGS.__get__(self)), state)
+        return (_restore, (type(self), portable.message_args(self)), state)
 
 
 _E = TypeVar("_E", bound=EngageLabError)
@@ -480,15 +438,9 @@ class UnresolvedChunksError(EngageLabError):
         if outcome_unknown is None:  # decided now; args carry the verdict to a copy made later
             now = dt.datetime.now(dt.timezone.utc)
             outcome_unknown = any(not _past_its_hour(chunk, now) for chunk in unresolved)
-
-        def numbers(
-            chunks: tuple[UnresolvedChunk, ...] | tuple[UnsentChunk, ...] | tuple[RejectedChunk, ...],
-        ) -> int:
-            return sum(len(chunk.recipients) for chunk in chunks)
-
         counts = (
-            f"{len(unresolved)} chunk(s) unresolved ({numbers(unresolved)} numbers), {len(unsent)} unsent "
-            f"({numbers(unsent)}), {len(rejected)} rejected ({numbers(rejected)})"
+            f"{len(unresolved)} chunk(s) unresolved ({_numbers(unresolved)} numbers), {len(unsent)} unsent "
+            f"({_numbers(unsent)}), {len(rejected)} rejected ({_numbers(rejected)})"
             f"{'' if complete else ', and its source was not read to its end'}"
         )
         if unresolved and not outcome_unknown:
@@ -513,6 +465,10 @@ class UnresolvedChunksError(EngageLabError):
         super().__init__(
             f"bulk job {job_id!r} is not done: {counts}; {advice}", outcome_unknown, first_attempt_at
         )
+
+
+def _numbers(chunks: Iterable[UnresolvedChunk | UnsentChunk | RejectedChunk]) -> int:
+    return sum(len(chunk.recipients) for chunk in chunks)
 
 
 def _past_its_hour(chunk: UnresolvedChunk, now: dt.datetime) -> bool:

@@ -1,27 +1,33 @@
-"""JSON-safe forms of what the library's errors carry, and back.
+"""How the library's errors are rebuilt in another process from their JSON-safe ``args``.
 
-An error's ``args`` hold only these, so ``type(e)(*e.args)`` rebuilds it after ``json.dumps`` and
-``json.loads``, as Celery's JSON results do (and as builtin exceptions allow): a moment is an ISO 8601
-string, a tuple a list, an error a dict of its class's name and its own ``args``, a chunk a dict of its
-fields, a report a dict of its fields. The httpx exception a ``TransportError`` wraps is left out: its
-request holds the Authorization header.
+An error's ``args`` are its constructor's arguments, each read from the field of its name, in forms that
+survive ``json.dumps`` and ``json.loads`` (as Celery's JSON results need, and as builtin exceptions allow):
+a moment is an ISO 8601 string, a tuple a list, an error a dict of its class's name and its own ``args``, a
+chunk a dict of its fields, a report a dict of its fields. The httpx exception a ``TransportError`` wraps is
+left out: its request holds the Authorization header.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._converter import converter
 from ._models import RejectedChunk, SendReport, SendResult, UnresolvedChunk, UnsentChunk
 
+if TYPE_CHECKING:
+    from ._errors import EngageLabError
+
 __all__ = [
+    "arguments",
     "chunks_data",
     "error_data",
     "error_of",
     "iso",
     "jsonable",
+    "message_args",
     "moment",
     "rejected_of",
     "report_data",
@@ -31,6 +37,53 @@ __all__ = [
 ]
 
 Data = dict[str, Any]
+
+#: What ``BaseException`` keeps as ``args``: for our errors, the message (``str`` and ``repr`` read it).
+_MESSAGE_ARGS: Any = vars(BaseException)["args"]
+#: A parameter without a default: its argument is never left out of ``args``.
+_REQUIRED: Any = object()
+_PARAMETERS: dict[type[BaseException], tuple[tuple[str, object], ...]] = {}
+
+
+def arguments(error: EngageLabError) -> tuple[Any, ...]:
+    """``error.args``: its constructor's positional arguments, each the field of its name made JSON-safe,
+    without the trailing ones equal to their defaults (as short as the call that made it)."""
+    try:
+        values = [(_argument(error, name), default) for name, default in _parameters(type(error))]
+    except (AttributeError, ValueError, TypeError):  # a subclass whose parameters are not its fields
+        return message_args(error)
+    while values and _is_default(*values[-1]):
+        values.pop()
+    return tuple(value for value, _ in values)
+
+
+def message_args(error: BaseException) -> tuple[Any, ...]:
+    """What ``BaseException`` keeps as the error's ``args``: for ours, ``(message,)``."""
+    kept: tuple[Any, ...] = _MESSAGE_ARGS.__get__(error)
+    return kept
+
+
+def _parameters(cls: type[BaseException]) -> tuple[tuple[str, object], ...]:
+    """The positional parameters of a class's constructor: each one's name and default, JSON-safe."""
+    if cls not in _PARAMETERS:
+        _PARAMETERS[cls] = tuple(
+            (name, _REQUIRED if parameter.default is parameter.empty else jsonable(parameter.default))
+            for name, parameter in inspect.signature(cls).parameters.items()
+            if parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+        )
+    return _PARAMETERS[cls]
+
+
+def _argument(error: EngageLabError, name: str) -> object:
+    if name == "outcome_unknown":  # named only when it is not the class's
+        return error.outcome_unknown if error.outcome_unknown != type(error).outcome_unknown else None
+    if name == "message" and "message" not in vars(error):
+        return str(error)
+    return jsonable(getattr(error, name))
+
+
+def _is_default(value: object, default: object) -> bool:
+    return default is not _REQUIRED and type(value) is type(default) and value == default
 
 
 def moment(value: dt.datetime | str | None, name: str) -> dt.datetime | None:
