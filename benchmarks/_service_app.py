@@ -20,7 +20,8 @@ and write ``DIR/{name}.prof``.
 
 **The sandbox** (``python benchmarks/_service_app.py sandbox PORT LATENCY``): the library's API emulator
 (``engagelab_sms_async.sandbox.Sandbox``) served by uvicorn on 127.0.0.1:PORT (0: a free port from the OS),
-every HTTP request held ``LATENCY`` seconds (``asyncio.sleep``) before the emulator sees it. Prints
+every answer held ``LATENCY`` seconds after the emulator processed its request (``Sandbox(latency=)``, as
+``engagelab-sms sandbox --latency`` serves it). Prints
 ``PORT <n>`` once it listens; serves until SIGTERM or SIGINT.
 """
 
@@ -158,17 +159,6 @@ if os.environ.get("SERVICE_PROFILE"):
 # --- the sandbox, in its own process, with a latency ----------------------------------------------
 
 
-def delayed(asgi_app: Any, latency: float) -> Any:
-    """``asgi_app`` with every HTTP request held ``latency`` seconds before it is seen."""
-
-    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
-        if latency > 0 and scope["type"] == "http":
-            await asyncio.sleep(latency)
-        await asgi_app(scope, receive, send)
-
-    return wrapper
-
-
 def serve_sandbox(port: int, latency: float) -> None:
     import uvicorn
 
@@ -181,7 +171,7 @@ def serve_sandbox(port: int, latency: float) -> None:
     listener.bind(("127.0.0.1", port))
     listener.listen(2048)
     config = uvicorn.Config(
-        delayed(Sandbox().app, latency),
+        Sandbox(latency=latency).app,
         log_level="warning",
         access_log=False,
         lifespan="off",

@@ -1,22 +1,20 @@
 """The sandbox in its own OS process, over loopback HTTP, for tests that kill the client (test_crash_resume).
 
-Usage: python tests/_sandbox_process.py [--send-delay SECONDS] [--fault-rate RATE] [--seed N]
+Usage: python tests/_sandbox_process.py [--latency SECONDS] [--fault-rate RATE] [--seed N]
 
 Binds a free port on 127.0.0.1, prints ONE line to stdout, the base URL (``http://127.0.0.1:PORT/v1``), and
 serves until SIGTERM/SIGINT or until its parent process is gone (so a killed test run leaves no server
 behind). Accounts: sms_user ``demo``, sms_key ``demo-key``.
 
-- ``--send-delay``: every ``/send`` is answered that many seconds late, after it was processed (real time:
-  a client killed meanwhile has sent the SMS without hearing so). A job then lasts long enough to be killed
-  in the middle.
+- ``--latency``: every call is answered that many seconds late, after it was processed (``Sandbox(latency=)``,
+  real time: a client killed meanwhile has sent the SMS without hearing so). A job then lasts long enough to
+  be killed in the middle.
 - ``--fault-rate``: that share of ``/send`` calls gets a 500 (not processed) or a drop (processed, the answer
   lost), so kills also land while a chunk waits for its retry.
 
-Test-only routes, outside the API's ``/v1`` (no credentials):
-
-- ``GET /_admin/deliveries[?prefix=+1234]``: ``{phone: number of SMS created for it}`` (numbers starting
-  with ``prefix``);
-- ``GET /_admin/calls``: ``{"send": /send calls received, "injected": {fault kind: count}}``.
+The sandbox's test-only routes (``Sandbox(admin=True)``, no credentials), on the wall clock:
+``GET /_admin/deliveries[?prefix=+1234]`` (``{phone: number of SMS created for it}``) and
+``GET /_admin/calls`` (``"send"``: /send calls received, ``"injected"``: ``{fault kind: count}``), and more.
 """
 
 from __future__ import annotations
@@ -26,56 +24,18 @@ import asyncio
 import logging
 import os
 import socket
+import time
 
 import uvicorn
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 from engagelab_sms_async.sandbox._server import _QuietCuts
 
 
-class _SlowAnswers:
-    """Holds back the answer to every ``/send`` for ``delay`` seconds, after the request was processed.
-
-    As from a distant service: the SMS exist before the client hears of them, so a client killed meanwhile
-    has sent a chunk without knowing it, the case the request_id deduplication is for.
-    """
-
-    def __init__(self, app: ASGIApp, delay: float) -> None:
-        self.app = app
-        self.delay = delay
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v1/send" or self.delay <= 0:
-            await self.app(scope, receive, send)
-            return
-
-        async def late(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                await asyncio.sleep(self.delay)
-            await send(message)
-
-        await self.app(scope, receive, late)
-
-
-def build(send_delay: float, fault_rate: float, seed: int) -> Sandbox:
-    """The sandbox with the slow /send and the admin routes."""
+def build(latency: float, fault_rate: float, seed: int) -> Sandbox:
+    """The sandbox answering ``latency`` seconds late, with the admin routes, on the wall clock."""
     plan = FaultPlan(rate=fault_rate, kinds=("500", "drop"), endpoints=("send",), seed=seed)
-    sandbox = Sandbox(faults=plan)
-
-    async def deliveries(request: Request) -> JSONResponse:
-        prefix = request.query_params.get("prefix", "")
-        return JSONResponse({phone: n for phone, n in sandbox.deliveries.items() if phone.startswith(prefix)})
-
-    async def calls(request: Request) -> JSONResponse:
-        return JSONResponse({"send": sandbox.count_calls("send"), "injected": dict(plan.injected)})
-
-    sandbox.app.add_route("/_admin/deliveries", deliveries, methods=["GET"])
-    sandbox.app.add_route("/_admin/calls", calls, methods=["GET"])
-    sandbox.app.add_middleware(_SlowAnswers, delay=send_delay)
-    return sandbox
+    return Sandbox(faults=plan, admin=True, clock=time.time, latency=latency)
 
 
 async def serve(sandbox: Sandbox) -> None:
@@ -105,11 +65,11 @@ async def serve(sandbox: Sandbox) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--send-delay", type=float, default=0.0)
+    parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    asyncio.run(serve(build(args.send_delay, args.fault_rate, args.seed)))
+    asyncio.run(serve(build(args.latency, args.fault_rate, args.seed)))
 
 
 if __name__ == "__main__":

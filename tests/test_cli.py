@@ -33,7 +33,8 @@ from engagelab_sms_async import (
 )
 from engagelab_sms_async.cli import _app, _runner
 from engagelab_sms_async.cli._demo import ShiftedClock, demo_numbers
-from engagelab_sms_async.cli._input import InputError, NumberSource, parse_date, parse_status, parse_vars
+from engagelab_sms_async.cli._input import InputError, parse_date, parse_status, parse_vars
+from engagelab_sms_async.cli._numbers import BadRow, NumberSource
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
 from .conftest import DEMO_KEY, DEMO_USER
@@ -635,6 +636,19 @@ def test_every_command_maps_the_same_error_to_the_same_line_and_exit_code(
 )
 def test_number_source(text: str, column: str | None, expected: list[str]) -> None:
     assert list(NumberSource(io.StringIO(text), column)) == expected
+
+
+def test_number_source_reads_each_csv_row_from_its_own_line() -> None:
+    text = 'name,phone\nAda,+1\n"Bob,+2\nCid,+3\nDee,+4"x\nEve\n'
+    skipping = NumberSource(io.StringIO(text), skip_bad_rows=True)
+
+    with pytest.raises(BadRow) as stopped:
+        list(NumberSource(io.StringIO(text)))
+
+    assert (stopped.value.line, stopped.value.code) == (3, 2)
+    # The stray quote's row is skipped alone: the rows after it are read, never merged into it.
+    assert list(skipping) == ["+1", "+3"]
+    assert (skipping.bad_rows, skipping.bad_lines) == (3, [3, 5, 6])
 
 
 def test_input_helpers() -> None:

@@ -154,7 +154,7 @@ def served_sandbox(tmp_path: Path) -> Iterator[ServedSandbox]:
             sys.executable,
             "-m",
             "tests._sandbox_process",
-            "--send-delay",
+            "--latency",
             str(SEND_DELAY),
             "--fault-rate",
             str(FAULT_RATE),

@@ -194,7 +194,7 @@ def serve_sandbox_with_status_log() -> None:
     """tests/_sandbox_process.py's sandbox, plus ``GET /_admin/status-calls``: ``{"calls": [[arrival,
     status], ...], "rate_limited": n}`` (arrivals on the sandbox's monotonic clock; ``rate_limited``: the
     calls its own 60-in-60-s limit refused). Run in a process of its own by test A."""
-    sandbox = _sandbox_process.build(send_delay=0.0, fault_rate=0.0, seed=0)
+    sandbox = _sandbox_process.build(latency=0.0, fault_rate=0.0, seed=0)
     log: list[tuple[float, int]] = []
 
     async def status_calls(request: Request) -> JSONResponse:
@@ -364,7 +364,7 @@ class SlowSandbox:
 
 @pytest.fixture
 def slow_sandbox(tmp_path: Path) -> Iterator[SlowSandbox]:
-    command = [sys.executable, "-m", "tests._sandbox_process", "--send-delay", str(SEND_DELAY)]
+    command = [sys.executable, "-m", "tests._sandbox_process", "--latency", str(SEND_DELAY)]
     with sandbox_process(command, tmp_path / "sandbox.err") as url:
         yield SlowSandbox(url)
 

@@ -7,9 +7,12 @@ runs the event loop and turns errors into one line and an exit code.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from ._demo import demo
+from ._help import Command, Group, show_version
 from ._send import send
 from ._serve import sandbox
 from ._stats import stats
@@ -19,6 +22,7 @@ __all__ = ["app"]
 
 app = typer.Typer(
     name="engagelab-sms",
+    cls=Group,
     help="EngageLab SMS from the command line: send in bulk, read statuses and statistics, run a sandbox.\n\n"
     "Start with `engagelab-sms demo` (no credentials needed).",
     no_args_is_help=True,
@@ -29,9 +33,20 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=show_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """The options of ``engagelab-sms`` itself, before any command."""
+
+
 # In this order in --help: from trying it out to sending for real, then reading the results.
-app.command()(demo)
-app.command()(sandbox)
-app.command()(send)
-app.command()(status)
-app.command("stats")(stats)
+app.command(cls=Command)(demo)
+app.command(cls=Command)(sandbox)
+app.command(cls=Command)(send)
+app.command(cls=Command)(status)
+app.command("stats", cls=Command)(stats)

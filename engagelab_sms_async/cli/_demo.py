@@ -45,6 +45,7 @@ from .. import (
 from . import _render as render
 from ._options import Verbose
 from ._render import StatsRow
+from ._report import report_tables
 from ._runner import run
 
 __all__ = ["DEMO_KEY", "DEMO_USER", "ShiftedClock", "demo", "demo_numbers", "run_demo"]
@@ -59,13 +60,15 @@ MALFORMED_RATE = 0.01
 
 def demo(
     recipients: Annotated[
-        int, typer.Option("--recipients", min=1, max=1_000_000, help="How many numbers to send to.")
+        int,
+        typer.Option("--recipients", metavar="N", min=1, max=1_000_000, help="How many numbers to send to."),
     ] = 20_000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated numbers.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the generated numbers.")] = 0,
     sample: Annotated[
         int,
         typer.Option(
             "--sample",
+            metavar="N",
             min=0,
             max=MAX_SAMPLE,
             help="Status records to read back page by page (at most 5000: 50 of the 60 status calls a "
@@ -143,7 +146,7 @@ async def run_demo(out: Console, *, recipients: int, seed: int, sample: int) -> 
                 vars={"code": "4821"},
                 on_progress=lambda done, _total: bar.update(task, completed=done),
             )
-        for table in render.report_tables(report, max_listed=5):
+        for table in report_tables(report, max_listed=5):
             out.print(table)
 
         clock.advance(TIME_WARP)

@@ -17,7 +17,12 @@ _CONNECTION = "Connection"
 User = Annotated[
     str | None,
     typer.Option(
-        "--user", envvar=ENV_USER, help="The sms_user.", show_default=False, rich_help_panel=_CONNECTION
+        "--user",
+        envvar=ENV_USER,
+        metavar="USER",
+        help="The sms_user.",
+        show_default=False,
+        rich_help_panel=_CONNECTION,
     ),
 ]
 Key = Annotated[
@@ -25,6 +30,7 @@ Key = Annotated[
     typer.Option(
         "--key",
         envvar=ENV_KEY,
+        metavar="KEY",
         help="The sms_key. Prefer the environment variable: a command line is visible to other users. "
         "Never printed.",
         show_default=False,
@@ -37,6 +43,7 @@ BaseUrl = Annotated[
     typer.Option(
         "--base-url",
         envvar=ENV_BASE_URL,
+        metavar="URL",
         help=f"The API's base URL (default {DEFAULT_BASE_URL}).",
         show_default=False,
         rich_help_panel=_CONNECTION,
@@ -49,5 +56,9 @@ Verbose = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 TimeZone = Annotated[
     str | None,
-    typer.Option("--time-zone", help="Offset the dates are read in, e.g. +8, -5, +5:30 (API default +8)."),
+    typer.Option(
+        "--time-zone",
+        metavar="OFFSET",
+        help="Offset the dates are read in, e.g. +8, -5, +5:30 (API default +8).",
+    ),
 ]

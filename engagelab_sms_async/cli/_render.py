@@ -1,4 +1,4 @@
-"""Everything the CLI draws with rich: progress bars, the send report, status records, statistics.
+"""Everything the CLI draws with rich: progress bars, status records, statistics (send reports: ``_report``).
 
 Consoles are built per command run (not at import) so that they follow the streams and ``COLUMNS`` of the
 moment: under a test runner or a pipe rich is not on a terminal and draws each bar once, in its final state,
@@ -19,29 +19,22 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
-from .._converter import converter
 from .._models import (
     DayStats,
     MessageStatus,
     ProcessFailedStats,
     SendFailedStats,
-    SendReport,
     StatusRecord,
 )
 
 __all__ = [
     "console",
     "progress",
-    "report_json",
-    "report_tables",
     "stats_table",
     "status_name",
     "status_table",
     "to_json",
 ]
-
-#: At most this many failed numbers are listed under a report (all of them are in ``--json``).
-MAX_LISTED = 20
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -58,16 +51,23 @@ class _Count(ProgressColumn):
         return Text(f"{int(task.completed):,}/{total}", style="progress.download")
 
 
+#: A rate over less time than this is noise (a few numbers answered at once): shown as ``?``.
+MIN_RATE_SECONDS = 1.0
+
+
 class _Rate(ProgressColumn):
-    """Items per second; the final average once the task is finished."""
+    """Items per second since the task started (until it finished): the task's ``sent`` field when it has
+    one (what this run did itself, e.g. without the chunks a journal answered), else its count. ``?`` until
+    a second has passed, and when nothing was done."""
 
     def __init__(self, unit: str) -> None:
         super().__init__()
         self.unit = unit
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        shown = "?" if speed is None else f"{speed:,.0f}"
+        done = task.fields.get("sent", task.completed)
+        seconds = task.finished_time if task.finished_time is not None else task.elapsed
+        shown = "?" if not done or seconds is None or seconds < MIN_RATE_SECONDS else f"{done / seconds:,.0f}"
         return Text(f"{shown} {self.unit}/s", style="progress.data.speed")
 
 
@@ -88,84 +88,6 @@ def progress(target: Console, unit: str = "recipients") -> Progress:
 def error_text(error: BaseException) -> str:
     """``ServerError: Service unavailable (code 50300, HTTP 503)``: the kind and the message, one line."""
     return f"{type(error).__name__}: {error}".replace("\n", " ")
-
-
-def report_tables(report: SendReport, *, max_listed: int = MAX_LISTED) -> list[Table]:
-    """The summary of a bulk send, then its failed numbers, unresolved and rejected chunks (when any)."""
-    summary = Table(title="Send report", show_header=False, title_justify="left")
-    summary.add_column("what")
-    summary.add_column("count", justify="right")
-    summary.add_row("recipients", f"{report.recipients:,}")
-    summary.add_row("succeeded", f"{report.succeeded:,}")
-    summary.add_row("failed", f"{report.failed:,}")
-    summary.add_row("unresolved", f"{report.unresolved_recipients:,} in {len(report.unresolved)} chunk(s)")
-    rejected = sum(len(chunk.recipients) for chunk in report.rejected)
-    summary.add_row("rejected", f"{rejected:,} in {len(report.rejected)} chunk(s)")
-    summary.add_row("never sent", f"{report.unsent_recipients:,} in {len(report.unsent)} chunk(s)")
-    summary.add_row("duplicates skipped", f"{report.duplicates:,}")
-    summary.add_row("job_id", report.job_id or "")
-    tables = [summary]
-    failed = report.failed_items
-    if failed:
-        table = Table(title=f"Numbers refused by the API ({len(failed):,})", title_justify="left")
-        table.add_column("phone")
-        table.add_column("reason")
-        for item in failed[:max_listed]:
-            table.add_row(item.phone, item.message)
-        if len(failed) > max_listed:
-            table.add_row(f"... and {len(failed) - max_listed:,} more", "(--json lists them all)")
-        tables.append(table)
-    for title, chunks in (
-        ("Unresolved chunks (outcome unknown)", report.unresolved),
-        ("Rejected chunks (nothing sent)", report.rejected),
-    ):
-        if not chunks:
-            continue
-        table = Table(title=title, title_justify="left")
-        table.add_column("request_id")
-        table.add_column("recipients", justify="right")
-        table.add_column("last error")
-        for chunk in chunks:
-            table.add_row(chunk.request_id, f"{len(chunk.recipients):,}", error_text(chunk.error))
-        tables.append(table)
-    if report.unsent:
-        table = Table(title="Chunks never sent (the job stopped)", title_justify="left")
-        table.add_column("request_id")
-        table.add_column("recipients", justify="right")
-        for unsent in report.unsent:
-            table.add_row(unsent.request_id, f"{len(unsent.recipients):,}")
-        tables.append(table)
-    return tables
-
-
-def resend_hint(report: SendReport) -> str | None:
-    """How to finish a job with unresolved chunks safely, or None when there are none."""
-    if not report.unresolved:
-        return None
-    return (
-        f"{report.unresolved_recipients:,} recipient(s) in {len(report.unresolved)} chunk(s) have an unknown "
-        f"outcome. Within the hour, run the same command again with --job-id {report.job_id} (same input, "
-        "same --chunk-size): each chunk keeps its request_id, which the API deduplicates, so numbers already "
-        "sent are not sent twice."
-    )
-
-
-def report_json(report: SendReport) -> dict[str, Any]:
-    """The report as JSON data (``converter.unstructure``), with totals and errors as one-line strings."""
-    data: dict[str, Any] = converter.unstructure(report)
-    data["unresolved_recipients"] = report.unresolved_recipients
-    data["unsent_recipients"] = report.unsent_recipients
-    data["ok"] = report.ok
-    for key, chunks in (("unresolved", report.unresolved), ("rejected", report.rejected)):
-        data[key] = [
-            {
-                "request_id": chunk.request_id,
-                "recipients": list(chunk.recipients),
-                "error": error_text(chunk.error),
-            }
-            for chunk in chunks
-        ]
-    return data
 
 
 def to_json(data: Any) -> str:

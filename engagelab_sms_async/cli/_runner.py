@@ -7,7 +7,7 @@ exit code:
 
 - 2: bad input (usage, validation, a missing file or column, missing credentials, input that is not UTF-8);
 - 1: the API or the network (every other library error), or the machine (an ``OSError``, a busy port);
-- 130: Ctrl+C.
+- 130: Ctrl+C (what the command did, and how to resume it, said by the command itself).
 
 The sms_key is never printed: errors are built without it, and every line the error path writes is
 scrubbed of it anyway.
@@ -32,6 +32,7 @@ from .. import DEFAULT_BASE_URL, AsyncClient, EngageLabError, ValidationError
 from .._environment import ENV_KEY, ENV_USER
 from . import _render as render
 from ._input import InputError
+from ._interrupt import Interrupted
 
 __all__ = ["ClientWork", "Connection", "Work", "make_client", "run"]
 
@@ -93,6 +94,8 @@ def run(work: ClientWork | Work, *, connection: Connection | None = None, verbos
             code = _fail(f"input is not UTF-8 text: {exc}", 2, secret)
         except OSError as exc:
             code = _fail(f"{type(exc).__name__}: {exc}", 1, secret)
+        except Interrupted as exc:
+            code = _fail(str(exc), 130, secret)
         except KeyboardInterrupt:
             code = _fail("interrupted", 130, secret)
     if code:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Annotated
 
 import typer
 
@@ -14,23 +18,33 @@ from .. import (
     SQLiteJournal,
     ValidationError,
 )
-from .._client import BULK_CONCURRENCY
+from .._environment import ENV_BASE_URL, ENV_KEY, ENV_USER
 from . import _render as render
-from ._input import NumberSource, count_numbers, in_thread, open_numbers, parse_vars
+from ._input import InputError, parse_vars
+from ._interrupt import Interrupted
+from ._job import Ended, StoppedAtOnce, one_cause, send_job
+from ._numbers import NumberSource, in_thread, no_numbers, open_numbers, scan
 from ._options import BaseUrl, Json, Key, User, Verbose
+from ._report import SendRun, run_hint, run_json, run_tables, stopped_at_once_json
+from ._resume import Resume, answered_before, resume, split
 from ._runner import Connection, run
 
 __all__ = ["send"]
 
+DEFAULT_CHUNK_SIZE = 1000
+
 
 def send(
-    template_id: Annotated[int, typer.Option("--template-id", help="Template to send.", show_default=False)],
+    template_id: Annotated[
+        int, typer.Option("--template-id", metavar="ID", help="Template to send.", show_default=False)
+    ],
     to_file: Annotated[
         str,
         typer.Option(
             "--to-file",
             metavar="PATH|-",
-            help="Numbers: one per line, or a CSV; '-' reads stdin. Blank lines and # comments are skipped.",
+            help="Numbers: one per line, or a CSV; '-' reads stdin. Blank lines and # comments are skipped. "
+            "A file is read whole before anything is sent; stdin is streamed.",
             show_default=False,
         ),
     ],
@@ -38,10 +52,19 @@ def send(
         str | None,
         typer.Option(
             "--column",
+            metavar="NAME",
             help="CSV column of the numbers (default: phone, to, number or mobile, else the first).",
             show_default=False,
         ),
     ] = None,
+    skip_bad_rows: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-rows",
+            help="Skip and count the CSV rows that cannot be read (a stray quote, no number cell) instead of "
+            "stopping at the first one, named by its line.",
+        ),
+    ] = False,
     var: Annotated[
         list[str] | None,
         typer.Option(
@@ -50,16 +73,17 @@ def send(
     ] = None,
     sender: Annotated[
         str | None,
-        typer.Option("--sender", help="Sender name (the API's 'from').", show_default=False),
+        typer.Option("--sender", metavar="NAME", help="Sender name (the API's 'from').", show_default=False),
     ] = None,
     label_id: Annotated[
         int | None,
-        typer.Option("--label-id", help="Label to file the SMS under.", show_default=False),
+        typer.Option("--label-id", metavar="ID", help="Label to file the SMS under.", show_default=False),
     ] = None,
     job_id: Annotated[
         str | None,
         typer.Option(
             "--job-id",
+            metavar="ID",
             help="Job id; chunk i is sent with request_id JOB:i. Re-run with the same id (same input) "
             "within the hour to finish a job safely: the API deduplicates request_ids. Default: random.",
             show_default=False,
@@ -83,11 +107,13 @@ def send(
         ),
     ] = False,
     chunk_size: Annotated[
-        int, typer.Option("--chunk-size", min=1, max=1000, help="Numbers per /send call.")
-    ] = 1000,
+        int, typer.Option("--chunk-size", metavar="N", min=1, max=1000, help="Numbers per /send call.")
+    ] = DEFAULT_CHUNK_SIZE,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", min=1, help="Calls in flight (default 8).", show_default=False),
+        typer.Option(
+            "--concurrency", metavar="N", min=1, help="Calls in flight (default 8).", show_default=False
+        ),
     ] = None,
     as_json: Json = False,
     user: User = None,
@@ -99,92 +125,177 @@ def send(
 
     The numbers are streamed, never loaded whole. Prints a report: totals, numbers the API refused, and
     chunks whose outcome is unknown after every retry (resend them with the same --job-id within the hour).
-    --json prints the report as one JSON object instead. Exit code 1 when a chunk is unresolved or rejected.
+    --json prints the report as one JSON object instead.
+
+    Exit code 0 when every number got an answer (the numbers the API refused one by one are listed in the
+    report); 1 when a chunk is unresolved, rejected or never sent, or the API or the network failed; 2 for
+    bad input, found before anything is sent; 130 when interrupted (Ctrl+C).
     """
 
     async def work(client: AsyncClient) -> int:
         if journal is not None and job_id is None:
             raise ValidationError("--journal", "needs --job-id: a resumed job is found by its id")
         variables = parse_vars(var or ())
-        # Also reports a missing file or column before anything is sent. A blocking pass, but nothing is in
-        # flight yet for it to hold up.
-        total = count_numbers(to_file, column)
-        source = NumberSource(open_numbers(to_file), column)
+        # A file is read whole first: a missing column, a bad row or no number at all is reported before
+        # anything is sent. A blocking pass, but nothing is in flight yet for it to hold up.
+        total = scan(to_file, column, skip_bad_rows=skip_bad_rows)
+        source = NumberSource(open_numbers(to_file), column, skip_bad_rows=skip_bad_rows)
+        # Named here rather than by send_bulk: a job stopped at once leaves no report to read it from.
+        job = job_id or uuid.uuid4().hex
+        arguments = _arguments(
+            template_id=template_id,
+            to_file=to_file,
+            column=column,
+            skip_bad_rows=skip_bad_rows,
+            var=var or [],
+            sender=sender,
+            label_id=label_id,
+            resend_expired=resend_expired,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            as_json=as_json,
+            user=user,
+            base_url=base_url,
+        )
+        how_to_resume = functools.partial(
+            resume,
+            arguments,
+            job_id=job,
+            journal=journal,
+            from_stdin=to_file == "-",
+            key_given=key is not None and key != os.environ.get(ENV_KEY),
+        )
         book = SQLiteJournal(journal) if journal is not None else None
         try:
-            report = await _send_with_progress(
+            before = await answered_before(book, job)
+            ended = await send_job(
                 client,
-                source,
+                in_thread(iter(source)),
                 total,
                 template_id,
                 {"vars": variables, "sender": sender, "label_id": label_id, "resend_expired": resend_expired},
                 chunk_size=chunk_size,
                 concurrency=concurrency,
-                job_id=job_id,
+                job_id=job,
                 journal=book,
+                before=before,
                 show_progress=not as_json,
             )
+        except StoppedAtOnce:
+            resumed = how_to_resume()
+            if as_json:  # no report to print: what is known, as JSON all the same
+                render.print_lines([render.to_json(stopped_at_once_json(job, resumed))])
+            pending = "; they are pending in the journal" if journal is not None else ""
+            raise Interrupted(
+                "interrupted twice (Ctrl+C): stopped at once, the calls in flight cut short (their outcome "
+                f"is unknown{pending}); resume with: {resumed.command}"
+            ) from None
         finally:
             source.close()
             if book is not None:
                 book.close()
-        _raise_one_cause(report)
-        _print_report(report, as_json=as_json)
-        return 0 if report.ok else 1
+        return _finish(
+            ended,
+            source,
+            total,
+            before,
+            how_to_resume,
+            journaled=book is not None,
+            to_file=to_file,
+            as_json=as_json,
+        )
 
     run(work, connection=Connection(user, key, base_url), verbose=verbose)
 
 
-async def _send_with_progress(
-    client: AsyncClient,
-    source: NumberSource,
-    total: int | None,
-    template_id: int,
-    options: dict[str, Any],
+def _arguments(
     *,
+    template_id: int,
+    to_file: str,
+    column: str | None,
+    skip_bad_rows: bool,
+    var: list[str],
+    sender: str | None,
+    label_id: int | None,
+    resend_expired: bool,
     chunk_size: int,
     concurrency: int | None,
-    job_id: str | None,
-    journal: SQLiteJournal | None,
-    show_progress: bool,
-) -> SendReport:
-    bar = render.progress(render.console(stderr=True))
-    bar.disable = not show_progress
-    with bar:
-        task = bar.add_task("sending", total=total)
-        try:
-            report = await client.send_bulk(
-                in_thread(iter(source)),
-                template_id,
-                chunk_size=chunk_size,
-                concurrency=BULK_CONCURRENCY if concurrency is None else concurrency,
-                job_id=job_id,
-                journal=journal,
-                on_progress=lambda done, _total: bar.update(task, completed=done),
-                **options,
-            )
-        except BaseException:
-            # The command ends with one error line: no half-drawn bar above it.
-            bar.live.transient = True
-            raise
-        if _one_cause(report) is not None:
-            bar.live.transient = True
-        # Read from a stream, the total was unknown: now it is, so the bar ends finished, with a rate.
-        bar.update(task, total=report.recipients, completed=report.recipients)
-        return report
+    as_json: bool,
+    user: str | None,
+    base_url: str | None,
+) -> list[str]:
+    """This run's options that a resumed run needs again (never the key; the job id and journal apart)."""
+    arguments = ["--template-id", str(template_id), "--to-file", to_file]
+    for name, value in (("--column", column), ("--sender", sender), ("--label-id", label_id)):
+        if value is not None:
+            arguments += [name, str(value)]
+    for pair in var:
+        arguments += ["--var", pair]
+    if chunk_size != DEFAULT_CHUNK_SIZE:
+        arguments += ["--chunk-size", str(chunk_size)]  # the chunks, and so their request_ids, depend on it
+    if concurrency is not None:
+        arguments += ["--concurrency", str(concurrency)]
+    arguments += [
+        flag for flag, on in (("--skip-bad-rows", skip_bad_rows), ("--resend-expired", resend_expired)) if on
+    ]
+    # The connection only as given on the command line: from the environment it is there for the next run too.
+    for name, value, variable in (("--user", user, ENV_USER), ("--base-url", base_url, ENV_BASE_URL)):
+        if value is not None and value != os.environ.get(variable):
+            arguments += [name, value]
+    if as_json:
+        arguments.append("--json")
+    return arguments
 
 
-def _one_cause(report: SendReport) -> BaseException | None:
-    """The refusal that stopped every chunk for one reason (a wrong key, a job id reused), if any."""
-    for chunk in report.rejected:
-        if isinstance(chunk.error, (AuthenticationError, RequestIdReusedError)):
-            return chunk.error
-    return None
+def _finish(
+    ended: Ended,
+    source: NumberSource,
+    total: int | None,
+    before: Mapping[str, int],
+    how_to_resume: Callable[..., Resume],
+    *,
+    journaled: bool,
+    to_file: str,
+    as_json: bool,
+) -> int:
+    """Print what the job did and how to finish it; the exit code, or the command's one error line."""
+    report = ended.report
+    _raise_one_cause(report)
+    if ended.bad_row is None and not report.recipients + report.duplicates:
+        raise InputError(no_numbers(to_file, source.bad_rows))  # streamed: known only now
+    bad_line = None if ended.bad_row is None else ended.bad_row.line
+    stopped = "interrupted (Ctrl+C)" if ended.interrupted else None
+    if bad_line is not None:
+        stopped = f"at the bad row on line {bad_line}"
+    never_read: int | None = 0
+    if stopped is not None:
+        never_read = None if total is None else total - report.recipients - report.duplicates
+    earlier, now = split(report, before)
+    outcome = SendRun(
+        report,
+        answered_before=earlier if journaled else None,
+        sent_now=now,
+        bad_rows=source.bad_rows if source.skips_bad_rows else None,
+        bad_lines=tuple(source.bad_lines),
+        stopped=stopped,
+        never_read=never_read,
+        resume=how_to_resume(bad_line=bad_line) if stopped or report.unresolved or report.unsent else None,
+    )
+    _print_report(outcome, as_json=as_json)
+    unsent = f"{report.unsent_recipients + (outcome.never_read or 0):,} number(s) not sent"
+    if ended.interrupted:
+        raise Interrupted(f"interrupted (Ctrl+C): the job stopped after the calls in flight; {unsent}")
+    if ended.bad_row is not None:
+        raise InputError(
+            f"--to-file: line {bad_line}: {ended.bad_row.why}; the job stopped there ({unsent})",
+            code=1 if report.results or report.unresolved else 2,
+        )
+    return 0 if report.ok else 1
 
 
 def _raise_one_cause(report: SendReport) -> None:
     """Say once, as the command's one error line, what refused every chunk, rather than a report of it."""
-    cause = _one_cause(report)
+    cause = one_cause(report)
     if isinstance(cause, AuthenticationError):
         raise cause
     if isinstance(cause, RequestIdReusedError):
@@ -195,13 +306,14 @@ def _raise_one_cause(report: SendReport) -> None:
         )
 
 
-def _print_report(report: SendReport, *, as_json: bool) -> None:
+def _print_report(outcome: SendRun, *, as_json: bool) -> None:
     if as_json:
-        render.print_lines([render.to_json(render.report_json(report))])
+        render.print_lines([render.to_json(run_json(outcome))])
         return
     out = render.console()
-    for table in render.report_tables(report):
+    for table in run_tables(outcome):
         out.print(table)
-    hint = render.resend_hint(report)
-    if hint:
-        out.print(f"[yellow]{hint}[/]")
+    hint = run_hint(outcome)
+    if hint and outcome.resume is not None:
+        out.print(hint, style="yellow", markup=False)
+        render.print_lines([outcome.resume.command])  # whole, on its own line: to copy, never wrapped

@@ -1,11 +1,13 @@
 """``engagelab-sms sandbox``: the API emulator served over HTTP, for the other commands and for users' tests.
 
-With ``--fault`` it fails as told (a :class:`FaultPlan` spelled on the command line); with ``--admin`` it
-answers a test's questions over HTTP (deliveries, calls, a clock to move forward) under ``/_admin``.
+With ``--fault`` it fails as told (a :class:`FaultPlan` spelled on the command line); with ``--latency`` it
+answers as late as a distant service; with ``--admin`` it answers a test's questions over HTTP (deliveries,
+calls, a clock to move forward) under ``/_admin``.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 from typing import Annotated
 
@@ -19,8 +21,12 @@ __all__ = ["sandbox"]
 
 
 def sandbox(
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Interface to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port to listen on.")
+    ] = 8000,
     fault: Annotated[
         list[str] | None,
         typer.Option(
@@ -35,7 +41,17 @@ def sandbox(
             show_default=False,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the faults drawn at a rate.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the faults drawn at a rate.")] = 0,
+    latency: Annotated[
+        float,
+        typer.Option(
+            "--latency",
+            metavar="SECONDS",
+            min=0.0,
+            help="Answer every API call that long after processing it, as a distant service would (e.g. "
+            "0.05 for benchmarks; a client that gives up meanwhile has had its call carried out).",
+        ),
+    ] = 0.0,
     admin: Annotated[
         bool,
         typer.Option(
@@ -48,12 +64,13 @@ def sandbox(
     """Serve the API emulator over HTTP until Ctrl+C (accounts: sms_user demo, sms_key demo-key).
 
     Point the other commands at it with the environment lines it prints. For your own tests: `--fault`
-    makes it fail as told, `--admin` lets a test read what it received and move its clock forward.
+    makes it fail as told, `--latency` answers as late as a real network, `--admin` lets a test read what
+    it received and move its clock forward.
     """
-    run(lambda: _serve(host, port, fault or [], seed, admin))
+    run(lambda: _serve(host, port, fault or [], seed, admin, latency))
 
 
-def _serve(host: str, port: int, faults: list[str], seed: int, admin: bool) -> int:
+def _serve(host: str, port: int, faults: list[str], seed: int, admin: bool, latency: float) -> int:
     try:
         from ..sandbox import FaultPlan, Sandbox
         from ..sandbox._admin import ADMIN_PATH
@@ -72,7 +89,9 @@ def _serve(host: str, port: int, faults: list[str], seed: int, admin: bool) -> i
             pass
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1) from None
-    server = Sandbox(faults=plan, admin=admin)
+    if not math.isfinite(latency):  # typer's range check lets inf and nan through
+        raise InputError(f"--latency: expected a finite number of seconds >= 0, got {latency}")
+    server = Sandbox(faults=plan, admin=admin, latency=latency)
 
     def banner(url: str) -> None:
         lines = [
@@ -83,6 +102,8 @@ def _serve(host: str, port: int, faults: list[str], seed: int, admin: bool) -> i
         ]
         if plan is not None:
             lines.append(f"faults: {' '.join(faults)} (seed {seed})")
+        if latency:
+            lines.append(f"latency: every answer {latency:g} s after its call")
         if admin:
             lines.append(f"admin (tests only, no credentials): {url.removesuffix('/v1')}{ADMIN_PATH}")
         # Printed once the port accepts connections, flushed: whoever started us (a script, a test) may send

@@ -36,12 +36,18 @@ _STATS: dict[StatsKind, tuple[type[Any], str, str, str]] = {
     StatsKind.SEND_FAILED: (SendFailedStats, "send_failed", "send_failed_stats", "send_failed_total"),
 }
 
-From = Annotated[str, typer.Option("--from", help="First day: yyyy-mm-dd, today or yesterday.")]
-To = Annotated[str, typer.Option("--to", help="Last day, included (any span: split into 90-day calls).")]
+From = Annotated[
+    str, typer.Option("--from", metavar="DATE", help="First day: yyyy-mm-dd, today or yesterday.")
+]
+To = Annotated[
+    str, typer.Option("--to", metavar="DATE", help="Last day, included (any span: split into 90-day calls).")
+]
 Total = Annotated[bool, typer.Option("--total", help="One row per msg_type over the whole span.")]
 TemplateIds = Annotated[
     list[int] | None,
-    typer.Option("--template-id", help="Only these templates (repeatable).", show_default=False),
+    typer.Option(
+        "--template-id", metavar="ID", help="Only these templates (repeatable).", show_default=False
+    ),
 ]
 
 

@@ -19,40 +19,47 @@ __all__ = ["status"]
 def status(
     date: Annotated[
         str,
-        typer.Option("--date", help="Send date: yyyy-mm-dd, today or yesterday.", show_default=False),
+        typer.Option(
+            "--date", metavar="DATE", help="Send date: yyyy-mm-dd, today or yesterday.", show_default=False
+        ),
     ],
     sms_id: Annotated[
         list[str] | None,
-        typer.Option("--sms-id", help="Only this sms_id (repeatable; any number).", show_default=False),
+        typer.Option(
+            "--sms-id", metavar="ID", help="Only this sms_id (repeatable; any number).", show_default=False
+        ),
     ] = None,
     phone: Annotated[
         str | None,
-        typer.Option("--phone", help="Only this phone number.", show_default=False),
+        typer.Option("--phone", metavar="PHONE", help="Only this phone number.", show_default=False),
     ] = None,
     status_: Annotated[
         str | None,
         typer.Option(
             "--status",
+            metavar="STATUS",
             help="Only this status: 1-5 or sent, delivered, awaiting-receipt, process-failed, send-failed.",
             show_default=False,
         ),
     ] = None,
     sub_status: Annotated[
         int | None,
-        typer.Option("--sub-status", help="Only this sub-status code (410-590).", show_default=False),
+        typer.Option(
+            "--sub-status", metavar="CODE", help="Only this sub-status code (410-590).", show_default=False
+        ),
     ] = None,
     template_id: Annotated[
         int | None,
-        typer.Option("--template-id", help="Only this template.", show_default=False),
+        typer.Option("--template-id", metavar="ID", help="Only this template.", show_default=False),
     ] = None,
     label_id: Annotated[
         int | None,
-        typer.Option("--label-id", help="Only this label.", show_default=False),
+        typer.Option("--label-id", metavar="ID", help="Only this label.", show_default=False),
     ] = None,
     time_zone: TimeZone = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", min=1, help="Stop after this many records.", show_default=False),
+        typer.Option("--limit", metavar="N", min=1, help="Stop after this many records.", show_default=False),
     ] = None,
     as_json: Json = False,
     user: User = None,

@@ -7,7 +7,8 @@ under ``/v1`` are the same with or without them, and admin calls are never count
 - ``GET /_admin``: the list of these routes;
 - ``GET /_admin/deliveries[?prefix=+1555]``: ``{phone: number of SMS created for it}`` (only the phones
   starting with ``prefix``, its ``+`` encoded or not); a value above 1 means a phone got the template twice;
-- ``GET /_admin/calls``: the API calls received, by endpoint and HTTP status (``"0"``: connection cut),
+- ``GET /_admin/calls``: the API calls received, by endpoint and HTTP status (``"0"``: connection cut;
+  ``"499"``: the client left before its request was read whole),
   a total per endpoint, ``rate_limited`` (429s of the /status rate limiter, injected ones excluded) and
   ``injected`` (faults injected, by kind);
 - ``GET /_admin/status_calls``: the time (epoch seconds, by the sandbox's clock) each ``/v1/status`` call

@@ -5,18 +5,21 @@ the :class:`FaultPlan` what goes wrong, and records ``(endpoint, status)`` in ``
 the request arrived in ``World.call_times``. Cutting a connection is signalled by raising
 :class:`ConnectionCut` after starting the response (so that Starlette does not turn it into a 500): the
 in-process transport turns it into the httpx error a real network would give, and uvicorn, seeing an
-exception after the response started, closes the socket. Other paths, the test-only ``/_admin`` routes
-(``_admin``), pass through it untouched: never faulted, never counted.
+exception after the response started, closes the socket. With a ``latency`` it holds every answer back that
+long, as a distant service would. Other paths, the test-only ``/_admin`` routes (``_admin``), pass through
+it untouched: never faulted, never delayed, never counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,9 +31,13 @@ from ._faults import Fault, FaultPlan
 from ._requests import parse_send, parse_stats_query
 from ._world import Clock, Reply, World
 
-__all__ = ["ConnectionCut", "create_app"]
+__all__ = ["CLIENT_CLOSED", "ConnectionCut", "create_app"]
+
+logger = logging.getLogger("engagelab_sms_async.sandbox")
 
 _JSON = "application/json;charset=utf-8"
+#: The status recorded for a request its client gave up on before it was read whole (nginx's code for it).
+CLIENT_CLOSED = 499
 _PATHS = {
     "/v1/send": "send",
     "/v1/status": "status",
@@ -59,6 +66,7 @@ def create_app(
     clock: Clock | None = None,
     templates: Collection[int] | None = None,
     admin: bool = False,
+    latency: float = 0.0,
 ) -> Starlette:
     """The EngageLab SMS API emulator as an ASGI app; its :class:`World` is ``app.state.world``.
 
@@ -66,10 +74,16 @@ def create_app(
     ``clock`` returns epoch seconds (default ``time.time``); ``templates`` restricts the accepted template ids
     (default: any positive id).
 
+    ``latency`` (seconds) holds back every answer of the API's endpoints that long after the request was
+    processed (``asyncio.sleep``: fast-forwardable), as over a distant network: a client that gives up
+    meanwhile has had its request carried out without hearing so. A cut connection is not delayed.
+
     ``admin=True`` adds the test-only routes of ``_admin`` under ``/_admin`` (no credentials: never expose
     them beyond a test), and, when no ``clock`` is given, runs on a :class:`MovableClock` that
     ``POST /_admin/clock`` moves forward.
     """
+    if not (math.isfinite(latency) and latency >= 0):
+        raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency!r}")
     if admin and clock is None:
         clock = MovableClock()
     world = World(accounts=accounts, clock=clock, templates=templates)
@@ -83,6 +97,13 @@ def create_app(
                 reply = await handler(request, user)
             except ApiError as error:
                 return Response(error.body(), error.status, error.headers, media_type=_JSON)
+            except ClientDisconnect:
+                # The client left before its request was read whole: nothing was done, and no one is there
+                # to answer (uvicorn drops what is sent now). Not a fault of the sandbox: no traceback.
+                logger.debug(
+                    "%s %s: the client left before its request was read", request.method, request.url.path
+                )
+                return Response(status_code=CLIENT_CLOSED)
             return Response(reply.body, reply.status, dict(reply.headers), media_type=_JSON)
 
         return endpoint
@@ -108,19 +129,23 @@ def create_app(
     ]
     if admin:
         routes += admin_routes(world, faults)
-    app = Starlette(routes=routes, middleware=[Middleware(_WireLayer, world=world, plan=faults)])
+    app = Starlette(
+        routes=routes, middleware=[Middleware(_WireLayer, world=world, plan=faults, latency=latency)]
+    )
     app.state.world = world
     app.state.faults = faults
     return app
 
 
 class _WireLayer:
-    """Counts calls, injects the fault plan's faults, records ``(endpoint, status)`` of every request."""
+    """Counts calls, injects the fault plan's faults, holds answers back ``latency`` seconds, records
+    ``(endpoint, status)`` of every request."""
 
-    def __init__(self, app: ASGIApp, *, world: World, plan: FaultPlan | None) -> None:
+    def __init__(self, app: ASGIApp, *, world: World, plan: FaultPlan | None, latency: float = 0.0) -> None:
         self.app = app
         self.world = world
         self.plan = plan
+        self.latency = latency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = _PATHS.get(scope["path"]) if scope["type"] == "http" else None
@@ -138,6 +163,8 @@ class _WireLayer:
             status, body, headers = _CANNED[fault](self.plan)
             self.world.record_call(endpoint, status, received)
             media_type = headers.pop("content-type", _JSON)
+            if self.latency:
+                await asyncio.sleep(self.latency)
             await Response(body, status, headers, media_type=media_type)(scope, receive, send)
             return
 
@@ -147,9 +174,9 @@ class _WireLayer:
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
                 answered.append(message["status"])
-            if fault is None:
+            if fault is None and not self.latency:
                 await send(message)
-            else:  # slow or drop: keep the answer back
+            else:  # slow, drop or a latency: keep the answer back
                 held.append(message)
 
         await self.app(scope, receive, observe)
@@ -159,6 +186,9 @@ class _WireLayer:
         if fault is Fault.SLOW:
             assert self.plan is not None
             await asyncio.sleep(self.plan.slow_seconds)
+        if held:
+            if self.latency:
+                await asyncio.sleep(self.latency)
             for message in held:
                 await send(message)
         self.world.record_call(endpoint, answered[0] if answered else 0, received)

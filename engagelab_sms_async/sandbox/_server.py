@@ -70,7 +70,8 @@ class Sandbox:
     >>> async with httpx.AsyncClient(transport=sandbox.transport(), base_url=Sandbox.BASE_URL) as http:
     ...     ...
 
-    Arguments as :func:`create_app`. ``world`` holds all the state; ``deliveries``, ``messages``, ``calls``,
+    Arguments as :func:`create_app` (``latency=0.05``: every answer comes 50 ms after its request was
+    processed, as over a network). ``world`` holds all the state; ``deliveries``, ``messages``, ``calls``,
     ``call_times`` and ``rate_limited`` read it, in process.
 
     For a sandbox served to tests in another process (:meth:`serve`, :meth:`run`, ``engagelab-sms
@@ -92,13 +93,15 @@ class Sandbox:
         clock: Clock | None = None,
         templates: Collection[int] | None = None,
         admin: bool = False,
+        latency: float = 0.0,
     ) -> None:
         self.app: Starlette = create_app(
-            accounts=accounts, faults=faults, clock=clock, templates=templates, admin=admin
+            accounts=accounts, faults=faults, clock=clock, templates=templates, admin=admin, latency=latency
         )
         self.world: World = self.app.state.world
         self.faults = faults
         self.admin = admin
+        self.latency = latency
 
     # -- introspection ----------------------------------------------------------------------------
 
@@ -117,7 +120,8 @@ class Sandbox:
         """``(endpoint, HTTP status)`` of every request, including faulted, cached and 429 ones.
 
         The endpoint is one of ``"send"``, ``"status"``, ``"stats_day"``, ``"process_failed"``,
-        ``"send_failed"``; the status is 0 when the connection was cut (reset or drop).
+        ``"send_failed"``; the status is 0 when the connection was cut (reset or drop), 499 when the client
+        left before its request was read whole.
         """
         return self.world.calls
 
