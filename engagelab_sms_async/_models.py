@@ -278,13 +278,19 @@ class UnresolvedChunk:
     @property
     def hint(self) -> str:
         """How to complete this chunk without sending anything twice."""
+        from ._errors import RequestIdExpiredError  # errors name models: imported when asked, not at load
+
         deadline = self.resend_before
-        if deadline is not None and dt.datetime.now(dt.timezone.utc) > deadline:
+        # Found stale by the journal's clock (Redis's, shared by every machine), whatever this machine's says.
+        stale = isinstance(self.error, RequestIdExpiredError)
+        if stale or (deadline is not None and dt.datetime.now(dt.timezone.utc) > deadline):
+            first = self.first_attempt_at
+            at = "" if first is None else f" (at {first:%Y-%m-%d %H:%M:%S} UTC)"
             return (
                 f"outcome of {len(self.recipients)} recipient(s) unknown, and request_id {self.request_id!r} "
-                f"was first attempted over 55 minutes ago (at {self.first_attempt_at:%Y-%m-%d %H:%M:%S} "
-                "UTC): the API may have forgotten it, so a resend could deliver twice; check their delivery "
-                "statuses (iter_status) before sending any of them again"
+                f"was first attempted over 55 minutes ago{at}: the API may have forgotten it, so a resend "
+                "could deliver twice; check their delivery statuses (iter_status) before sending any of them "
+                "again"
             )
         when = f" before {deadline:%Y-%m-%d %H:%M:%S} UTC" if deadline is not None else " within the hour"
         return (

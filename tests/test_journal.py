@@ -19,6 +19,7 @@ from engagelab_sms_async import (
     RedisJournal,
     RequestIdExpiredError,
     SQLiteJournal,
+    UnresolvedChunk,
     ValidationError,
 )
 from engagelab_sms_async._journal import ChunkRecord
@@ -115,6 +116,15 @@ async def test_a_resume_after_the_hour_sends_what_was_never_attempted_and_report
     assert isinstance(stale.error, RequestIdExpiredError) and stale.error.outcome_unknown
     assert stale.error.first_attempt_at == long_ago
     assert "check their delivery statuses" in stale.hint
+
+
+def test_a_chunk_the_journals_clock_found_stale_is_never_advised_to_be_resent() -> None:
+    # The journal's clock (Redis's) found it past 55 minutes; this machine's clock lags and says 10 minutes.
+    first = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+    stale = UnresolvedChunk(
+        "j:0", ("+14440000000",), RequestIdExpiredError("j:0", first), first_attempt_at=first
+    )
+    assert "check their delivery statuses" in stale.hint and "resend them" not in stale.hint
 
 
 async def test_resend_expired_is_the_switch_that_accepts_duplicates() -> None:
