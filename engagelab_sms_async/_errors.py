@@ -3,7 +3,7 @@
 ::
 
     EngageLabError
-    ├── APIError(code, message, status_code, request_id)   the server answered with an error
+    ├── APIError(message, code, status_code, request_id)   the server answered with an error
     │   ├── AuthenticationError    HTTP 401, code 30000: wrong sms_user or sms_key
     │   ├── InvalidRequestError    any other 4xx (400/32002 invalid phone number format, ...), or a redirect
     │   │                          (3xx: never followed, so one call is one request to the server)
@@ -27,14 +27,22 @@ with the same request_id, within the hour, and never be treated as "nothing was 
 No message ever contains the sms_key or the Authorization header: messages are built from the error code,
 the server's message, the HTTP status and the request_id only. Every error pickles (job queues, process pools)
 with its message and fields, and no pickle contains them either: see ``EngageLabError``.
+
+Like the builtin exceptions, an error's ``args`` are its constructor's arguments, with JSON-safe values (see
+:mod:`._portable`): ``type(e)(*e.args)`` rebuilds it with its fields, even after ``json.dumps`` and
+``json.loads``, which is how Celery's JSON results bring a worker's error back to ``result.get()``.
+``str(e)`` is the message.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
+
+from . import _portable as portable
 
 if TYPE_CHECKING:
     from ._models import RejectedChunk, SendReport, UnresolvedChunk, UnsentChunk
@@ -78,6 +86,10 @@ class EngageLabError(Exception):
     send whose answer was lost, or refused only after an earlier attempt got no answer): resend it with the
     same request_id within the hour, never with a new one. ``first_attempt_at`` then says when that hour
     began.
+
+    ``args`` are the constructor's arguments, JSON-safe, so ``type(e)(*e.args)`` rebuilds the error with its
+    fields (Celery's JSON results do); every constructor takes ``outcome_unknown`` and ``first_attempt_at``
+    (a datetime or its ISO string) as its last two arguments, and ``args`` names them only when set.
     """
 
     outcome_unknown: bool = False
@@ -86,6 +98,30 @@ class EngageLabError(Exception):
     #: its own: keep the first error's, or pass a ``journal`` (which keeps it for you, as this field then
     #: says), and resend only until 55 minutes after it.
     first_attempt_at: dt.datetime | None = None
+
+    def __init__(
+        self,
+        message: str = "",
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
+    ) -> None:
+        super().__init__(message)
+        if outcome_unknown is not None:
+            if not isinstance(outcome_unknown, bool):
+                raise TypeError(f"outcome_unknown: expected a bool or None, got {outcome_unknown!r}")
+            self.outcome_unknown = outcome_unknown
+        if first_attempt_at is not None:
+            self.first_attempt_at = portable.moment(first_attempt_at, "first_attempt_at")
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """The constructor's arguments, JSON-safe, each read from the field of its name (the trailing ones
+        equal to their defaults left out): ``type(e)(*e.args)`` rebuilds this error."""
+        return portable.arguments(self)
+
+    @args.setter
+    def args(self, value: tuple[Any, ...]) -> None:
+        raise AttributeError(f"{type(self).__name__}.args are made from its fields: set those instead")
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle the message and every field (``outcome_unknown`` too, when set on the error).
@@ -97,7 +133,7 @@ class EngageLabError(Exception):
         every exception), so the httpx exception behind ``__cause__`` stays in this process.
         """
         state = {name: _detached(value) for name, value in vars(self).items()}
-        return (_restore, (type(self), self.args), state)
+        return (_restore, (type(self), portable.message_args(self)), state)
 
 
 _E = TypeVar("_E", bound=EngageLabError)
@@ -128,16 +164,20 @@ class APIError(EngageLabError):
     def __init__(
         self,
         message: str,
-        *,
         code: int | None = None,
         status_code: int | None = None,
         request_id: str | None = None,
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
     ) -> None:
+        if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+            # APIError(30000, "Unauthorized.") would otherwise read as message 30000, code "Unauthorized.".
+            raise TypeError(f"code: expected an int or None, got {code!r} (the message comes first)")
         self.code = code
         self.message = message
         self.status_code = status_code
         self.request_id = request_id
-        super().__init__(self._describe())
+        super().__init__(self._describe(), outcome_unknown, first_attempt_at)
 
     def _describe(self) -> str:
         parts = []
@@ -165,14 +205,15 @@ class RateLimitedError(APIError):
     def __init__(
         self,
         message: str,
-        *,
         code: int | None = None,
         status_code: int | None = 429,
         request_id: str | None = None,
         retry_after: float | None = None,
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
     ) -> None:
         self.retry_after = retry_after
-        super().__init__(message, code=code, status_code=status_code, request_id=request_id)
+        super().__init__(message, code, status_code, request_id, outcome_unknown, first_attempt_at)
 
 
 class ServerError(APIError):
@@ -185,15 +226,26 @@ class TransportError(EngageLabError):
     ``request_id`` is the request_id of the call (``/send`` only; the message names it too): the API may
     have sent the SMS before the answer was lost, so resend with this id, within the hour, never with a new
     one. The httpx exception is ``error`` (and ``__cause__``); a pickled copy holds one of the same class
-    and message without its request.
+    and message without its request, and ``args`` none (``type(e)(*e.args)`` has ``error=None``).
     """
 
     def __init__(
-        self, message: str, *, error: BaseException | None = None, request_id: str | None = None
+        self,
+        message: str,
+        request_id: str | None = None,
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
+        *,
+        error: BaseException | None = None,
     ) -> None:
+        self.message = message
         self.error = error
         self.request_id = request_id
-        super().__init__(message if request_id is None else f"{message} (request_id {request_id!r})")
+        super().__init__(
+            message if request_id is None else f"{message} (request_id {request_id!r})",
+            outcome_unknown,
+            first_attempt_at,
+        )
 
 
 class LimiterUnavailableError(EngageLabError, RuntimeError):
@@ -223,12 +275,13 @@ class StatusLimitBusyError(EngageLabError):
     def __init__(
         self,
         message: str,
-        *,
-        retry_at: dt.datetime | None = None,
+        retry_at: dt.datetime | str | None = None,
         held_by: Literal["limit", "lane"] | None = None,
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
+        super().__init__(message, outcome_unknown, first_attempt_at)
+        self.retry_at = portable.moment(retry_at, "retry_at")
         self.held_by = held_by
 
 
@@ -248,16 +301,15 @@ class RequestIdReusedError(EngageLabError):
     def __init__(
         self,
         request_id: str,
-        recipients: tuple[str, ...],
-        answered: tuple[str, ...],
-        *,
-        outcome_unknown: bool = False,
+        recipients: Sequence[str],
+        answered: Sequence[str],
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
     ) -> None:
         self.request_id = request_id
-        self.recipients = recipients
-        self.answered = answered
+        self.recipients = tuple(recipients)
+        self.answered = tuple(answered)
         if outcome_unknown:
-            self.outcome_unknown = True
             outcome = (
                 "some of yours, which that call (or this one) may have sent: check their delivery statuses "
                 "before sending them again"
@@ -266,8 +318,10 @@ class RequestIdReusedError(EngageLabError):
             outcome = "none of yours; nothing was sent"
         super().__init__(
             f"request_id {request_id!r} was already used within the hour for other numbers: the answer names "
-            f"{len(answered)} number(s), not all of the {len(recipients)} asked, and {outcome}. Use a "
-            "request_id (or job_id) never used before"
+            f"{len(self.answered)} number(s), not all of the {len(self.recipients)} asked, and {outcome}. "
+            "Use a request_id (or job_id) never used before",
+            outcome_unknown,
+            first_attempt_at,
         )
 
 
@@ -281,14 +335,21 @@ class RequestIdExpiredError(EngageLabError):
     """
 
     outcome_unknown = True
+    first_attempt_at: dt.datetime
 
-    def __init__(self, request_id: str, first_attempt_at: dt.datetime) -> None:
+    def __init__(
+        self, request_id: str, first_attempt_at: dt.datetime | str, outcome_unknown: bool | None = None
+    ) -> None:
         self.request_id = request_id
-        self.first_attempt_at = first_attempt_at
+        when = portable.moment(first_attempt_at, "first_attempt_at")
+        if when is None:
+            raise TypeError("first_attempt_at: expected a datetime or an ISO 8601 string, got None")
         super().__init__(
-            f"request_id {request_id!r} was first attempted at {first_attempt_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"request_id {request_id!r} was first attempted at {when:%Y-%m-%d %H:%M:%S} UTC, "
             "over 55 minutes ago: the API may have forgotten it, so it was not sent again; check the "
-            "numbers' delivery statuses (iter_status) before sending any of them again"
+            "numbers' delivery statuses (iter_status) before sending any of them again",
+            outcome_unknown,
+            when,
         )
 
 
@@ -296,21 +357,25 @@ class BulkSendError(EngageLabError):
     """``iter_send`` yielded every result it could, but some chunks were refused, unresolved or unsent.
 
     ``rejected``, ``unresolved`` and ``unsent`` hold those chunks with their request_ids, recipients and (for
-    the first two) errors: nothing handed to the job is unaccounted for.
+    the first two) errors: nothing handed to the job is unaccounted for. (In ``args``, each chunk is a dict.)
     """
 
     def __init__(
         self,
-        rejected: tuple[RejectedChunk, ...],
-        unresolved: tuple[UnresolvedChunk, ...],
-        unsent: tuple[UnsentChunk, ...] = (),
+        rejected: Iterable[RejectedChunk | Mapping[str, Any]],
+        unresolved: Iterable[UnresolvedChunk | Mapping[str, Any]],
+        unsent: Iterable[UnsentChunk | Mapping[str, Any]] = (),
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
     ) -> None:
-        self.rejected = rejected
-        self.unresolved = unresolved
-        self.unsent = unsent
+        self.rejected = portable.rejected_of(rejected)
+        self.unresolved = portable.unresolved_of(unresolved)
+        self.unsent = portable.unsent_of(unsent)
         super().__init__(
-            f"{len(rejected)} chunk(s) rejected, {len(unresolved)} unresolved and {len(unsent)} unsent; "
-            "resend unresolved chunks with their request_id within the hour"
+            f"{len(self.rejected)} chunk(s) rejected, {len(self.unresolved)} unresolved and "
+            f"{len(self.unsent)} unsent; resend unresolved chunks with their request_id within the hour",
+            outcome_unknown,
+            first_attempt_at,
         )
 
 
@@ -319,17 +384,25 @@ class BulkAbortedError(EngageLabError):
 
     ``report`` accounts for every number read so far (``complete`` is False): results obtained, chunks
     unresolved, chunks read but never sent. ``job_id`` is the job's id (resume it with the same id and
-    journal). The original exception is ``__cause__``.
+    journal). The original exception is ``__cause__``. (In ``args``, the report is a dict.)
     """
 
-    def __init__(self, report: SendReport, reason: str) -> None:
-        self.report = report
+    def __init__(
+        self,
+        report: SendReport | Mapping[str, Any],
+        reason: str,
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
+    ) -> None:
+        self.report = report = portable.report_of(report)
         self.job_id = report.job_id
         self.reason = reason
         super().__init__(
             f"bulk job {report.job_id!r} aborted: {reason}; {report.recipients} number(s) read, "
             f"{report.succeeded} accepted, {report.unresolved_recipients} unresolved, "
-            f"{report.unsent_recipients} never sent"
+            f"{report.unsent_recipients} never sent",
+            outcome_unknown,
+            first_attempt_at,
         )
 
 
@@ -338,43 +411,82 @@ class UnresolvedChunksError(EngageLabError):
     queue retries the job: ``unresolved`` (outcome unknown), ``unsent`` (never sent) and ``rejected``
     (refused whole; only when asked for), with their request_ids and numbers; ``complete`` is False when the
     job stopped before reading its whole source. ``job_id`` is the job's id: run it again with it and the
-    same journal. ``outcome_unknown`` is True when any chunk is unresolved.
+    same journal. (In ``args``, each chunk is a dict.)
+
+    ``outcome_unknown`` is True when a rerun can still resend an unresolved chunk: one within its request_id's
+    hour. When every unresolved chunk is past it (its error a ``RequestIdExpiredError``, or its
+    ``resend_before`` gone), the error is final for them (``outcome_unknown`` False): a rerun would not resend
+    them, so check their numbers' delivery statuses instead. ``is_retryable`` says whether a rerun can
+    finish anything (unresolved chunks within their hour, unsent chunks, a source not read to its end).
     """
 
     def __init__(
         self,
         job_id: str | None,
-        unresolved: tuple[UnresolvedChunk, ...],
-        unsent: tuple[UnsentChunk, ...] = (),
-        rejected: tuple[RejectedChunk, ...] = (),
-        *,
+        unresolved: Iterable[UnresolvedChunk | Mapping[str, Any]],
+        unsent: Iterable[UnsentChunk | Mapping[str, Any]] = (),
+        rejected: Iterable[RejectedChunk | Mapping[str, Any]] = (),
         complete: bool = True,
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
     ) -> None:
         self.job_id = job_id
-        self.unresolved = unresolved
-        self.unsent = unsent
-        self.rejected = rejected
+        self.unresolved = unresolved = portable.unresolved_of(unresolved)
+        self.unsent = unsent = portable.unsent_of(unsent)
+        self.rejected = rejected = portable.rejected_of(rejected)
         self.complete = complete
-        if unresolved:
-            self.outcome_unknown = True
-
-        def numbers(
-            chunks: tuple[UnresolvedChunk, ...] | tuple[UnsentChunk, ...] | tuple[RejectedChunk, ...],
-        ) -> int:
-            return sum(len(chunk.recipients) for chunk in chunks)
-
-        super().__init__(
-            f"bulk job {job_id!r} is not done: {len(unresolved)} chunk(s) unresolved ({numbers(unresolved)} "
-            f"numbers), {len(unsent)} unsent ({numbers(unsent)}), {len(rejected)} rejected "
-            f"({numbers(rejected)}){'' if complete else ', and its source was not read to its end'}; run "
-            "it again with the same job_id and journal (within the hour for the unresolved ones): nothing "
-            "already sent is sent twice"
+        if outcome_unknown is None:  # decided now; args carry the verdict to a copy made later
+            now = dt.datetime.now(dt.timezone.utc)
+            outcome_unknown = any(not _past_its_hour(chunk, now) for chunk in unresolved)
+        counts = (
+            f"{len(unresolved)} chunk(s) unresolved ({_numbers(unresolved)} numbers), {len(unsent)} unsent "
+            f"({_numbers(unsent)}), {len(rejected)} rejected ({_numbers(rejected)})"
+            f"{'' if complete else ', and its source was not read to its end'}"
         )
+        if unresolved and not outcome_unknown:
+            advice = (
+                "its unresolved chunks are past their request_id's hour, so resending them could deliver "
+                "twice and no rerun will: check their numbers' delivery statuses (iter_status) before "
+                "sending any of them again"
+            )
+            if unsent or not complete:
+                advice += "; run it again with the same job_id and journal to send the unsent ones"
+        else:
+            advice = (
+                "run it again with the same job_id and journal (within the hour for the unresolved ones): "
+                "nothing already sent is sent twice"
+            )
+            expired = sum(isinstance(chunk.error, RequestIdExpiredError) for chunk in unresolved)
+            if expired:
+                advice += (
+                    f"; {expired} unresolved chunk(s) are past their request_id's hour: check their numbers' "
+                    "delivery statuses (iter_status) instead"
+                )
+        super().__init__(
+            f"bulk job {job_id!r} is not done: {counts}; {advice}", outcome_unknown, first_attempt_at
+        )
+
+
+def _numbers(chunks: Iterable[UnresolvedChunk | UnsentChunk | RejectedChunk]) -> int:
+    return sum(len(chunk.recipients) for chunk in chunks)
+
+
+def _past_its_hour(chunk: UnresolvedChunk, now: dt.datetime) -> bool:
+    """Whether an unresolved chunk can no longer be resent: its journal said so, or its hour is gone."""
+    deadline = chunk.resend_before
+    return isinstance(chunk.error, RequestIdExpiredError) or (deadline is not None and now > deadline)
 
 
 class ValidationError(EngageLabError, ValueError):
     """Bad input, caught before any request was sent. ``field`` names the offending argument."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(
+        self,
+        field: str,
+        message: str,
+        outcome_unknown: bool | None = None,
+        first_attempt_at: dt.datetime | str | None = None,
+    ) -> None:
         self.field = field
-        super().__init__(f"{field}: {message}")
+        self.message = message
+        super().__init__(f"{field}: {message}", outcome_unknown, first_attempt_at)

@@ -13,7 +13,9 @@ again with the same ``job_id`` and the same recipients, and it:
 
 ``send(..., request_id=..., journal=...)`` keeps a single send's first attempt the same way, under
 ``f"send:{request_id}"``. Times are the journal's own when it keeps a clock (``RedisJournal``: the Redis
-server's, one clock for every machine), else this machine's.
+server's, one clock for every machine), else this machine's. Every journal here takes ``clock=``, a callable
+(plain or async) returning an aware datetime, that it reads instead: a test moves it, or follows a served
+sandbox's clock with ``engagelab_sms_async.sandbox.ServedClock``, and the 55-minute guard moves with it.
 
 ``MemoryJournal`` lives in the process (tests, or resuming within one run), ``SQLiteJournal`` in a file
 (stdlib ``sqlite3``, off the event loop), ``RedisJournal`` (extra ``[redis]``) in Redis for workers on
@@ -25,9 +27,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import inspect
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -37,6 +40,7 @@ from ._models import ChunkRecord
 
 __all__ = [
     "ChunkRecord",
+    "Clock",
     "Clocked",
     "Journal",
     "checked",
@@ -46,6 +50,29 @@ __all__ = [
     "digest",
     "encode",
 ]
+
+
+#: What a journal's ``clock=`` is: a plain or async callable returning the time now, an aware datetime.
+Clock = Callable[[], dt.datetime | Awaitable[dt.datetime]]
+
+
+def checked_clock(clock: Clock | None) -> Clock | None:
+    """Refuse (``ValidationError``) a ``clock=`` that cannot be called."""
+    if clock is not None and not callable(clock):
+        raise ValidationError("clock", f"must be a callable returning an aware datetime, got {clock!r}")
+    return clock
+
+
+async def read(clock: Clock | None) -> dt.datetime:
+    """The time by ``clock`` (this machine's without one), aware and in UTC."""
+    if clock is None:
+        return dt.datetime.now(dt.timezone.utc)
+    moment = clock()
+    if inspect.isawaitable(moment):
+        moment = await moment
+    if not isinstance(moment, dt.datetime) or moment.utcoffset() is None:
+        raise ValidationError("clock", f"must return an aware datetime, got {moment!r}")
+    return moment.astimezone(dt.timezone.utc)
 
 
 def digest(recipients: Sequence[str]) -> str:
@@ -89,10 +116,19 @@ class Clocked(Protocol):
 
 
 class MemoryJournal:
-    """A journal in a dict: for tests, and for resuming a job within one process."""
+    """A journal in a dict: for tests, and for resuming a job within one process.
 
-    def __init__(self) -> None:
+    ``clock`` (a plain or async callable returning an aware datetime) is what its ``now()`` reads: the time
+    of first attempts and of the 55-minute guard. A test moves it instead of waiting an hour.
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
         self._jobs: dict[str, dict[int, ChunkRecord]] = {}
+        self.clock = checked_clock(clock)
+
+    async def now(self) -> dt.datetime:
+        """The time by ``clock``, else by this machine's (aware, UTC)."""
+        return await read(self.clock)
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:
         return dict(self._jobs.get(job_id, {}))
@@ -114,11 +150,12 @@ class SQLiteJournal:
     """A journal in an SQLite file, written off the event loop; survives a crash of the process.
 
     ``SQLiteJournal("job.db")``, or ``async with SQLiteJournal("job.db") as journal:`` to close the file
-    at the end. Each write is committed before ``record`` returns.
+    at the end. Each write is committed before ``record`` returns. ``clock``, as for ``MemoryJournal``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, clock: Clock | None = None) -> None:
         self.path = Path(path)
+        self.clock = checked_clock(clock)
         self._lock = threading.Lock()
         import sqlite3  # here: a process without an SQLite journal never loads it (about 1 MiB)
 
@@ -146,6 +183,10 @@ class SQLiteJournal:
                 "INSERT OR REPLACE INTO chunks (job_id, idx, entry) VALUES (?, ?, ?)",
                 (job_id, index, encode(entry)),
             )
+
+    async def now(self) -> dt.datetime:
+        """The time by ``clock``, else by this machine's (aware, UTC)."""
+        return await read(self.clock)
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:
         return await asyncio.to_thread(self._load, job_id)

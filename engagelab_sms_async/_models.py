@@ -403,8 +403,11 @@ class SendReport:
         One line turns a partial result into a job-queue retry: inside an arq or Celery task, a report that
         returns normally marks the job done, and its unresolved numbers would never be retried. Run the job
         again with the same ``job_id`` and journal: chunks already sent are skipped, unresolved ones resent
-        with their request_ids (the API sends nothing twice within its hour), unsent ones sent. The error
-        pickles with its chunks, so the queue's result backend can show them.
+        with their request_ids (the API sends nothing twice within its hour), unsent ones sent. Retry it only
+        when ``is_retryable(error)``: once every unresolved chunk is past its request_id's hour it is final
+        (``outcome_unknown`` False; check those numbers' delivery statuses), since no rerun resends them. The
+        error pickles, and rebuilds from its JSON-safe ``args``, with its chunks, so the queue's result
+        backend can show them.
         """
         from ._errors import UnresolvedChunksError
 

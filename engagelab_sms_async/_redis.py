@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     ) from exc
 
 from ._errors import ValidationError
-from ._journal import ChunkRecord, decode, encode
+from ._journal import ChunkRecord, Clock, checked_clock, decode, encode, read
 from ._redis_limiter import RedisSlidingWindowLimiter
 
 __all__ = ["RedisJournal", "RedisSlidingWindowLimiter", "connect"]
@@ -41,21 +41,34 @@ class RedisJournal:
     One hash per job at ``{key_prefix}:{job_id}`` (field: the chunk index, value: the record as JSON),
     kept ``ttl`` seconds after its last write (a day by default: long after the API forgot the request_ids,
     long enough to resume). See :mod:`engagelab_sms_async._journal` for what a journal promises.
+
+    Its time is the Redis server's (``TIME``), one clock for every machine; ``clock`` (a plain or async
+    callable returning an aware datetime) replaces it, e.g. ``ServedClock(url)`` in a test against a served
+    sandbox whose clock the test moves past the hour.
     """
 
     def __init__(
-        self, redis: redis_asyncio.Redis, *, key_prefix: str = "engagelab:sms:journal", ttl: int = 86_400
+        self,
+        redis: redis_asyncio.Redis,
+        *,
+        key_prefix: str = "engagelab:sms:journal",
+        ttl: int = 86_400,
+        clock: Clock | None = None,
     ) -> None:
         self.redis = redis
         self._conn: Any = redis  # untyped here: redis-py 5 and 8 type their commands differently
         self.key_prefix = key_prefix
         self.ttl = ttl
+        self.clock = checked_clock(clock)
 
     def _key(self, job_id: str) -> str:
         return f"{self.key_prefix}:{job_id}"
 
     async def now(self) -> dt.datetime:
-        """The Redis server's time (``TIME``): the 55-minute guard reads one clock on every machine."""
+        """The Redis server's time (``TIME``): the 55-minute guard reads one clock on every machine. Or
+        ``clock``'s, when given."""
+        if self.clock is not None:
+            return await read(self.clock)
         seconds, micros = await self._conn.time()
         return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc) + dt.timedelta(
             microseconds=int(micros)

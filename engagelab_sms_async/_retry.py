@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import tenacity
 
-from ._errors import APIError, RateLimitedError, ServerError, TransportError
+from ._errors import APIError, RateLimitedError, ServerError, TransportError, UnresolvedChunksError
 
 __all__ = ["RetryPolicy", "is_retryable"]
 
@@ -26,7 +26,12 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """True for the errors a repeat can cure: network faults, 5xx and 429."""
+    """True for the errors a repeat can cure: network faults, 5xx and 429; and an ``UnresolvedChunksError``
+    that a rerun of its job can finish (an unresolved chunk within its request_id's hour, an unsent chunk, a
+    source not read to its end), never one whose unresolved chunks are all past their hour and nothing else
+    is left."""
+    if isinstance(exc, UnresolvedChunksError):
+        return exc.outcome_unknown or bool(exc.unsent) or not exc.complete
     return isinstance(exc, (TransportError, ServerError, RateLimitedError))
 
 

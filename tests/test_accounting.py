@@ -28,7 +28,6 @@ from engagelab_sms_async import (
     TransportError,
     ValidationError,
 )
-from engagelab_sms_async import _chunk as chunk_life
 from engagelab_sms_async._journal import ChunkRecord
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
@@ -522,13 +521,9 @@ async def test_send_bulk_counts_unnamed_numbers_as_unresolved() -> None:
 
 
 @pytest.mark.looptime
-async def test_a_pending_chunk_reached_after_55_minutes_is_not_resent(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_pending_chunk_reached_after_55_minutes_is_not_resent() -> None:
     loop = asyncio.get_running_loop()
     start = dt.datetime.now(dt.timezone.utc)
-    # The guard reads the wall clock: here it follows the fast-forwarded loop.
-    monkeypatch.setattr(chunk_life, "_now", lambda: start + dt.timedelta(seconds=loop.time()))
     first, second = "+17770000001", "+17770000002"
 
     async def slow_source() -> AsyncIterator[str]:
@@ -537,7 +532,8 @@ async def test_a_pending_chunk_reached_after_55_minutes_is_not_resent(
         yield second
 
     sandbox = Sandbox(faults=FaultPlan(at={"send": {1: "drop"}}), clock=Sandbox.loop_clock())
-    journal = MemoryJournal()
+    # The guard reads the journal's clock: here it follows the fast-forwarded loop.
+    journal = MemoryJournal(clock=lambda: start + dt.timedelta(seconds=loop.time()))
     retry = RetryPolicy.none()
     async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), retry=retry) as client:
         await client.send_bulk([first, second], 3, job_id="j", journal=journal, chunk_size=1)

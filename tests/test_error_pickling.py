@@ -4,45 +4,25 @@ pickle holds the sms_key or the Authorization header, not even through a wrapped
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime as dt
 import json
 import pickle
 from typing import Any
 
-import attrs
 import httpx
 import pytest
 
 import engagelab_sms_async
 from engagelab_sms_async import (
-    APIError,
     AsyncClient,
     AuthenticationError,
     BulkAbortedError,
-    BulkSendError,
-    ClientClosedError,
     EngageLabError,
-    InvalidRequestError,
-    LimiterUnavailableError,
-    RateLimitedError,
-    RejectedChunk,
-    RequestIdExpiredError,
-    RequestIdReusedError,
     RetryPolicy,
-    SendReport,
-    SendResult,
-    ServerError,
-    StatusLimitBusyError,
     TransportError,
-    UnresolvedChunk,
-    UnresolvedChunksError,
-    UnsentChunk,
-    ValidationError,
 )
 
-USER, KEY = "demo", "s3cret-key-never-pickled"
-TOKEN = base64.b64encode(f"{USER}:{KEY}".encode()).decode()
+from ._error_examples import EXAMPLES, KEY, NAMES, REPORT, TOKEN, UNRESOLVED, UNSENT, USER, shape
+
 TO = ["+12673800456"]
 
 
@@ -122,94 +102,26 @@ async def test_the_httpx_error_behind_cause_is_not_pickled() -> None:
 # --- every public exception class -------------------------------------------------------------------------
 
 
-def _request_with_auth() -> httpx.Request:
-    request = httpx.Request("POST", "https://sms.api.engagelab.cc/v1/send")
-    request.headers["Authorization"] = f"Basic {TOKEN}"
-    return request
-
-
-def _transport_error(request_id: str) -> TransportError:
-    cause = httpx.ConnectError("connection refused", request=_request_with_auth())
-    return TransportError("ConnectError on /send: connection refused", error=cause, request_id=request_id)
-
-
-SINCE = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-REJECTED = RejectedChunk(
-    "job:0", ("+10000000000",), AuthenticationError("Unauthorized.", code=30000, status_code=401)
-)
-UNRESOLVED = UnresolvedChunk("job:1", ("+10000000001",), _transport_error("job:1"), first_attempt_at=SINCE)
-UNSENT = UnsentChunk("job:2", ("+10000000002",))
-REPORT = SendReport(
-    recipients=4,
-    succeeded=1,
-    failed=1,
-    results=(SendResult("job:3", ("id$+10000000003",), recipients=("+10000000003",)),),
-    unresolved=(UNRESOLVED,),
-    rejected=(REJECTED,),
-    job_id="job",
-    unsent=(UNSENT,),
-    complete=False,
-)
-
-EXAMPLES: list[EngageLabError] = [
-    EngageLabError("something went wrong"),
-    APIError("teapot", code=5, status_code=418, request_id="r-1"),
-    AuthenticationError("Unauthorized.", code=30000, status_code=401, request_id="r-2"),
-    InvalidRequestError("Invalid phone number format", code=32002, status_code=400),
-    RateLimitedError("slow down", code=1, request_id="r-3", retry_after=7.0),
-    ServerError("/send answered HTTP 502 with a body that is not JSON", status_code=502, request_id="r-4"),
-    _transport_error("r-5"),
-    LimiterUnavailableError("the status limiter's Redis cannot be reached"),
-    ClientClosedError("the client of sms_user 'demo' is closed: it makes no call"),
-    StatusLimitBusyError(
-        "no admission within 2s",
-        retry_at=dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc),
-        held_by="limit",
-    ),
-    ValidationError("to", "must hold 1 to 1000 numbers, got 0"),
-    RequestIdReusedError("r-6", ("+10000000000",), ("+19999999999",)),
-    RequestIdExpiredError("r-7", dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.timezone.utc)),
-    BulkSendError((REJECTED,), (UNRESOLVED,), (UNSENT,)),
-    UnresolvedChunksError("job-1", (UNRESOLVED,), (UNSENT,), (REJECTED,)),
-    BulkAbortedError(REPORT, "the recipients source raised OSError"),
-]
-
-
-def _shape(value: Any) -> Any:
-    """A comparable picture of a value: chunks and exceptions compare by identity, not by content."""
-    if isinstance(value, httpx.HTTPError):
-        return (type(value), str(value))
-    if isinstance(value, BaseException):
-        return (type(value), value.args, _shape(vars(value)))
-    if attrs.has(type(value)):
-        return (type(value), _shape(attrs.asdict(value, recurse=False)))
-    if isinstance(value, dict):
-        return {name: _shape(item) for name, item in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_shape(item) for item in value)
-    return value
-
-
 def test_the_examples_cover_every_public_exception_class() -> None:
     public = {getattr(engagelab_sms_async, name) for name in engagelab_sms_async.__all__}
     exceptions = {item for item in public if isinstance(item, type) and issubclass(item, BaseException)}
     assert {type(example) for example in EXAMPLES} == exceptions
 
 
-@pytest.mark.parametrize("error", EXAMPLES, ids=[type(example).__name__ for example in EXAMPLES])
+@pytest.mark.parametrize("error", EXAMPLES, ids=NAMES)
 def test_every_exception_unpickles_with_its_type_message_and_fields(error: EngageLabError) -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error)
     assert str(copy) == str(error)
-    assert _shape(copy) == _shape(error)
+    assert shape(copy) == shape(error)
 
 
-@pytest.mark.parametrize("error", EXAMPLES, ids=[type(example).__name__ for example in EXAMPLES])
+@pytest.mark.parametrize("error", EXAMPLES, ids=NAMES)
 def test_no_pickled_exception_contains_the_authorization_header(error: EngageLabError) -> None:
     _assert_no_secret(pickle.dumps(error))
 
 
-@pytest.mark.parametrize("error", EXAMPLES, ids=[type(example).__name__ for example in EXAMPLES])
+@pytest.mark.parametrize("error", EXAMPLES, ids=NAMES)
 def test_outcome_unknown_set_on_an_error_survives_pickling(error: EngageLabError) -> None:
     error = pickle.loads(pickle.dumps(error))  # a copy: the examples are shared
     error.outcome_unknown = True

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -118,9 +119,14 @@ def worker_env(served: Served, redis_url: str) -> dict[str, str]:
         ENGAGELAB_SMS_KEY="demo-key",
         ENGAGELAB_SMS_REDIS_URL=redis_url,
         REDIS_URL=redis_url,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        PYTHONPATH=worker_env_path(),
     )
     return env
+
+
+def worker_env_path() -> str:
+    """The worker's PYTHONPATH: this checkout first, so a worker imports the code under test."""
+    return os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
 def redis_url_of(proc: Any) -> str:
@@ -141,12 +147,18 @@ def numbers(campaign: int, count: int) -> list[str]:
 
 @contextlib.contextmanager
 def arq_workers(
-    count: int, env: dict[str, str], log: Path, settings: str = "examples.arq_sms.WorkerSettings"
+    count: int,
+    env: dict[str, str],
+    log: Path,
+    settings: str = "examples.arq_sms.WorkerSettings",
+    *,
+    burst: bool = False,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` real arq workers of the recipe; with ``burst``, each exits once the queue is empty."""
     with log.open("wb") as out:
         workers = [
             subprocess.Popen(
-                [sys.executable, "-m", "arq", settings],
+                [sys.executable, "-m", "arq", settings, *(["--burst"] if burst else [])],
                 cwd=REPO,
                 env=env,
                 stdout=out,
@@ -182,7 +194,9 @@ async def enqueue(redis_url: str, campaign: str, phones: list[str], pages: int =
     ]
 
 
-async def outcomes(redis_url: str, job_ids: list[str], timeout: float) -> dict[str, Any]:
+async def outcomes(
+    redis_url: str, job_ids: list[str], timeout: float, queue: str = "arq:queue"
+) -> dict[str, Any]:
     """Each job's result, or the exception it ended with (unpickled: our errors pickle with their fields)."""
     from arq import create_pool
     from arq.connections import RedisSettings
@@ -193,7 +207,8 @@ async def outcomes(redis_url: str, job_ids: list[str], timeout: float) -> dict[s
     try:
         for job_id in job_ids:
             try:
-                found[job_id] = await Job(job_id, pool).result(timeout=timeout, poll_delay=0.2)
+                job = Job(job_id, pool, _queue_name=queue)
+                found[job_id] = await job.result(timeout=timeout, poll_delay=0.2)
             except Exception as exc:  # the job's own error, as arq kept it
                 found[job_id] = exc
     finally:
@@ -242,7 +257,7 @@ def test_an_arq_job_run_again_after_the_hour_raises_request_id_expired_and_sends
     with (
         served_sandbox("send:drop@0,1,2,3,4") as served,
         arq_workers(
-            1, worker_env(served, redis_url), tmp_path / "arq.log", "tests._arq_clock.WorkerSettings"
+            1, worker_env(served, redis_url), tmp_path / "arq.log", "examples.arq_sms_sandbox.WorkerSettings"
         ),
     ):
         jobs = asyncio.run(enqueue(redis_url, "late", phones))
@@ -260,48 +275,207 @@ def test_an_arq_job_run_again_after_the_hour_raises_request_id_expired_and_sends
     assert all(deliveries[phone] == 1 for phone in phones)
 
 
+#: The first 40 sends fail with a 503 (nothing sent): the 8 chunks a bulk job sends at once spend their 5
+#: attempts on them, so a campaign's first run ends with unresolved chunks that only a rerun sends.
+FIRST_SENDS_UNAVAILABLE = "send:503@" + ",".join(map(str, range(40)))
+
+
+def test_an_arq_campaign_job_left_with_unresolved_chunks_is_run_again_until_every_number_is_sent_once(
+    queue_redis_proc: Any, tmp_path: Path
+) -> None:
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from examples.arq_sms import CAMPAIGNS, enqueue_campaign_job
+
+    async def enqueue_job() -> None:
+        pool = await create_pool(RedisSettings.from_dsn(redis_url))
+        try:
+            assert await enqueue_campaign_job(pool, "spring", phones, 4)
+        finally:
+            await pool.aclose()
+
+    redis_url = redis_url_of(queue_redis_proc)
+    phones = numbers(5, 10_000)
+    log = tmp_path / "arq.log"
+    with (
+        served_sandbox(FIRST_SENDS_UNAVAILABLE) as served,
+        arq_workers(1, worker_env(served, redis_url), log, "examples.arq_sms.CampaignWorkerSettings"),
+    ):
+        asyncio.run(enqueue_job())
+        done = asyncio.run(outcomes(redis_url, ["campaign:spring"], timeout=90, queue=CAMPAIGNS))
+        deliveries = served.deliveries()
+    assert done["campaign:spring"] == {"recipients": 10_000, "succeeded": 10_000, "failed": 0}
+    assert "campaign:spring:send_campaign retrying job" in log.read_text(errors="replace")
+    assert all(deliveries[phone] == 1 for phone in phones)
+
+
+def test_the_arq_recipes_job_logs_name_no_phone_number_and_no_sms_id(
+    queue_redis_proc: Any, tmp_path: Path
+) -> None:
+    redis_url = redis_url_of(queue_redis_proc)
+    log = tmp_path / "arq.log"
+    with served_sandbox() as served:
+        jobs = asyncio.run(enqueue(redis_url, "quiet", numbers(4, 2000)))
+        with arq_workers(1, worker_env(served, redis_url), log, burst=True) as [worker]:
+            worker.wait(timeout=60)  # --burst: it leaves once the queue is empty
+        done = asyncio.run(outcomes(redis_url, jobs, timeout=10))
+    assert all(isinstance(outcome, dict) and len(outcome["sms_ids"]) == 1000 for outcome in done.values())
+    text = log.read_text(errors="replace")
+    assert "sms:quiet:0:send_chunk(" in text  # arq logged the job, as it does every job it starts
+    assert not re.search(r"\+1004\d{7}", text), "a phone number in the job log"
+    assert "$" not in text, "an sms_id in the job log"
+
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 # --- Celery -------------------------------------------------------------------------------------
 
 
-def test_a_celery_worker_sends_every_number_once_through_dropped_answers(
-    queue_redis_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextlib.contextmanager
+def celery_worker(
+    env: dict[str, str], log: Path, app: str = "examples.celery_sms", concurrency: int = 2
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery -A app worker`` (a main process and its pool children, in a process group of their
+    own), ready to take tasks."""
+    command = [sys.executable, "-m", "celery", "-A", app, "worker", "-c", str(concurrency)]
+    with log.open("ab") as out:
+        worker = subprocess.Popen(
+            [*command, "--loglevel=info", "--without-gossip", "--without-mingle"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        ready = log.stat().st_size
+
+        def up() -> bool:
+            assert worker.poll() is None, log.read_text(errors="replace")[-3000:]
+            with log.open("rb") as text:
+                text.seek(ready)
+                return b"ready." in text.read()
+
+        wait_until(up, "the Celery worker is ready", 60)
+        yield worker
+    finally:
+        stop(worker)
+
+
+@contextlib.contextmanager
+def celery_app(module: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The module of a Celery app, imported here with its broker and results in ``redis_url``."""
     import gc
     import importlib
 
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    imported = importlib.reload(importlib.import_module(module))
+    # An AsyncResult collected while redis-py holds its pub/sub connection's lock (the cyclic collector
+    # runs at any allocation) unsubscribes from its __del__ and waits on that lock for ever: Celery's Redis
+    # result backend deadlocks the caller (celery/celery#10477, fixed upstream by #10497). No collection
+    # while the app is in use; then one, while Redis is up, so that the results let go of their state.
+    gc.disable()
+    try:
+        yield imported
+    finally:
+        gc.enable()
+        gc.collect()
+        imported.app.close()
+
+
+def test_the_tasks_of_a_whole_killed_celery_worker_go_to_a_fresh_worker_after_the_visibility_timeout(
+    queue_redis_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    redis_url = redis_url_of(queue_redis_proc)
+    phones = numbers(7, 10_000)
+    log = tmp_path / "celery.log"
+    # A time limit of 8 s makes the recipe's visibility timeout twice that (the test's bound, not the hour).
+    monkeypatch.setenv("SMS_TASK_TIME_LIMIT", "8")
+    visibility = 16
+    # Two sends are processed at once and answered 30 s later: the client waits 2 s for them, then resends.
+    with served_sandbox("send:slow@2,3") as served:
+        env = {**worker_env(served, redis_url), "SMS_TASK_TIME_LIMIT": "8", "ENGAGELAB_SMS_TIMEOUT": "2"}
+        with celery_app("examples.celery_sms", redis_url, monkeypatch) as recipe:
+            with celery_worker(env, log) as first:
+                task_ids = recipe.enqueue_campaign("winter", phones, 4)
+                # Both slow sends made (their numbers sent), their answers not yet in: kill the whole
+                # worker, its main process and its pool children alike.
+                wait_until(lambda: sum(served.deliveries().values()) >= 4000, "the slow sends are made", 60)
+                os.killpg(first.pid, signal.SIGKILL)
+                killed = time.monotonic()
+            with redis.Redis.from_url(redis_url) as store:
+                assert store.hlen("unacked") > 0  # taken by the dead worker, never acknowledged
+            # Real time, as Redis keeps them: a fresh worker takes them once they are 16 s old.
+            time.sleep(max(0.0, visibility + 1 - (time.monotonic() - killed)))
+            with celery_worker(env, log):
+                fresh = time.monotonic()
+                results = [recipe.app.AsyncResult(task_id).get(timeout=60) for task_id in task_ids]
+                took = time.monotonic() - fresh
+            deliveries = served.deliveries()
+    assert len(results) == 10 and all(len(result["sms_ids"]) == 1000 for result in results)
+    assert took < 30, f"the fresh worker took {took:.0f} s"
+    assert all(deliveries[phone] == 1 for phone in phones), "a number was sent twice, or never"
+
+
+def test_a_celery_campaign_task_left_with_unresolved_chunks_is_run_again_until_every_number_is_sent_once(
+    queue_redis_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_url = redis_url_of(queue_redis_proc)
+    phones = numbers(6, 10_000)
+    log = tmp_path / "celery.log"
+    with served_sandbox(FIRST_SENDS_UNAVAILABLE) as served:
+        with (
+            celery_worker(worker_env(served, redis_url), log),
+            celery_app("examples.celery_sms", redis_url, monkeypatch) as recipe,
+        ):
+            outcome = recipe.send_campaign.delay("autumn", phones, 4).get(timeout=90)
+        deliveries = served.deliveries()
+    assert outcome == {"recipients": 10_000, "succeeded": 10_000, "failed": 0}
+    assert "Retry in" in log.read_text(errors="replace")  # Celery ran it again, as the recipe asked
+    assert all(deliveries[phone] == 1 for phone in phones)
+
+
+def test_a_celery_workers_library_errors_reach_result_get_as_themselves_with_their_fields(
+    queue_redis_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ._error_examples import EXAMPLES, shape
+
+    redis_url = redis_url_of(queue_redis_proc)
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": worker_env_path()}
+    with (
+        celery_worker(env, tmp_path / "celery.log", app="tests._celery_errors", concurrency=1),
+        celery_app("tests._celery_errors", redis_url, monkeypatch) as tasks,
+    ):
+        # Celery's default: JSON results, where an error is its class's module, name and args.
+        assert tasks.app.conf.result_serializer == "json"
+        for index, example in enumerate(EXAMPLES):
+            # As a caller's ``except RequestIdExpiredError`` would, by class.
+            with pytest.raises(type(example)) as caught:
+                tasks.fail.delay(index).get(timeout=30)
+            assert type(caught.value) is type(example)
+            assert str(caught.value) == str(example)
+            assert shape(caught.value, wrapped=False) == shape(example, wrapped=False)
+
+
+def test_a_celery_worker_sends_every_number_once_through_dropped_answers(
+    queue_redis_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     redis_url = redis_url_of(queue_redis_proc)
     phones = numbers(3, 10_000)
     log = tmp_path / "celery.log"
     with served_sandbox("send:drop=0.2", "send:drop@0,3") as served:
-        env = worker_env(served, redis_url)
-        command = [sys.executable, "-m", "celery", "-A", "examples.celery_sms", "worker", "-c", "2"]
-        with log.open("wb") as out:
-            worker = subprocess.Popen(
-                [*command, "--loglevel=info", "--without-gossip", "--without-mingle"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_until(lambda: "ready." in log.read_text(errors="replace"), "the Celery worker is ready", 60)
-            monkeypatch.setenv("REDIS_URL", redis_url)
-            recipe = importlib.reload(importlib.import_module("examples.celery_sms"))
-            try:
-                task_ids = recipe.enqueue_campaign("autumn", phones, 4)
-                results = [recipe.app.AsyncResult(task_id).get(timeout=120) for task_id in task_ids]
-            finally:
-                # Celery's AsyncResults let go of their pending state when collected: while Redis is up.
-                gc.collect()
-                recipe.app.close()
-            deliveries = served.deliveries()
-            calls = served.calls()
-        finally:
-            stop(worker)
+        with (
+            celery_worker(worker_env(served, redis_url), log),
+            celery_app("examples.celery_sms", redis_url, monkeypatch) as recipe,
+        ):
+            task_ids = recipe.enqueue_campaign("autumn", phones, 4)
+            results = [recipe.app.AsyncResult(task_id).get(timeout=120) for task_id in task_ids]
+        deliveries = served.deliveries()
+        calls = served.calls()
     assert len(results) == 10 and all(len(result["sms_ids"]) == 1000 for result in results)
     assert max(deliveries.values()) == 1, "a number was sent twice"
     assert sum(deliveries[phone] for phone in phones) == len(phones), "a number was never sent"

@@ -8,7 +8,9 @@ import asyncio
 import datetime as dt
 import pickle
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,25 +22,26 @@ from engagelab_sms_async import (
     RequestIdExpiredError,
     RetryPolicy,
     ServerError,
+    SQLiteJournal,
     TransportError,
+    UnresolvedChunk,
     UnresolvedChunksError,
+    UnsentChunk,
     ValidationError,
     idempotency_key,
+    is_retryable,
 )
-from engagelab_sms_async.sandbox import FaultPlan, Sandbox
+from engagelab_sms_async.sandbox import FaultPlan, Sandbox, ServedClock
 
 NUMBERS = ["+12025550100", "+12025550101", "+12025550102"]
 
 
 class ClockedJournal(MemoryJournal):
-    """A journal with a clock of its own (as ``RedisJournal`` reads Redis's), which a test moves."""
+    """A journal on a clock the test moves (``clock=``), as a user's test would give it one."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.moment = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.timezone.utc)
-
-    async def now(self) -> dt.datetime:
-        return self.moment
+        self.moment = dt.datetime.now(dt.timezone.utc)
+        super().__init__(clock=lambda: self.moment)
 
 
 def client_of(sandbox: Sandbox, retry: RetryPolicy | None = None) -> AsyncClient:
@@ -93,6 +96,26 @@ def test_a_key_that_could_not_keep_sends_apart_is_refused(
 ) -> None:
     with pytest.raises(ValidationError):
         idempotency_key(*parts, recipients=recipients)  # type: ignore[arg-type]
+
+
+def test_a_key_is_refused_past_103_bytes_of_parts_not_103_characters() -> None:
+    # The API's 128 characters may be counted as bytes, or UTF-16 units: 60 "é" are 120 bytes.
+    assert len(idempotency_key("x" * 103, recipients=NUMBERS).encode()) == 128
+    with pytest.raises(ValidationError, match="bytes") as info:
+        idempotency_key("é" * 60, recipients=NUMBERS)
+    assert info.value.field == "parts"
+
+
+@given(st.lists(st.text(min_size=1, max_size=50), min_size=1, max_size=3))
+def test_a_key_is_at_most_128_bytes_so_it_fits_128_characters_however_a_server_counts_them(
+    parts: list[str],
+) -> None:
+    try:
+        key = idempotency_key(*parts, recipients=NUMBERS)
+    except ValidationError:
+        assert len(":".join(parts).encode()) > 103  # refused only when it could not fit
+    else:
+        assert len(key.encode()) <= 128 and len(key.encode("utf-16-le")) // 2 <= 128
 
 
 # --- a rerun of send() --------------------------------------------------------------------------------
@@ -203,6 +226,53 @@ async def test_one_journaled_request_id_for_other_numbers_is_refused_before_send
     assert sandbox.count_calls("send") == 1
 
 
+# --- a journal's clock -----------------------------------------------------------------------------------
+
+
+async def test_a_journal_on_a_served_sandboxs_clock_refuses_a_resend_once_the_sandbox_is_past_the_hour() -> (
+    None
+):
+    # What a user's test does with a sandbox served to its workers: the journal reads the sandbox's clock.
+    sandbox = Sandbox(admin=True, faults=FaultPlan.parse("send:drop@0"))
+    async with sandbox.serve() as url, httpx.AsyncClient(base_url=url.removesuffix("/v1")) as admin:
+        journal = MemoryJournal(clock=ServedClock(url))
+        async with AsyncClient("demo", "demo-key", base_url=url, retry=RetryPolicy.none()) as client:
+            with pytest.raises(TransportError):
+                await client.send(NUMBERS, 4, request_id="served", journal=journal)  # sent, answer lost
+            (await admin.post("/_admin/clock", json={"advance": 56 * 60})).raise_for_status()
+            with pytest.raises(RequestIdExpiredError):
+                await client.send(NUMBERS, 4, request_id="served", journal=journal)
+    assert all(sandbox.deliveries[number] == 1 for number in NUMBERS)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("awaited", [False, True], ids=["plain", "async"])
+async def test_a_journal_keeps_time_by_the_clock_it_is_given(
+    kind: str, awaited: bool, tmp_path: Path
+) -> None:
+    moment = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+    async def later() -> dt.datetime:
+        return moment
+
+    clock = later if awaited else (lambda: moment)
+    journal = (
+        MemoryJournal(clock=clock) if kind == "memory" else SQLiteJournal(tmp_path / "j.db", clock=clock)
+    )
+    assert await journal.now() == moment and (await journal.now()).tzinfo == dt.timezone.utc
+    async with client_of(Sandbox()) as client:
+        await client.send(NUMBERS, 4, request_id="by-its-clock", journal=journal)
+    [entry] = (await journal.load("send:by-its-clock")).values()
+    assert entry.first_attempt_at == moment
+
+
+@pytest.mark.parametrize("clock", [lambda: dt.datetime(2031, 5, 6), lambda: 1_900_000_000.0, "now"])
+async def test_a_clock_that_gives_no_aware_datetime_is_a_validation_error(clock: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        await MemoryJournal(clock=clock).now()  # type: ignore[arg-type]
+    assert info.value.field == "clock"
+
+
 # --- SendReport.raise_for_unresolved -------------------------------------------------------------
 
 
@@ -257,6 +327,62 @@ async def test_unsent_chunks_raise_by_default_since_rerunning_the_job_sends_them
         report.raise_for_unresolved()
     assert info.value.unsent == report.unsent
     report.raise_for_unresolved(unsent=False)
+
+
+async def test_a_job_rerun_after_the_hour_raises_a_final_error_that_says_to_check_statuses() -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop"}}))
+    journal = ClockedJournal()
+    async with client_of(sandbox, RetryPolicy.none()) as client:
+        first = await client.send_bulk(NUMBERS, 4, job_id="late", journal=journal)
+        with pytest.raises(UnresolvedChunksError) as within:
+            first.raise_for_unresolved()
+        assert within.value.outcome_unknown and is_retryable(within.value)  # resend within the hour
+        journal.moment += dt.timedelta(minutes=56)
+        again = await client.send_bulk(NUMBERS, 4, job_id="late", journal=journal)
+    with pytest.raises(UnresolvedChunksError) as after:
+        again.raise_for_unresolved()
+    error = after.value
+    assert isinstance(error.unresolved[0].error, RequestIdExpiredError)
+    assert not error.outcome_unknown and not is_retryable(error)  # a queue following the rule stops here
+    assert "delivery statuses" in str(error) and "within the hour" not in str(error)
+    assert sandbox.count_calls("send") == 1
+
+
+def _unresolved(error: Exception, minutes_ago: float) -> UnresolvedChunk:
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=minutes_ago)
+    return UnresolvedChunk(f"j:{minutes_ago}", (NUMBERS[0],), error, first_attempt_at=since)
+
+
+EXPIRED = RequestIdExpiredError("j:0", dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=56))
+
+
+@pytest.mark.parametrize(
+    ("unresolved", "unsent", "complete", "rerun"),
+    [
+        ([_unresolved(EXPIRED, 56)], [], True, False),
+        (
+            [_unresolved(TransportError("reset", request_id="j:1"), 120)],
+            [],
+            True,
+            False,
+        ),  # its hour gone meanwhile
+        (
+            [_unresolved(EXPIRED, 56), _unresolved(TransportError("reset", request_id="j:2"), 1)],
+            [],
+            True,
+            True,
+        ),
+        ([_unresolved(EXPIRED, 56)], [UnsentChunk("j:3", (NUMBERS[1],))], True, True),
+        ([_unresolved(EXPIRED, 56)], [], False, True),
+    ],
+    ids=["expired", "past-its-hour", "one-within-its-hour", "unsent-beside", "source-not-read"],
+)
+def test_an_unresolved_chunks_error_asks_for_a_rerun_only_when_one_can_finish_something(
+    unresolved: list[UnresolvedChunk], unsent: list[UnsentChunk], complete: bool, rerun: bool
+) -> None:
+    error = UnresolvedChunksError("j", unresolved, unsent, complete=complete)
+    assert is_retryable(error) is rerun
+    assert error.outcome_unknown is (len(unresolved) == 2)  # only a chunk within its hour is resent
 
 
 # --- found by an adversarial read -------------------------------------------------------------------

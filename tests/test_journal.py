@@ -185,3 +185,13 @@ async def test_the_redis_journal_keeps_time_by_the_redis_server_one_clock_for_ev
     [entry] = (await journal.load("send:clocked")).values()
     assert dt.timedelta(0) <= entry.first_attempt_at - server < dt.timedelta(seconds=1)
     await store.aclose()
+
+
+async def test_the_redis_journal_given_a_clock_keeps_time_by_it_instead_of_the_servers(
+    journal_redis_proc: Any,
+) -> None:
+    store = redis_asyncio.Redis(host=journal_redis_proc.host, port=journal_redis_proc.port)
+    moment = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    journal = RedisJournal(store, clock=lambda: moment)
+    assert await journal.now() == moment
+    await store.aclose()

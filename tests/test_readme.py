@@ -55,7 +55,12 @@ def _blocks(kind: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("kind", "path"), [("arq", "examples/arq_sms.py"), ("celery", "examples/celery_sms.py")]
+    ("kind", "path"),
+    [
+        ("arq", "examples/arq_sms.py"),
+        ("arq_sandbox", "examples/arq_sms_sandbox.py"),
+        ("celery", "examples/celery_sms.py"),
+    ],
 )
 def test_the_job_queue_recipes_are_the_files_the_worker_tests_run(kind: str, path: str) -> None:
     [code] = _blocks(kind)

@@ -6,12 +6,14 @@ slow answers, resets and commit-then-drop (``TRANSIENT_FAULTS``), the refusals 4
 (``REFUSAL_FAULTS``), and answers naming a number not asked (``FOREIGN_FAULTS``);
 ``FaultPlan.parse("send:drop@0", "send:500,drop=0.1")`` spells one as on the command line. ``MovableClock``
 is a clock a test moves forward instead of waiting; ``Sandbox(admin=True)`` answers a test in another
-process over HTTP (``/_admin``: deliveries, send attempts, calls, the clock), for users' own tests.
-``Sandbox.send_attempts`` lists every ``/send`` request processed (``SendAttempt``), replayed or not.
+process over HTTP (``/_admin``: deliveries, send attempts, calls, the clock), for users' own tests, and
+``ServedClock(url)`` reads that clock, for a journal's ``clock=``. ``Sandbox.send_attempts`` lists every
+``/send`` request processed (``SendAttempt``), replayed or not.
 """
 
 from __future__ import annotations
 
+from ._admin import ServedClock
 from ._app import create_app
 from ._clock import MovableClock
 from ._codes import ErrorCode
@@ -32,6 +34,7 @@ __all__ = [
     "SandboxTransport",
     "SendAttempt",
     "SentMessage",
+    "ServedClock",
     "World",
     "create_app",
 ]

@@ -21,11 +21,12 @@ under ``/v1`` are the same with or without them, and admin calls are never count
 - ``POST /_admin/clock`` with ``{"advance": seconds}``: moves a :class:`MovableClock` forward, answers as
   ``GET``; 400 for a body that is not that or a negative number, 409 when the clock is not movable.
 
-Read-only apart from the clock.
+Read-only apart from the clock. :class:`ServedClock` reads that clock from a test, for a journal's ``clock=``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections import Counter, defaultdict
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -41,7 +43,7 @@ from ._clock import MovableClock
 from ._faults import ENDPOINTS, Fault, FaultPlan
 from ._world import World
 
-__all__ = ["ADMIN_PATH", "admin_routes", "busiest_window"]
+__all__ = ["ADMIN_PATH", "ServedClock", "admin_routes", "busiest_window"]
 
 #: Where the admin routes live, beside the API's ``/v1``.
 ADMIN_PATH = "/_admin"
@@ -157,3 +159,27 @@ def _advance(body: bytes) -> float:
 
 def _refuse(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)
+
+
+class ServedClock:
+    """The clock of a sandbox served with its admin routes (``engagelab-sms sandbox --admin``, or
+    ``Sandbox(admin=True).serve()``), read over HTTP: ``await ServedClock(url)()`` is its time now, aware.
+
+    Give it to a journal in a test (``RedisJournal(redis, clock=ServedClock(url))``, ``MemoryJournal(clock=
+    ...)``): moving the sandbox's clock past the hour (``POST /_admin/clock``) then moves the journal's
+    55-minute guard too, and a resend the sandbox would no longer deduplicate raises
+    ``RequestIdExpiredError``, as it would in production, instead of sending twice. ``url`` is the sandbox's
+    address, with its ``/v1`` or without.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/").removesuffix("/v1") + ADMIN_PATH + "/clock"
+        self.timeout = timeout
+
+    async def __call__(self) -> dt.datetime:
+        async with httpx.AsyncClient(timeout=self.timeout) as http:
+            answer = (await http.get(self.url)).raise_for_status().json()
+        return dt.datetime.fromtimestamp(answer["now"], dt.timezone.utc)
+
+    def __repr__(self) -> str:
+        return f"ServedClock({self.url!r})"
