@@ -119,3 +119,30 @@ async def offline_client(recorder: RecordingTransport) -> AsyncIterator[AsyncCli
 def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     with caplog.at_level(logging.DEBUG):
         yield caplog
+
+
+#: The modules whose tests start real processes: marked ``process`` (what crosses a process boundary is
+#: tested across one; ``-m 'not process'`` leaves them out of a quick run, CI runs them all).
+_PROCESS_MODULES = frozenset(
+    {
+        "test_cli",
+        "test_cli_edges",
+        "test_crash_resume",
+        "test_environment",
+        "test_job_queue_workers",
+        "test_redis_cluster",
+        "test_redis_limiter",
+        "test_redis_limiter_promise",
+        "test_sandbox_served",
+        "test_steady_state",
+        "test_typing",
+        "test_web_service",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module is not None else ""
+        if module in _PROCESS_MODULES or any("redis_proc" in name for name in item.fixturenames):
+            item.add_marker(pytest.mark.process)

@@ -187,13 +187,19 @@ async def test_callers_are_admitted_in_the_order_they_asked(client: redis_asynci
         await limiter.acquire()
         order.append(i)
 
+    await limiter.acquire()  # loads the script
+    order.append(-1)
+    base = await script_calls(client)
     tasks = []
     for i in range(8):
         tasks.append(asyncio.create_task(caller(i)))
-        await asyncio.sleep(0)  # let it send its reservation before the next one asks
-        await asyncio.sleep(0.005)
+
+        async def reserved(made: int = i + 1) -> bool:
+            return await script_calls(client) >= base + made
+
+        await eventually(reserved)  # its reservation reached Redis before the next one asks
     await asyncio.gather(*tasks)
-    assert order == list(range(8))
+    assert order == [-1, *range(8)]
 
 
 async def test_an_admission_within_one_span_takes_one_script_call(client: redis_asyncio.Redis) -> None:

@@ -873,6 +873,23 @@ async def test_a_foreign_swap_answer_names_another_number_instead_of_one_asked_a
     ]
 
 
+@pytest.mark.parametrize("kind", ["foreign", "foreign-swap"])
+async def test_a_replay_is_answered_as_the_first_time_whatever_foreign_fault_falls_on_it(kind: str) -> None:
+    # The API's memory of a request_id answers as it did the first time, and that answer was the client's:
+    # a foreign answer cannot come for it (found by the promise search: a swap on the retry of a slow send).
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {1: kind}}))
+    async with client_for(sandbox) as http:
+        first = await http.post("/send", json=send_body(phones(2), request_id="r"))
+        again = await http.post("/send", json=send_body(phones(2), request_id="r"))
+
+    assert again.content == first.content
+    assert sandbox.deliveries == Counter(phones(2))
+    assert [(attempt.replayed, attempt.fault) for attempt in sandbox.send_attempts] == [
+        (False, None),
+        (True, None),
+    ]
+
+
 async def test_a_plan_counts_the_calls_it_decided_so_that_a_fault_can_be_placed_on_the_next_one() -> None:
     plan = FaultPlan(at={"send": {0: "500"}})
     sandbox = Sandbox(faults=plan)

@@ -112,7 +112,10 @@ def create_app(
         return endpoint
 
     async def send(request: Request, user: str) -> Reply:
-        return world.send(user, parse_send(await request.body()), fault=request.scope.get(_FAULT))
+        reply = world.send(user, parse_send(await request.body()), fault=request.scope.get(_FAULT))
+        # The fault as carried out (a foreign answer is not given to a replay): the wire layer reads it back.
+        request.scope[_FAULT] = world.send_attempts[-1].fault
+        return reply
 
     async def status(request: Request, user: str) -> Reply:
         return world.status(user, request.query_params)
@@ -191,7 +194,7 @@ class _WireLayer:
         if fault is Fault.SLOW:
             assert self.plan is not None
             await asyncio.sleep(self.plan.slow_seconds)
-        if fault in FOREIGN_FAULTS:
+        if fault in FOREIGN_FAULTS and scope.get(_FAULT) == fault.value:
             assert self.plan is not None
             held = _foreign(held, fault, self.plan)
         if held:

@@ -107,8 +107,10 @@ class Sends:
         previous = None if key is None else self._recent.recall(key, now)
         replayed = previous is not None
         good = [] if replayed else [phone for phone in request.to if is_well_formed(phone)]
-        if not replayed and not good and fault in _CHANGES_A_SUCCESS:
-            fault = None  # a refusal is answered as it is
+        if (replayed or not good) and fault in _CHANGES_A_SUCCESS:
+            # A refusal is answered as it is; so is a replay: the API's memory of a request_id answers as it
+            # did the first time, and the first answer to this one was this client's own.
+            fault = None
         # The answer to a reused request_id, as the API gives it: another request's, and nothing is sent.
         swapped = fault == _SWAPPED
         attempt = SendAttempt(now, sms_user, request.request_id, request.to, replayed, fault, not swapped)
