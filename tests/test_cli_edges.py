@@ -100,14 +100,13 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served_sandbox(directory: Path, latency: float) -> Iterator[Served]:
+    """``engagelab-sms sandbox --admin --latency`` in a process of its own, until the generator is closed."""
     port = _free_port()
-    directory = tmp_path_factory.mktemp("sandbox")
     output, errors = directory / "stdout.txt", directory / "stderr.txt"
     with output.open("w") as stdout, errors.open("w") as stderr:
         process = subprocess.Popen(
-            [*ENGAGELAB_SMS, "sandbox", "--port", str(port), "--admin", "--latency", str(LATENCY)],
+            [*ENGAGELAB_SMS, "sandbox", "--port", str(port), "--admin", "--latency", str(latency)],
             stdout=stdout,
             stderr=stderr,
             text=True,
@@ -118,6 +117,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(f"http://127.0.0.1:{port}/v1", process, errors)
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from served_sandbox(tmp_path_factory.mktemp("sandbox"), LATENCY)
 
 
 def engagelab_sms(
@@ -298,21 +302,7 @@ async def chunk_states(path: Path, job_id: str) -> list[str]:
 @pytest.fixture
 def slow(tmp_path: Path) -> Iterator[Served]:
     """A sandbox answering 1 s after it carried a call out: calls are in flight long after they landed."""
-    port = _free_port()
-    output, errors = tmp_path / "slow.out", tmp_path / "slow.err"
-    with output.open("w") as stdout, errors.open("w") as stderr:
-        process = subprocess.Popen(
-            [*ENGAGELAB_SMS, "sandbox", "--port", str(port), "--admin", "--latency", "1"],
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-            env=cli_env(),
-        )
-    try:
-        _wait_for_banner(process, output, "admin")
-        yield Served(f"http://127.0.0.1:{port}/v1", process, errors)
-    finally:
-        _stop(process)
+    yield from served_sandbox(tmp_path, 1.0)
 
 
 def test_a_second_ctrl_c_stops_at_once_and_the_printed_command_still_sends_each_number_once(

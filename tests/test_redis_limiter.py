@@ -615,8 +615,19 @@ async def cancelled(calls: list[asyncio.Task[Any]]) -> None:
     await asyncio.gather(*calls, return_exceptions=True)
 
 
-async def test_a_call_the_redis_limit_holds_says_so_and_comes_back_at_the_time_it_had_reserved(
-    client: redis_asyncio.Redis,
+@pytest.mark.parametrize(
+    ("waiting", "seconds", "held_by", "says"),
+    [
+        # 2 in line before it, reserved for when the window opens, 30.25 s on: its reservation was the next
+        # window's, 60.5 s after the first two.
+        (2, 60.5, "limit", "status limit (2 calls in any 30 s)"),
+        # 4 in the lane, reserved 30.25 s and 60.5 s on, and 2 waiting for a place in it: behind those 2, the
+        # 3rd newcomer's time, after 90.75 s twice, is 121 s.
+        (6, 121.0, "lane", "status lane (4 calls at a time)"),
+    ],
+)
+async def test_a_call_held_past_its_status_wait_says_what_held_it_and_comes_back_behind_those_waiting(
+    client: redis_asyncio.Redis, waiting: int, seconds: float, held_by: str, says: str
 ) -> None:
     from engagelab_sms_async import AsyncClient, StatusLimitBusyError
     from engagelab_sms_async.sandbox import Sandbox
@@ -628,38 +639,11 @@ async def test_a_call_the_redis_limit_holds_says_so_and_comes_back_at_the_time_i
         started = dt.datetime.now(dt.timezone.utc)
         await api.get_status(today)
         await api.get_status(today)
-        # 2 in line before it, reserved for when the window opens, 30.25 s on.
-        patient = await patient_calls(api, today, 2, client, limiter)
+        patient = await patient_calls(api, today, waiting, client, limiter)
         with pytest.raises(StatusLimitBusyError) as info:
             await api.get_status(today, status_wait=0.3)
         await cancelled(patient)
     error = info.value
-    # Its reservation was the next window's: 60.5 s after the first two.
     assert error.retry_at is not None
-    assert (error.retry_at - started).total_seconds() == pytest.approx(60.5, abs=0.5)
-    assert "status limit (2 calls in any 30 s)" in str(error) and error.held_by == "limit"
-
-
-async def test_a_call_the_lane_holds_before_the_redis_limit_comes_back_behind_the_calls_waiting_for_a_place(
-    client: redis_asyncio.Redis,
-) -> None:
-    from engagelab_sms_async import AsyncClient, StatusLimitBusyError
-    from engagelab_sms_async.sandbox import Sandbox
-
-    limiter = limiter_on(client, sms_user="demo", limit=2, window=30.0)
-    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
-    sandbox = Sandbox()
-    async with AsyncClient("demo", "demo-key", transport=sandbox.transport(), status_limiter=limiter) as api:
-        started = dt.datetime.now(dt.timezone.utc)
-        await api.get_status(today)
-        await api.get_status(today)
-        # 4 in the lane, reserved 30.25 s and 60.5 s on; 2 waiting for a place in it.
-        patient = await patient_calls(api, today, 6, client, limiter)
-        with pytest.raises(StatusLimitBusyError) as info:
-            await api.get_status(today, status_wait=0.3)
-        await cancelled(patient)
-    error = info.value
-    # Behind the 2 waiting for a place: the 3rd newcomer's time, after 90.75 s twice, is 121 s.
-    assert error.retry_at is not None
-    assert (error.retry_at - started).total_seconds() == pytest.approx(121.0, abs=0.5)
-    assert "status lane (4 calls at a time)" in str(error) and error.held_by == "lane"
+    assert (error.retry_at - started).total_seconds() == pytest.approx(seconds, abs=0.5)
+    assert says in str(error) and error.held_by == held_by
