@@ -132,7 +132,7 @@ async def info(client: SMS, http: HTTP, request: Request) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "lib_max_concurrency": client.max_concurrency,
-        "lib_pool": pool_size(client._http),
+        "lib_pool": pool_size(client._caller.http),
         "raw_in_flight_cap": request.app.state.raw_cap,
         "raw_pool": pool_size(http),
     }

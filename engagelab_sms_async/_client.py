@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import inspect
 import logging
 import math
 import os
-import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TypeVar
@@ -25,20 +23,15 @@ from . import _endpoints as api
 from . import _journal as journals
 from . import _plans as plans
 from . import _validation as check
-from ._admission import StatusLane, admit
+from ._caller import Caller
 from ._chunk import send_once
-from ._compat import Unpack, deadline
+from ._compat import Unpack
 from ._environment import from_environment
 from ._errors import (
-    ClientClosedError,
-    EngageLabError,
-    RateLimitedError,
-    RequestIdReusedError,
-    TransportError,
     ValidationError,
 )
 from ._journal import Journal
-from ._limiter import SendLimiter, StatusLimiter, as_status_limiter, status_limiter_for
+from ._limiter import SendLimiter, StatusLimiter, as_status_limiter
 from ._models import (
     DayStats,
     ProcessFailedStats,
@@ -48,16 +41,14 @@ from ._models import (
     StatusPage,
     StatusRecord,
 )
-from ._retry import RetryPolicy, is_retryable
+from ._retry import RetryPolicy
 from ._types import ClientOptions, DateLike, Progress, Recipients, SendFields, StatsFilters, StatusFilters
-from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient"]
 
 DEFAULT_BASE_URL = "https://sms.api.engagelab.cc/v1"
 
 logger = logging.getLogger("engagelab_sms_async")
-_KEEP_ALIVE = 20
 #: A bulk job's calls in flight unless told otherwise.
 BULK_CONCURRENCY = 8
 
@@ -96,9 +87,6 @@ class AsyncClient:
     <AsyncClient sms_user='demo' base_url='https://sms.api.engagelab.cc/v1'>
     """
 
-    # Status calls come at most 60 a minute, so a few at a time drain a full window in a few round trips.
-    _STATUS_LANE = 4
-
     def __init__(
         self,
         sms_user: str,
@@ -123,35 +111,30 @@ class AsyncClient:
         self.sms_user = sms_user
         self.base_url = check.base_url(base_url)
         self.max_concurrency = max_concurrency
-        self.retry = retry if retry is not None else RetryPolicy()
         self.validate_vars = validate_vars
         self.status_wait = check.wait("status_wait", status_wait)
-        # The key lives only inside httpx's BasicAuth (as the header it sends): no attribute, no repr.
-        self._auth = httpx.BasicAuth(sms_user, sms_key)
-        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._deadline = _attempt_deadline(self._timeout, http_client, transport)
-        self._owns_http = http_client is None
-        lanes = max_concurrency + self._STATUS_LANE
-        self._http = http_client or httpx.AsyncClient(
-            timeout=self._timeout,
-            transport=transport,
-            # Room for both lanes: an admitted status call must never wait for a connection. At most 20
-            # kept idle, as httpx's default: httpcore looks through its idle connections on every request,
-            # so a pool keeping one per place costs several times the CPU per call at 50 in flight.
-            limits=httpx.Limits(max_connections=lanes, max_keepalive_connections=min(lanes, _KEEP_ALIVE)),
-            headers={"User-Agent": f"engagelab-sms-async/{__version__}"},
-        )
         if send_limiter is not None and not isinstance(send_limiter, SendLimiter):
             kind = type(send_limiter).__name__
             raise ValidationError("send_limiter", f"must have an async acquire(), got {kind}")
-        self._status_limiter = None if status_limiter is None else as_status_limiter(status_limiter, sms_user)
-        self._send_limiter = send_limiter
+        self._caller = Caller(
+            sms_user=sms_user,
+            base_url=self.base_url,
+            # The key lives only inside httpx's BasicAuth (as the header it sends): no attribute, no repr.
+            auth=httpx.BasicAuth(sms_user, sms_key),
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            max_concurrency=max_concurrency,
+            retry=retry if retry is not None else RetryPolicy(),
+            status_limiter=None if status_limiter is None else as_status_limiter(status_limiter, sms_user),
+            send_limiter=send_limiter,
+            http_client=http_client,
+            transport=transport,
+        )
         self._owned: Any = None  # a Redis client from_env made: closed with the client
-        self._closing = self._closed = False
-        self._running = 0  # calls between their first attempt and their outcome
-        self._drained: asyncio.Event | None = None
-        self._in_flight = asyncio.Semaphore(max_concurrency)
-        self._status_lane = StatusLane(self._STATUS_LANE)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How every call of this client is retried."""
+        return self._caller.retry
 
     @classmethod
     def from_env(cls, **options: Unpack[ClientOptions]) -> AsyncClient:
@@ -189,23 +172,10 @@ class AsyncClient:
         A call still in flight after ``drain_timeout`` loses its connection: its outcome is unknown
         (``outcome_unknown``; a bulk chunk stays pending in its journal, to be resumed with its request_id).
         """
-        if self._closed:
-            return
-        self._closing = True
-        if self._running and (drain_timeout is None or drain_timeout > 0):
-            self._drained = asyncio.Event()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), drain_timeout)
-        self._closed = True
-        if self._owns_http:
-            await self._http.aclose()
+        await self._caller.aclose(drain_timeout)
         if self._owned is not None:
             owned, self._owned = self._owned, None
             await owned.aclose()
-
-    def _check_open(self) -> None:
-        if self._closing:
-            raise ClientClosedError(f"the client of sms_user {self.sms_user!r} is closed: it makes no call")
 
     # --- single calls ----------------------------------------------------------------------------
 
@@ -248,8 +218,8 @@ class AsyncClient:
             )
         call = api.build_send(to, fields, request_id=uuid.uuid4().hex if request_id is None else request_id)
         if journal is None:
-            return await self._execute(call, api.parse_send)
-        self._check_open()  # before the journal records an attempt that cannot leave
+            return await self._caller.execute(call, api.parse_send)
+        self._caller.check_open()  # before the journal records an attempt that cannot leave
         return await send_once(call, fields, self._send, journal)
 
     async def get_status(
@@ -269,7 +239,7 @@ class AsyncClient:
         mean ``sms_ids``?) before a request is sent; a type checker reports it too.
         """
         (call,) = plans.status_calls(send_date, filters, offset=offset, limit=limit)
-        return await self._execute(call, api.parse_status, wait=self._status_wait(status_wait))
+        return await self._caller.execute(call, api.parse_status, wait=self._status_wait(status_wait))
 
     async def iter_status(
         self,
@@ -291,7 +261,7 @@ class AsyncClient:
         for first in plans.status_calls(send_date, filters, every_id=True):
             call: api.Call | None = first
             while call is not None:
-                page = await self._execute(call, api.parse_status, wait=wait)
+                page = await self._caller.execute(call, api.parse_status, wait=wait)
                 for record in page.records:
                     yield record
                 call = plans.next_page(call, page)
@@ -414,8 +384,8 @@ class AsyncClient:
             dedupe=dedupe,
             keep_results=keep_results,
         )
-        self._check_open()
-        return await bulk.report(job, self._send, self._is_closing)
+        self._caller.check_open()
+        return await bulk.report(job, self._send, self._caller.is_closing)
 
     async def iter_send(
         self,
@@ -451,8 +421,8 @@ class AsyncClient:
             on_progress=on_progress,
             dedupe=dedupe,
         )
-        self._check_open()
-        async with contextlib.aclosing(bulk.stream(job, self._send, self._is_closing)) as results:
+        self._caller.check_open()
+        async with contextlib.aclosing(bulk.stream(job, self._send, self._caller.is_closing)) as results:
             async for result in results:
                 yield result
 
@@ -467,7 +437,7 @@ class AsyncClient:
         )
 
     async def _send(self, call: api.Call) -> SendResult:
-        return await self._execute(call, api.parse_send)
+        return await self._caller.execute(call, api.parse_send)
 
     async def _stats(
         self,
@@ -478,176 +448,15 @@ class AsyncClient:
         filters: StatsFilters,
     ) -> list[Any]:
         calls = plans.stats_calls(kind, aggregate, start, end, filters)
-        answers = await asyncio.gather(*(self._execute(call, api.parse_stats) for call in calls))
+        answers = await asyncio.gather(*(self._caller.execute(call, api.parse_stats) for call in calls))
         return plans.merge_stats(answers, aggregate=aggregate)
 
     def _status_wait(self, wait: float | None) -> float | None:
         chosen = self.status_wait if wait is None else check.wait("status_wait", wait)
         return None if chosen is None or math.isinf(chosen) else chosen
 
-    def _is_closing(self) -> bool:
-        # An http_client closed by its owner sends nothing more either: a job stops taking chunks.
-        return self._closing or self._http.is_closed
-
-    async def _execute(
-        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], *, wait: float | None = None
-    ) -> T:
-        self._check_open()
-        self._running += 1
-        try:
-            return await self._retried(call, parse, wait)
-        finally:
-            self._running -= 1
-            if not self._running and self._drained is not None:
-                self._drained.set()
-
-    async def _retried(
-        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None
-    ) -> T:
-        started = time.time()
-        try:
-            return await self._attempt(call, parse, wait)
-        except EngageLabError as exc:
-            reached = api.may_have_reached(exc)
-            if self.retry.attempts == 1 or not is_retryable(exc):
-                _judge(call, exc, reached=reached, started=started)
-                raise
-            first: EngageLabError | None = exc
-        # Only a call that failed meets tenacity: its first failure is replayed as attempt 1, so the waits,
-        # the attempt numbers and the log lines are those of a call retried from the start.
-        try:
-            async for attempt in self.retry.retrying(call.endpoint):
-                with attempt:
-                    if first is not None:
-                        error, first = first, None
-                        raise error
-                    try:
-                        return await self._attempt(call, parse, wait)
-                    except EngageLabError as exc:
-                        reached = reached or api.may_have_reached(exc)
-                        raise
-        except EngageLabError as exc:
-            _judge(call, exc, reached=reached, started=started)
-            raise
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-    async def _attempt(
-        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None = None
-    ) -> T:
-        self._check_pool(call)
-        # Each limiter is passed inside its lane, right before the request leaves (the pool has a connection
-        # for every place of both lanes), so that the spacing it grants is the spacing the server sees.
-        if call.endpoint == "status":
-            limiter = self._status_limiter
-            if limiter is None:
-                limiter = status_limiter_for(self.base_url, self.sms_user)
-            # A lane of its own: a status call may wait a minute for the limiter, and must not hold a
-            # place a send needs meanwhile. The limiter's slot is held for the whole request and logged
-            # when it ends, by when the server has seen it: however uneven the network, the server never
-            # counts more than the limit in a window.
-            async with contextlib.AsyncExitStack() as admitted:
-                await admit(admitted, self._status_lane, limiter, wait)
-                answer = await self._transmit(call)
-            try:
-                return parse(call, answer)
-            except RateLimitedError as exc:
-                # Should never happen; if it does, every caller of this sms_user waits, not just this one.
-                await limiter.hold(exc.retry_after if exc.retry_after is not None else 1.0)
-                raise
-        async with self._in_flight:
-            if self._send_limiter is not None and call.endpoint == "send":  # it paces /send only
-                await self._send_limiter.acquire()
-            answer = await self._transmit(call)
-        return parse(call, answer)
-
-    def _check_pool(self, call: api.Call) -> None:
-        if self._closed or self._http.is_closed:
-            # After the drain (a retry, or a call that waited for its place): the pool is gone and nothing
-            # leaves. Not retried; marked outcome_unknown by _judge when an earlier attempt may have reached
-            # the API.
-            raise ClientClosedError(f"the client closed before attempt of /{call.path} could leave")
-
-    async def _transmit(self, call: api.Call) -> api.Answer:
-        """Make one HTTP request and return its answer, whatever its status; raise only a library error.
-
-        One request reaches the server per call: redirects are never followed (a 3xx is an
-        ``InvalidRequestError``), even by an ``http_client`` built with ``follow_redirects=True``. An answer a
-        response hook of that client raised on (``raise_for_status``) is returned all the same, so that it
-        maps to its typed error; any other httpx failure is a ``TransportError`` carrying the request_id.
-        """
-        try:
-            request = self._http.build_request(
-                call.method,
-                f"{self.base_url}/{call.path}",
-                params=call.params or None,
-                content=call.content,
-                headers=call.headers,
-            )
-        except httpx.InvalidURL as exc:
-            # A query too long for a URL (a huge filter): nothing can leave, and a repeat fails the same way.
-            raise ValidationError("query", f"/{call.path} cannot be requested: {exc}") from None
-        # Again: the call may have waited for its place (or the limiter) while the client closed.
-        self._check_pool(call)
-        try:
-            # Not followed: the server would see two calls for one admission of the status limiter, and
-            # a redirected /send could be carried out where it was never meant to go.
-            if self._deadline is None:
-                response = await self._http.send(request, auth=self._auth, follow_redirects=False)
-            else:
-                async with deadline(self._deadline):
-                    response = await self._http.send(request, auth=self._auth, follow_redirects=False)
-        except asyncio.TimeoutError:
-            raise TransportError(
-                f"no answer from /{call.path} within {self._deadline:g}s",
-                error=httpx.ReadTimeout("attempt deadline exceeded", request=request),
-                request_id=call.request_id,
-            ) from None
-        except httpx.HTTPStatusError as exc:
-            # A hook of the caller's http_client judged the answer; judging it is the parser's job (retry,
-            # outcome_unknown), and the raw exception would carry the request with its Authorization.
-            response = exc.response
-        except httpx.HTTPError as exc:
-            # Transport faults, and an answer that cannot be decoded (the request was carried out).
-            raise TransportError(
-                f"{type(exc).__name__} on /{call.path}: {exc}", error=exc, request_id=call.request_id
-            ) from exc
-        status = response.status_code
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s /%s -> HTTP %d (request_id %s)", call.method, call.path, status, call.request_id)
-        if 300 <= status < 400:
-            raise api.redirect_error(call, status, response.headers.get("location"), request.url)
-        try:
-            content = response.content
-        except httpx.ResponseNotRead:
-            content = b""  # closed unread by httpx when a hook raised: the status is all there is
-        return api.Answer(status, response.headers, content)
-
 
 @functools.cache
 def _keywords(method: Callable[..., object]) -> tuple[str, ...]:
     """The keyword-only parameters of a method: the candidates when a keyword is misspelt."""
     return tuple(p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY)
-
-
-def _attempt_deadline(
-    timeout: httpx.Timeout, http_client: httpx.AsyncClient | None, transport: httpx.AsyncBaseTransport | None
-) -> float | None:
-    """How long one attempt may take as a whole, where nothing else bounds it: httpx's own transport
-    enforces ``timeout`` phase by phase; an in-process transport (the sandbox, a mock) or an unknown
-    ``http_client`` may enforce nothing."""
-    if http_client is None and (transport is None or isinstance(transport, httpx.AsyncHTTPTransport)):
-        return None
-    limits = [t for t in (timeout.connect, timeout.read, timeout.write) if t is not None]
-    return max(limits) if limits else None
-
-
-def _judge(call: api.Call, error: EngageLabError, *, reached: bool, started: float) -> None:
-    """Mark a call's final error: a send any attempt of which may have been carried out never reads as
-    "nothing sent", and says when its first attempt left."""
-    if call.endpoint != "send":
-        return
-    # A reused id's answer says itself whether any attempt of ours may have been carried out.
-    if reached and not isinstance(error, RequestIdReusedError):
-        error.outcome_unknown = True
-    if (error.outcome_unknown or isinstance(error, TransportError)) and error.first_attempt_at is None:
-        error.first_attempt_at = dt.datetime.fromtimestamp(started, dt.timezone.utc)

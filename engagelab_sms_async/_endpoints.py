@@ -109,6 +109,11 @@ class Call:
     request_id: str | None = None
     recipients: tuple[str, ...] = ()
     offset: int = 0
+    #: ``"status"``: the status lane and the status limiter; ``"shared"``: a place among max_concurrency.
+    lane: Literal["shared", "status"] = "shared"
+    #: It may send SMS: paced by the send limiter, and its final error says whether it may have been
+    #: carried out (``outcome_unknown``, ``first_attempt_at``).
+    delivers: bool = False
 
     @property
     def headers(self) -> dict[str, str]:
@@ -202,7 +207,9 @@ def send_call(phones: tuple[str, ...], options: SendOptions, request_id: str) ->
         options._middle,
         check.json_bytes(request_id),
     )
-    return Call("send", "POST", "send", content=content, request_id=request_id, recipients=phones)
+    return Call(
+        "send", "POST", "send", content=content, request_id=request_id, recipients=phones, delivers=True
+    )
 
 
 def answered_at(answer: Answer, now: dt.datetime | None = None) -> dt.datetime:
@@ -364,7 +371,7 @@ def build_status(
         "sub_status": check.optional_positive_int("sub_status", sub_status),
     }
     params.extend((name, str(value)) for name, value in optional.items() if value is not None)
-    return Call("status", "GET", "status", params=tuple(params), offset=first)
+    return Call("status", "GET", "status", params=tuple(params), offset=first, lane="status")
 
 
 def parse_status(call: Call, answer: Answer) -> StatusPage:

@@ -44,7 +44,7 @@ async def test_concurrency_and_timeout_come_from_the_environment(credentials: py
     credentials.setenv("ENGAGELAB_SMS_TIMEOUT", "2.5")
     async with AsyncClient.from_env() as client:
         assert client.max_concurrency == 50
-        assert client._timeout.read == 2.5
+        assert client._caller.http.timeout.read == 2.5
 
 
 async def test_keywords_win_over_the_environment(credentials: pytest.MonkeyPatch) -> None:
@@ -118,7 +118,7 @@ async def test_a_redis_url_shares_the_status_limit_and_the_client_closes_what_it
     before = (await observer.info("clients"))["connected_clients"]
     sandbox = Sandbox()
     async with AsyncClient.from_env(transport=sandbox.transport()) as client:
-        limiter = client._status_limiter
+        limiter = client._caller.status_limiter
         assert isinstance(limiter, RedisSlidingWindowLimiter) and limiter.sms_user == "demo"
         await client.get_status(dt.datetime.now(PLUS8).date())
         assert await observer.zcard(limiter.key) == 1  # the call was counted in Redis
@@ -129,7 +129,7 @@ async def test_a_redis_url_shares_the_status_limit_and_the_client_closes_what_it
 
 async def test_without_a_redis_url_the_limit_is_the_process_one(credentials: pytest.MonkeyPatch) -> None:
     async with AsyncClient.from_env() as client:
-        assert client._status_limiter is None  # the per-process registry's, per (base_url, sms_user)
+        assert client._caller.status_limiter is None  # the per-process registry's, per (base_url, sms_user)
 
 
 async def test_journals_are_async_context_managers_and_the_sqlite_one_closes_its_file(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from engagelab_sms_async import AsyncClient
+from engagelab_sms_async._caller import STATUS_LANE
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
 from .conftest import DEMO_KEY, DEMO_USER
@@ -117,7 +118,7 @@ async def test_max_concurrency_caps_sends_and_status_calls_use_a_small_lane_of_t
             *(client.get_status(today(), offset=i, limit=1) for i in range(30)),
         )
     assert gauge.peak["send"] == 3
-    assert 1 <= gauge.peak["status"] <= AsyncClient._STATUS_LANE
+    assert 1 <= gauge.peak["status"] <= STATUS_LANE
 
 
 async def test_an_admitted_status_call_never_waits_for_a_pooled_connection() -> None:
