@@ -41,6 +41,7 @@ from ._models import (
     StatusPage,
     StatusRecord,
 )
+from ._queries import StatsQuery, StatusQuery
 from ._retry import RetryPolicy
 from ._types import ClientOptions, DateLike, Progress, Recipients, SendFields, StatsFilters, StatusFilters
 
@@ -52,7 +53,7 @@ logger = logging.getLogger("engagelab_sms_async")
 #: A bulk job's calls in flight unless told otherwise.
 BULK_CONCURRENCY = 8
 
-T = TypeVar("T")
+Row = TypeVar("Row")
 
 
 class AsyncClient:
@@ -238,7 +239,8 @@ class AsyncClient:
         Any other keyword raises ``ValidationError`` naming it and the closest filter (``sms_id``: did you
         mean ``sms_ids``?) before a request is sent; a type checker reports it too.
         """
-        (call,) = plans.status_calls(send_date, filters, offset=offset, limit=limit)
+        query = StatusQuery.check(filters, many_ids=False, suggest=("offset", "limit"))
+        (call,) = plans.status_calls(send_date, query, offset=offset, limit=limit)
         return await self._caller.execute(call, api.parse_status, wait=self._status_wait(status_wait))
 
     async def iter_status(
@@ -258,7 +260,8 @@ class AsyncClient:
         identical query for 10 minutes: iterating again sooner returns the same answers.
         """
         wait = self._status_wait(status_wait)
-        for first in plans.status_calls(send_date, filters, every_id=True):
+        query = StatusQuery.check(filters, many_ids=True)
+        for first in plans.status_calls(send_date, query, every_id=True):
             call: api.Call | None = first
             while call is not None:
                 page = await self._caller.execute(call, api.parse_status, wait=wait)
@@ -274,38 +277,38 @@ class AsyncClient:
         Any span and any number of ids (see ``StatsFilters``): split into the calls the API accepts (90
         days, 10 ids per list), all validated before the first leaves.
         """
-        return await self._stats("stats_day", False, start_date, end_date, filters)
+        return await self._stats("stats_day", DayStats, False, start_date, end_date, filters)
 
     async def stats_day_total(
         self, start_date: DateLike, end_date: DateLike, **filters: Unpack[StatsFilters]
     ) -> list[DayStats]:
         """``/v1/stats_day`` aggregated (``aggregate_by=1``): one row per msg_type, summed over every call
         the span and the filters take (percentages recomputed from the sums)."""
-        return await self._stats("stats_day", True, start_date, end_date, filters)
+        return await self._stats("stats_day", DayStats, True, start_date, end_date, filters)
 
     async def process_failed_stats(
         self, start_date: DateLike, end_date: DateLike, **filters: Unpack[StatsFilters]
     ) -> list[ProcessFailedStats]:
         """Daily rows of ``/v1/stats/process_failed``: processing failures by cause (410-480)."""
-        return await self._stats("process_failed", False, start_date, end_date, filters)
+        return await self._stats("process_failed", ProcessFailedStats, False, start_date, end_date, filters)
 
     async def process_failed_total(
         self, start_date: DateLike, end_date: DateLike, **filters: Unpack[StatsFilters]
     ) -> list[ProcessFailedStats]:
         """``/v1/stats/process_failed`` aggregated by msg_type."""
-        return await self._stats("process_failed", True, start_date, end_date, filters)
+        return await self._stats("process_failed", ProcessFailedStats, True, start_date, end_date, filters)
 
     async def send_failed_stats(
         self, start_date: DateLike, end_date: DateLike, **filters: Unpack[StatsFilters]
     ) -> list[SendFailedStats]:
         """Daily rows of ``/v1/stats/send_failed``: sending failures by cause (500-590)."""
-        return await self._stats("send_failed", False, start_date, end_date, filters)
+        return await self._stats("send_failed", SendFailedStats, False, start_date, end_date, filters)
 
     async def send_failed_total(
         self, start_date: DateLike, end_date: DateLike, **filters: Unpack[StatsFilters]
     ) -> list[SendFailedStats]:
         """``/v1/stats/send_failed`` aggregated by msg_type."""
-        return await self._stats("send_failed", True, start_date, end_date, filters)
+        return await self._stats("send_failed", SendFailedStats, True, start_date, end_date, filters)
 
     # --- many calls ----------------------------------------------------------------------------------
 
@@ -442,13 +445,15 @@ class AsyncClient:
     async def _stats(
         self,
         kind: api.StatsKind,
+        model: type[Row],
         aggregate: bool,
         start: DateLike,
         end: DateLike,
         filters: StatsFilters,
-    ) -> list[Any]:
-        calls = plans.stats_calls(kind, aggregate, start, end, filters)
-        answers = await asyncio.gather(*(self._caller.execute(call, api.parse_stats) for call in calls))
+    ) -> list[Row]:
+        calls = plans.stats_calls(kind, aggregate, StatsQuery.check(start, end, filters))
+        parse = api.stats_parser(model)
+        answers = await asyncio.gather(*(self._caller.execute(call, parse) for call in calls))
         return plans.merge_stats(answers, aggregate=aggregate)
 
     def _status_wait(self, wait: float | None) -> float | None:

@@ -65,12 +65,8 @@ def _optional(structure: Any) -> Any:
     return hook
 
 
-def _status(value: Any, _: Any = None) -> MessageStatus | int:
-    code = _to_int(value)
-    try:
-        return MessageStatus(code)
-    except ValueError:
-        return code
+def _status(value: Any, _: Any = None) -> MessageStatus:
+    return MessageStatus(_to_int(value))
 
 
 def _sub_status(value: Any, _: Any = None) -> SubStatus | int | None:
@@ -93,7 +89,7 @@ converter.register_structure_hook(int | None, _optional(_to_int))
 converter.register_structure_hook(str | None, _optional(_to_str))
 converter.register_structure_hook(dt.datetime | None, _optional(_to_datetime))
 converter.register_structure_hook(dt.date | None, _optional(_to_date))
-converter.register_structure_hook(MessageStatus | int, _status)
+converter.register_structure_hook(MessageStatus, _status)
 converter.register_structure_hook(SubStatus | int | None, _sub_status)
 
 converter.register_unstructure_hook(dt.datetime, lambda value: value.strftime(DATETIME_FORMAT))

@@ -14,7 +14,7 @@ import email.utils
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import attrs
@@ -38,35 +38,29 @@ from ._errors import (
     ValidationError,
 )
 from ._models import (
-    DayStats,
     FailedItem,
-    ProcessFailedStats,
-    SendFailedStats,
     SendResult,
     StatusPage,
     StatusRecord,
     packed,
     phones_of,
 )
-from ._types import SendFields, StatusFilters
+from ._types import SendFields
 
 __all__ = [
     "JSON_CONTENT_TYPE",
     "STATS_PATHS",
     "SEND_OPTIONS",
-    "STATUS_FILTERS",
     "Answer",
     "Call",
     "StatsKind",
     "SendOptions",
     "build_send",
-    "build_stats",
-    "build_status",
     "error_for",
     "may_have_reached",
     "parse_retry_after",
     "parse_send",
-    "parse_stats",
+    "stats_parser",
     "parse_status",
     "redirect_error",
     "send_call",
@@ -81,19 +75,12 @@ STATS_PATHS: dict[StatsKind, str] = {
     "process_failed": "stats/process_failed",
     "send_failed": "stats/send_failed",
 }
-_STATS_MODELS: dict[StatsKind, type[Any]] = {
-    "stats_day": DayStats,
-    "process_failed": ProcessFailedStats,
-    "send_failed": SendFailedStats,
-}
-_STATUS_RANGE = range(1, 6)
-#: The filters of ``/v1/status`` (keywords of ``build_status`` besides the date, the page and ``today``).
-STATUS_FILTERS = tuple(StatusFilters.__annotations__)
 #: Seed 002 gives this Content-Type for /v1/send, character for character (no space, lower-case charset).
 JSON_CONTENT_TYPE = "application/json;charset=utf-8"
 _JSON_HEADERS = {"Content-Type": JSON_CONTENT_TYPE}
 
 T = TypeVar("T")
+Row = TypeVar("Row")
 
 
 @attrs.frozen
@@ -325,55 +312,6 @@ def _refusals(refusals: tuple[FailedItem, ...], refused: list[str]) -> tuple[Fai
 # --- /v1/status -------------------------------------------------------------------------------------
 
 
-def build_status(
-    send_date: dt.date | str,
-    *,
-    offset: int = 0,
-    limit: int = 100,
-    time_zone: str | dt.tzinfo | None = None,
-    phone: str | None = None,
-    sms_ids: Sequence[str] | str | None = None,
-    status: int | None = None,
-    sub_status: int | None = None,
-    msg_type: int | None = None,
-    sms_user: str | None = None,
-    template_id: int | None = None,
-    label_id: int | None = None,
-    today: dt.date | None = None,
-) -> Call:
-    """Validate and describe one ``GET /v1/status`` (at most 10 sms_ids, at most 100 records).
-
-    Every filter is checked before it can reach a URL: ``sms_user`` is one non-empty string without ``;``,
-    ``sub_status`` a positive integer (the API's codes are 410 to 590, but unknown ones must still work).
-    """
-    zone = check.time_zone(time_zone)
-    day = check.status_date(send_date, zone, today=today)
-    first, size = check.page(offset, limit)
-    params: list[tuple[str, str]] = [
-        ("send_date", day.isoformat()),
-        ("offset", str(first)),
-        ("limit", str(size)),
-    ]
-    if zone is not None:
-        params.append(("time_zone", zone))
-    if phone is not None:
-        if not isinstance(phone, str) or not phone:
-            raise ValidationError("phone", f"must be a non-empty string, got {phone!r}")
-        params.append(("phone", phone))
-    if (ids := check.id_list("sms_ids", sms_ids)) is not None:
-        params.append(("sms_ids", ";".join(ids)))
-    optional = {
-        "msg_type": check.optional_positive_int("msg_type", msg_type),
-        "sms_user": check.text_filter("sms_user", sms_user),
-        "template_id": check.optional_positive_int("template_id", template_id),
-        "label_id": check.optional_positive_int("label_id", label_id),
-        "status": check.status_code("status", status, _STATUS_RANGE),
-        "sub_status": check.optional_positive_int("sub_status", sub_status),
-    }
-    params.extend((name, str(value)) for name, value in optional.items() if value is not None)
-    return Call("status", "GET", "status", params=tuple(params), offset=first, lane="status")
-
-
 def parse_status(call: Call, answer: Answer) -> StatusPage:
     """A ``StatusPage``; the records keep the API's order."""
     data = _json_object(call, answer)
@@ -388,45 +326,25 @@ def parse_status(call: Call, answer: Answer) -> StatusPage:
 # --- statistics ---------------------------------------------------------------------------------------
 
 
-def build_stats(
-    kind: StatsKind,
-    start_date: dt.date | str,
-    end_date: dt.date | str,
-    *,
-    aggregate: bool = False,
-    template_ids: Sequence[int | str] | int | str | None = None,
-    sms_users: Sequence[str] | str | None = None,
-    label_ids: Sequence[int | str] | int | str | None = None,
-    msg_type: int | None = None,
-    time_zone: str | dt.tzinfo | None = None,
-) -> Call:
-    """Validate and describe one statistics call (span <= 90 days, lists <= 10 items)."""
-    first, last = check.date_span(start_date, end_date)
-    params: list[tuple[str, str]] = [("start_date", first.isoformat()), ("end_date", last.isoformat())]
-    if (zone := check.time_zone(time_zone)) is not None:
-        params.append(("time_zone", zone))
-    for name, values in (("template_ids", template_ids), ("sms_users", sms_users), ("label_ids", label_ids)):
-        if (items := check.id_list(name, values)) is not None:
-            params.append((name, ";".join(items)))
-    if (kind_of_sms := check.optional_positive_int("msg_type", msg_type)) is not None:
-        params.append(("msg_type", str(kind_of_sms)))
-    params.append(("aggregate_by", "1" if aggregate else "0"))
-    return Call(kind, "GET", STATS_PATHS[kind], params=tuple(params))
+def stats_parser(model: type[Row]) -> Callable[[Call, Answer], list[Row]]:
+    """The parser of a statistics answer whose rows are ``model``s (``DayStats``, ``ProcessFailedStats``,
+    ``SendFailedStats``). An aggregated answer may be one object or a list."""
+    rows_of = list[model]  # type: ignore[valid-type]  # a type made at run time, for the converter
 
+    def parse(call: Call, answer: Answer) -> list[Row]:
+        data = _json_object(call, answer)
+        rows = data.get("result")
+        if rows is None:
+            rows = []
+        elif isinstance(rows, Mapping):
+            rows = [rows] if rows else []
+        try:
+            parsed: list[Row] = converter.structure(rows, rows_of)
+        except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+            raise _bad_shape(call, answer, exc) from exc
+        return parsed
 
-def parse_stats(call: Call, answer: Answer) -> list[Any]:
-    """Rows of the model of ``call.endpoint``. An aggregated answer may be one object or a list."""
-    data = _json_object(call, answer)
-    rows = data.get("result")
-    if rows is None:
-        rows = []
-    elif isinstance(rows, Mapping):
-        rows = [rows] if rows else []
-    model = _STATS_MODELS[call.endpoint]  # type: ignore[index]
-    try:
-        return converter.structure(rows, list[model])  # type: ignore[valid-type]
-    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
-        raise _bad_shape(call, answer, exc) from exc
+    return parse
 
 
 # --- errors -----------------------------------------------------------------------------------------

@@ -32,13 +32,26 @@ __all__ = [
 
 
 class MessageStatus(enum.IntEnum):
-    """Delivery status of one SMS (``status`` in ``/v1/status``)."""
+    """Delivery status of one SMS (``status`` in ``/v1/status``).
+
+    A code the API may add later is a member too, named ``STATUS_<code>`` (``MessageStatus(7).name``), so
+    that ``record.status`` is always a ``MessageStatus`` and compares equal to its code.
+    """
 
     SENT = 1
     DELIVERED = 2
     AWAITING_RECEIPT = 3
     PROCESS_FAILED = 4
     SEND_FAILED = 5
+
+    @classmethod
+    def _missing_(cls, value: object) -> "MessageStatus | None":
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"STATUS_{value}"
+        member._value_ = value
+        return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
 
 
 class SubStatus(enum.IntEnum):
@@ -439,13 +452,13 @@ class ChunkRecord:
 class StatusRecord:
     """The delivery status of one SMS, as ``/v1/status`` reports it.
 
-    ``status`` is a ``MessageStatus`` and ``sub_status`` a ``SubStatus`` when the code is known, else the
-    plain ``int`` the API sent.
+    ``status`` is a ``MessageStatus`` (an unknown code too, as ``STATUS_<code>``); ``sub_status`` a
+    ``SubStatus`` when the code is known, else the plain ``int`` the API sent.
     """
 
     sms_id: str
     phone: str
-    status: MessageStatus | int
+    status: MessageStatus
     msg_type: int | None = None
     sms_user: str | None = None
     template_id: int | None = None

@@ -20,7 +20,8 @@ from . import _endpoints as api
 from . import _validation as check
 from ._errors import ValidationError
 from ._models import DayStats, SendReport, SendResult, StatusPage
-from ._types import DateLike, StatsFilters
+from ._queries import StatsQuery, StatusQuery
+from ._types import DateLike
 
 __all__ = [
     "id_groups",
@@ -33,55 +34,47 @@ __all__ = [
     "status_calls",
 ]
 
-_STATS_FILTERS = tuple(StatsFilters.__annotations__)
-_STATS_LISTS = ("template_ids", "sms_users", "label_ids")
-
 
 def status_calls(
     sent: DateLike | SendResult | SendReport,
-    filters: Mapping[str, Any],
+    query: StatusQuery,
     *,
     offset: int = 0,
     limit: int = 100,
     every_id: bool = False,
 ) -> list[api.Call]:
-    """The first call of each status query ``filters`` make: one, or with ``every_id`` one per 10 of any
-    number of ``sms_ids``. An unknown filter is a ``ValidationError`` naming the closest one (``sms_id``:
-    did you mean ``sms_ids``?): a typo must not silently widen the query to every record.
+    """The first call of each part of a status query: one, or with ``every_id`` one per 10 of any number
+    of ``sms_ids``. ``offset`` and ``limit`` are checked here, the query's filters were by ``check``.
 
     ``sent`` is the send date, or what was sent: a ``SendResult`` (or, with ``every_id``, a ``SendReport``)
     stands for its sms_ids on the day it was sent, counted in the query's time zone."""
-    # get_status also takes offset and limit (its own parameters): named in the suggestions of a typo.
-    check.keywords(filters, api.STATUS_FILTERS, suggest=() if every_id else ("offset", "limit"))
-    fixed = {name: value for name, value in filters.items() if name != "sms_ids"}
+    first, size = check.page(offset, limit)
+    days: Mapping[dt.date, Sequence[str] | None]
     if isinstance(sent, (SendResult, SendReport)):
-        days = _sent_days(sent, filters, every_id=every_id)
+        days = _sent_days(sent, query, every_id=every_id)
     else:
-        days = {sent: filters.get("sms_ids")}
+        days = {query.day(sent): query.sms_ids}
     calls: list[api.Call] = []
     for day, ids in days.items():
-        groups: list[Any] = [ids]
+        groups: list[Sequence[str] | None] = [ids]
         if every_id:
-            listed = check.id_list("sms_ids", ids, limit=None)
-            groups = split_ids(listed, check.MAX_IDS_PER_LIST) if listed else [None]
-        calls.extend(
-            api.build_status(day, offset=offset, limit=limit, sms_ids=group, **fixed) for group in groups
-        )
+            groups = list(split_ids(ids, check.MAX_IDS_PER_LIST)) if ids else [None]
+        calls.extend(query.call(day, group, offset=first, limit=size) for group in groups)
     return calls
 
 
 def _sent_days(
-    sent: SendResult | SendReport, filters: Mapping[str, Any], *, every_id: bool
-) -> dict[DateLike, Any]:
+    sent: SendResult | SendReport, query: StatusQuery, *, every_id: bool
+) -> dict[dt.date, tuple[str, ...]]:
     """The sms_ids of ``sent`` by the day they were sent on, in the query's zone (the API's by default)."""
-    if filters.get("sms_ids") is not None:
+    if query.sms_ids is not None:
         raise ValidationError(
             "sms_ids", "is given by the result passed instead of a date: pass one or the other"
         )
     if isinstance(sent, SendReport) and not every_id:
         raise ValidationError("send_date", "a report may need many calls: iterate iter_status(report)")
-    zone = check.zone_offset(check.time_zone(filters.get("time_zone")))
-    days: dict[DateLike, list[str]] = {}
+    zone = check.zone_offset(query.time_zone)
+    days: dict[dt.date, list[str]] = {}
     for result in sent.results if isinstance(sent, SendReport) else (sent,):
         if result.sent_at is None:
             raise ValidationError(
@@ -89,7 +82,12 @@ def _sent_days(
                 f"result {result.request_id!r} has no sent_at (recorded by the first version): pass its date",
             )
         days.setdefault(result.sent_at.astimezone(zone).date(), []).extend(result.sms_ids)
-    return {day: ids for day, ids in days.items() if ids}
+    if not every_id:
+        # One call: the result's ids are checked as any query's (at most 10, which a result of one call
+        # of 10 000 numbers may exceed).
+        for ids in days.values():
+            check.id_list("sms_ids", ids)
+    return {query.day(day): tuple(ids) for day, ids in days.items() if ids}
 
 
 def next_page(call: api.Call, page: StatusPage) -> api.Call | None:
@@ -102,25 +100,13 @@ def next_page(call: api.Call, page: StatusPage) -> api.Call | None:
     return attrs.evolve(call, params=params, offset=offset)
 
 
-def stats_calls(
-    kind: api.StatsKind, aggregate: bool, start: object, end: object, filters: Mapping[str, Any]
-) -> list[api.Call]:
+def stats_calls(kind: api.StatsKind, aggregate: bool, query: StatsQuery) -> list[api.Call]:
     """The calls a statistics query takes: spans of at most 90 days, lists of at most 10 items (every
     combination of one group of each list)."""
-    check.keywords(filters, _STATS_FILTERS)
-    first, last = check.date_span(start, end, limit=None)
-    lists = {name: check.id_list(name, filters.get(name), limit=None) for name in _STATS_LISTS}
+    lists = dict(query.lists)
     return [
-        api.build_stats(
-            kind,
-            span_start,
-            span_end,
-            aggregate=aggregate,
-            msg_type=filters.get("msg_type"),
-            time_zone=filters.get("time_zone"),
-            **group,
-        )
-        for span_start, span_end in split_span(first, last, check.MAX_STATS_DAYS)
+        query.call(kind, span, group, aggregate=aggregate)
+        for span in split_span(query.first, query.last, check.MAX_STATS_DAYS)
         for group in id_groups(lists, check.MAX_IDS_PER_LIST)
     ]
 
@@ -150,11 +136,11 @@ def split_ids(ids: Sequence[T], size: int = 10) -> list[list[T]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
-def id_groups(lists: Mapping[str, Sequence[str] | None], size: int = 10) -> list[dict[str, list[str] | None]]:
+def id_groups(lists: Mapping[str, Sequence[str]], size: int = 10) -> list[dict[str, list[str]]]:
     """Every combination of one group of each list: filtering by all of them at once means asking once
-    for each element of the cross product. A ``None`` list stays ``None`` (no filter)."""
+    for each element of the cross product."""
     names = list(lists)
-    choices = [split_ids(values, size) if values else [None] for values in lists.values()]
+    choices = [split_ids(values, size) for values in lists.values()]
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]
 
 

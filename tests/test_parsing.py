@@ -20,7 +20,7 @@ from engagelab_sms_async import (
     SubStatus,
     converter,
 )
-from engagelab_sms_async._endpoints import Answer, Call, parse_retry_after, parse_stats
+from engagelab_sms_async._endpoints import Answer, Call, parse_retry_after, stats_parser
 
 BASE = "https://sms.api.engagelab.cc/v1"
 TODAY = dt.date.today()
@@ -151,11 +151,13 @@ async def test_send_success_example_parses(api: Any, seeded_client: AsyncClient,
 def test_aggregate_result_as_a_list_per_msg_type_is_accepted_too() -> None:
     call = Call("stats_day", "GET", "stats_day")
     content = b'{"result": [{"msg_type": "2", "targets": 3}, {"msg_type": "1", "targets": 4}], "total": 2}'
-    rows = parse_stats(call, Answer(200, {}, content))
+    rows = stats_parser(DayStats)(call, Answer(200, {}, content))
     assert [(row.msg_type, row.targets) for row in rows] == [(2, 3), (1, 4)]
 
 
-def test_unknown_sub_status_is_kept_as_a_plain_int_and_known_ones_as_enum() -> None:
+def test_an_unknown_sub_status_is_a_plain_int_and_an_unknown_status_a_message_status_named_by_its_code() -> (
+    None
+):
     from engagelab_sms_async import StatusRecord
 
     known = converter.structure(
@@ -166,7 +168,9 @@ def test_unknown_sub_status_is_kept_as_a_plain_int_and_known_ones_as_enum() -> N
     )
     assert known.sub_status is SubStatus.BUSY and known.status is MessageStatus.SEND_FAILED
     assert unknown.sub_status == 999 and type(unknown.sub_status) is int
-    assert unknown.status == 9 and type(unknown.status) is int
+    # record.status.name works for any code, as the Quick start prints it.
+    assert unknown.status == 9 and isinstance(unknown.status, MessageStatus)
+    assert unknown.status.name == "STATUS_9" and unknown.status is MessageStatus(9)
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:

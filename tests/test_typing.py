@@ -17,7 +17,7 @@ from .typed.user_script import main, make_client
 HERE = Path(__file__).parent / "typed"
 
 
-def mypy(path: Path) -> subprocess.CompletedProcess[str]:
+def mypy(path: Path, config: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -26,7 +26,7 @@ def mypy(path: Path) -> subprocess.CompletedProcess[str]:
             "--strict",
             "--no-incremental",
             "--config-file",
-            "/dev/null",
+            str(config or "/dev/null"),
             str(path),
         ],
         capture_output=True,
@@ -56,3 +56,23 @@ async def test_the_user_script_runs_against_the_sandbox() -> None:
     async with make_client(Sandbox().transport()) as client:
         seen = await main(client)
     assert "to" in seen  # the ValidationError of an empty send named its field
+
+
+@pytest.mark.timeout(600)
+def test_every_python_block_of_the_readme_passes_mypy_strict(tmp_path: Path) -> None:
+    # What users copy first (the Quick start's record.status.name included) must type-check as it stands.
+    from .test_readme import BLOCKS
+
+    untyped = []
+    for number, (kind, code) in enumerate(BLOCKS):
+        (tmp_path / f"readme_block_{number:02d}.py").write_text(code)
+        if kind == "celery":
+            untyped.append(f"readme_block_{number:02d}")
+    # Celery ships no types: its import and its task decorator are the only things let through.
+    config = tmp_path / "mypy.ini"
+    config.write_text(
+        "[mypy]\n[mypy-celery.*]\nignore_missing_imports = True\n"
+        + "".join(f"[mypy-{module}]\ndisallow_untyped_decorators = False\n" for module in untyped)
+    )
+    checked = mypy(tmp_path, config)
+    assert checked.returncode == 0, checked.stdout
