@@ -16,7 +16,6 @@ from ._converter import converter
 from ._errors import (
     APIError,
     AuthenticationError,
-    BulkAbortedError,
     BulkSendError,
     ClientClosedError,
     EngageLabError,
@@ -42,7 +41,6 @@ from ._models import (
     ProcessFailedStats,
     RejectedChunk,
     SendFailedStats,
-    SendReport,
     SendResult,
     StatusPage,
     StatusRecord,
@@ -50,6 +48,7 @@ from ._models import (
     UnresolvedChunk,
     UnsentChunk,
 )
+from ._report import BulkAbortedError, SendReport
 from ._retry import RetryPolicy, is_retryable
 from ._types import (
     DateLike,

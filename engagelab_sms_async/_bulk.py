@@ -26,7 +26,6 @@ from ._chunk import JournalFailed, Outcome, Send, resume, run_chunk, standing
 from ._compat import cancelling
 from ._errors import (
     AuthenticationError,
-    BulkAbortedError,
     BulkSendError,
     RequestIdReusedError,
     TransportError,
@@ -35,11 +34,11 @@ from ._errors import (
 from ._journal import Journal
 from ._models import (
     RejectedChunk,
-    SendReport,
     SendResult,
     UnresolvedChunk,
     UnsentChunk,
 )
+from ._report import BulkAbortedError, SendReport
 from ._source import Chunks
 from ._types import Progress, Recipients
 

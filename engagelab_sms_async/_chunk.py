@@ -17,7 +17,6 @@ import attrs
 
 from . import _endpoints as api
 from ._errors import (
-    BulkAbortedError,
     ClientClosedError,
     EngageLabError,
     InvalidRequestError,
@@ -30,11 +29,11 @@ from ._journal import ChunkRecord, Clocked, Journal, digest
 from ._models import (
     RESEND_WINDOW,
     RejectedChunk,
-    SendReport,
     SendResult,
     UnresolvedChunk,
     UnsentChunk,
 )
+from ._report import BulkAbortedError, SendReport
 from ._retry import is_retryable
 
 __all__ = [

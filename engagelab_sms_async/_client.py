@@ -36,12 +36,12 @@ from ._models import (
     DayStats,
     ProcessFailedStats,
     SendFailedStats,
-    SendReport,
     SendResult,
     StatusPage,
     StatusRecord,
 )
 from ._queries import StatsQuery, StatusQuery
+from ._report import SendReport
 from ._retry import RetryPolicy
 from ._types import ClientOptions, DateLike, Progress, Recipients, SendFields, StatsFilters, StatusFilters
 

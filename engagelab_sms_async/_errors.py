@@ -38,21 +38,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 
 from . import _portable as portable
-
-if TYPE_CHECKING:
-    from ._models import RejectedChunk, SendReport, UnresolvedChunk, UnsentChunk
+from ._models import RejectedChunk, UnresolvedChunk, UnsentChunk
 
 __all__ = [
     "KNOWN_CODES",
     "APIError",
     "AuthenticationError",
     "ClientClosedError",
-    "BulkAbortedError",
     "BulkSendError",
     "EngageLabError",
     "InvalidRequestError",
@@ -98,6 +95,13 @@ class EngageLabError(Exception):
     #: its own: keep the first error's, or pass a ``journal`` (which keeps it for you, as this field then
     #: says), and resend only until 55 minutes after it.
     first_attempt_at: dt.datetime | None = None
+    #: True only on ``RequestIdExpiredError``: what the data models (which sit below the errors) read.
+    request_id_expired: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("engagelab_sms_async."):
+            portable.register_error(cls)  # the library's own: rebuilt by name from JSON-safe args
 
     def __init__(
         self,
@@ -136,6 +140,7 @@ class EngageLabError(Exception):
         return (_restore, (type(self), portable.message_args(self)), state)
 
 
+portable.register_error(EngageLabError)  # first: the fallback for an error of another library
 _E = TypeVar("_E", bound=EngageLabError)
 
 
@@ -335,6 +340,7 @@ class RequestIdExpiredError(EngageLabError):
     """
 
     outcome_unknown = True
+    request_id_expired = True
     first_attempt_at: dt.datetime
 
     def __init__(
@@ -374,33 +380,6 @@ class BulkSendError(EngageLabError):
         super().__init__(
             f"{len(self.rejected)} chunk(s) rejected, {len(self.unresolved)} unresolved and "
             f"{len(self.unsent)} unsent; resend unresolved chunks with their request_id within the hour",
-            outcome_unknown,
-            first_attempt_at,
-        )
-
-
-class BulkAbortedError(EngageLabError):
-    """``send_bulk`` stopped because its recipients source, ``on_progress`` or its journal raised.
-
-    ``report`` accounts for every number read so far (``complete`` is False): results obtained, chunks
-    unresolved, chunks read but never sent. ``job_id`` is the job's id (resume it with the same id and
-    journal). The original exception is ``__cause__``. (In ``args``, the report is a dict.)
-    """
-
-    def __init__(
-        self,
-        report: SendReport | Mapping[str, Any],
-        reason: str,
-        outcome_unknown: bool | None = None,
-        first_attempt_at: dt.datetime | str | None = None,
-    ) -> None:
-        self.report = report = portable.report_of(report)
-        self.job_id = report.job_id
-        self.reason = reason
-        super().__init__(
-            f"bulk job {report.job_id!r} aborted: {reason}; {report.recipients} number(s) read, "
-            f"{report.succeeded} accepted, {report.unresolved_recipients} unresolved, "
-            f"{report.unsent_recipients} never sent",
             outcome_unknown,
             first_attempt_at,
         )

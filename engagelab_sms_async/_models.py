@@ -21,7 +21,6 @@ __all__ = [
     "ProcessFailedStats",
     "RejectedChunk",
     "SendFailedStats",
-    "SendReport",
     "SendResult",
     "StatusPage",
     "StatusRecord",
@@ -291,11 +290,10 @@ class UnresolvedChunk:
     @property
     def hint(self) -> str:
         """How to complete this chunk without sending anything twice."""
-        from ._errors import RequestIdExpiredError  # errors name models: imported when asked, not at load
-
         deadline = self.resend_before
-        # Found stale by the journal's clock (Redis's, shared by every machine), whatever this machine's says.
-        stale = isinstance(self.error, RequestIdExpiredError)
+        # Found stale by the journal's clock (Redis's, shared by every machine), whatever this machine's says:
+        # a RequestIdExpiredError (models sit below errors, so they know it by what it says of itself).
+        stale = getattr(self.error, "request_id_expired", False) is True
         if stale or (deadline is not None and dt.datetime.now(dt.timezone.utc) > deadline):
             first = self.first_attempt_at
             at = "" if first is None else f" (at {first:%Y-%m-%d %H:%M:%S} UTC)"
@@ -332,101 +330,6 @@ class UnsentChunk:
 
     request_id: str
     recipients: tuple[str, ...]
-
-
-@attrs.frozen
-class SendReport:
-    """Everything a bulk send did: every result, every refused, unresolved or unsent chunk, exact totals.
-
-    On every path (success, 401 mid-job, ``fail_fast``, a failing source or journal)::
-
-        recipients == succeeded + failed + unresolved_recipients + unsent_recipients
-
-    ``recipients`` counts every number read from the source, except the ``duplicates`` skipped as repeats
-    of a number already in the job. ``failed`` counts the numbers the API refused (partial success) and the
-    numbers of rejected chunks; ``unresolved_recipients`` the numbers whose outcome is unknown (unresolved
-    chunks, and numbers an answer left unnamed); ``unsent_recipients`` the numbers never sent because the
-    job stopped. ``complete`` is True when the source was read to its end and every chunk got an outcome.
-    """
-
-    recipients: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    results: tuple[SendResult, ...] = ()
-    unresolved: tuple[UnresolvedChunk, ...] = ()
-    rejected: tuple[RejectedChunk, ...] = ()
-    job_id: str | None = None
-    unsent: tuple[UnsentChunk, ...] = ()
-    duplicates: int = 0
-    complete: bool = True
-    unanswered: int = 0
-
-    @property
-    def unresolved_recipients(self) -> int:
-        """How many numbers have an unknown outcome: those of unresolved chunks, and those an answer did not
-        name (``SendResult.unanswered``)."""
-        return sum(len(chunk.recipients) for chunk in self.unresolved) + self.unanswered
-
-    @property
-    def unsent_recipients(self) -> int:
-        """How many numbers were read from the source but never sent, because the job stopped."""
-        return sum(len(chunk.recipients) for chunk in self.unsent)
-
-    @property
-    def sms_ids(self) -> tuple[str, ...]:
-        """Every sms_id of the job, in chunk order."""
-        return tuple(sms_id for result in self.results for sms_id in result.sms_ids)
-
-    @property
-    def send_dates(self) -> tuple[dt.date, ...]:
-        """The days (in the API's zone) its results were sent on, in order: what ``/v1/status`` files their
-        messages under. ``iter_status(report)`` looks them up by these."""
-        return tuple(sorted({r.sent_at.date() for r in self.results if r.sent_at is not None}))
-
-    @property
-    def failed_items(self) -> tuple[FailedItem, ...]:
-        """Every refused number of the job, with the API's reason."""
-        return tuple(item for result in self.results for item in result.failed_items)
-
-    def __repr__(self) -> str:
-        # One line whatever the job's size: the results of a million numbers are not a log line.
-        return (
-            f"<SendReport job_id={self.job_id!r} recipients={self.recipients} succeeded={self.succeeded} "
-            f"failed={self.failed} unresolved={self.unresolved_recipients} unsent={self.unsent_recipients} "
-            f"duplicates={self.duplicates} chunks={len(self.results)} complete={self.complete}>"
-        )
-
-    @property
-    def ok(self) -> bool:
-        """True when the job is complete and every number has a final answer: nothing unresolved, rejected
-        or unsent."""
-        return (
-            self.complete
-            and not self.unresolved
-            and not self.rejected
-            and not self.unsent
-            and not self.unanswered
-        )
-
-    def raise_for_unresolved(self, *, unsent: bool = True, rejected: bool = False) -> None:
-        """Raise :class:`~engagelab_sms_async.UnresolvedChunksError` if the job is not done: chunks
-        unresolved (their outcome is unknown), unsent (the job stopped before them) unless ``unsent=False``,
-        rejected (refused whole, e.g. 401) when ``rejected=True``, or a source not read to its end.
-
-        One line turns a partial result into a job-queue retry: inside an arq or Celery task, a report that
-        returns normally marks the job done, and its unresolved numbers would never be retried. Run the job
-        again with the same ``job_id`` and journal: chunks already sent are skipped, unresolved ones resent
-        with their request_ids (the API sends nothing twice within its hour), unsent ones sent. Retry it only
-        when ``is_retryable(error)``: once every unresolved chunk is past its request_id's hour it is final
-        (``outcome_unknown`` False; check those numbers' delivery statuses), since no rerun resends them. The
-        error pickles, and rebuilds from its JSON-safe ``args``, with its chunks, so the queue's result
-        backend can show them.
-        """
-        from ._errors import UnresolvedChunksError
-
-        chunks = (self.unresolved, self.unsent if unsent else (), self.rejected if rejected else ())
-        if any(chunks) or not self.complete:
-            raise UnresolvedChunksError(self.job_id, *chunks, complete=self.complete)
 
 
 @attrs.frozen

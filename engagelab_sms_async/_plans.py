@@ -19,8 +19,9 @@ import attrs
 from . import _endpoints as api
 from . import _validation as check
 from ._errors import ValidationError
-from ._models import DayStats, SendReport, SendResult, StatusPage
+from ._models import DayStats, SendResult, StatusPage
 from ._queries import StatsQuery, StatusQuery
+from ._report import SendReport
 from ._types import DateLike
 
 __all__ = [

@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
-from ._converter import converter
-from ._models import RejectedChunk, SendReport, SendResult, UnresolvedChunk, UnsentChunk
-
-if TYPE_CHECKING:
-    from ._errors import EngageLabError
+from ._models import RejectedChunk, UnresolvedChunk, UnsentChunk
 
 __all__ = [
     "arguments",
@@ -30,22 +26,37 @@ __all__ = [
     "message_args",
     "moment",
     "rejected_of",
-    "report_data",
-    "report_of",
+    "register_error",
+    "register_form",
     "unresolved_of",
     "unsent_of",
 ]
 
 Data = dict[str, Any]
+T = TypeVar("T")
 
 #: What ``BaseException`` keeps as ``args``: for our errors, the message (``str`` and ``repr`` read it).
 _MESSAGE_ARGS: Any = vars(BaseException)["args"]
 #: A parameter without a default: its argument is never left out of ``args``.
 _REQUIRED: Any = object()
 _PARAMETERS: dict[type[BaseException], tuple[tuple[str, object], ...]] = {}
+#: The library's error classes by name (``register_error``); the first registered is the fallback.
+_ERRORS: dict[str, type[BaseException]] = {}
+#: The JSON-safe form of a value of a type of a higher layer (``register_form``: a report).
+_FORMS: dict[type, Callable[[Any], object]] = {}
 
 
-def arguments(error: EngageLabError) -> tuple[Any, ...]:
+def register_error(cls: type[BaseException]) -> None:
+    """Let ``error_of`` rebuild ``cls`` by its name (each of the library's error classes, as defined)."""
+    _ERRORS.setdefault(cls.__name__, cls)
+
+
+def register_form(cls: type[T], form: Callable[[T], object]) -> None:
+    """Put a field of type ``cls`` into ``args`` as ``form`` makes it (a type the errors cannot import)."""
+    _FORMS[cls] = form
+
+
+def arguments(error: BaseException) -> tuple[Any, ...]:
     """``error.args``: its constructor's positional arguments, each the field of its name made JSON-safe,
     without the trailing ones equal to their defaults (as short as the call that made it)."""
     try:
@@ -74,9 +85,10 @@ def _parameters(cls: type[BaseException]) -> tuple[tuple[str, object], ...]:
     return _PARAMETERS[cls]
 
 
-def _argument(error: EngageLabError, name: str) -> object:
+def _argument(error: BaseException, name: str) -> object:
     if name == "outcome_unknown":  # named only when it is not the class's
-        return error.outcome_unknown if error.outcome_unknown != type(error).outcome_unknown else None
+        unknown = getattr(error, "outcome_unknown", None)
+        return unknown if unknown != getattr(type(error), "outcome_unknown", None) else None
     if name == "message" and "message" not in vars(error):
         return str(error)
     return jsonable(getattr(error, name))
@@ -102,20 +114,10 @@ def iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _library_errors() -> dict[str, type[BaseException]]:
-    from . import _errors  # here: _errors imports this module
-
-    return {
-        name: value
-        for name, value in vars(_errors).items()
-        if isinstance(value, type) and issubclass(value, _errors.EngageLabError)
-    }
-
-
 def error_data(error: BaseException) -> Data:
     """An error of the library as its class's name and its ``args``; any other as its name and message."""
     cls = type(error)
-    if _library_errors().get(cls.__name__) is cls:
+    if _ERRORS.get(cls.__name__) is cls:
         return {"type": cls.__name__, "args": list(error.args)}
     return {"type": f"{cls.__module__}.{cls.__qualname__}", "message": str(error)}
 
@@ -125,12 +127,11 @@ def error_of(data: BaseException | Mapping[str, Any]) -> BaseException:
     it: only the library's own classes are ever built from data)."""
     if isinstance(data, BaseException):
         return data
-    from ._errors import EngageLabError
-
-    cls = _library_errors().get(str(data.get("type")))
+    cls = _ERRORS.get(str(data.get("type")))
     if cls is not None and "args" in data:
         return cls(*data["args"])
-    return EngageLabError(f"{data.get('type')}: {data.get('message', '')}")
+    fallback = next(iter(_ERRORS.values()))
+    return fallback(f"{data.get('type')}: {data.get('message', '')}")
 
 
 def _chunk_data(chunk: UnresolvedChunk | RejectedChunk | UnsentChunk) -> Data:
@@ -178,48 +179,14 @@ def unsent_of(chunks: Iterable[UnsentChunk | Mapping[str, Any]]) -> tuple[Unsent
     )
 
 
-def report_data(report: SendReport) -> Data:
-    return {
-        "recipients": report.recipients,
-        "succeeded": report.succeeded,
-        "failed": report.failed,
-        "results": [converter.unstructure(result, SendResult) for result in report.results],
-        "unresolved": chunks_data(report.unresolved),
-        "rejected": chunks_data(report.rejected),
-        "job_id": report.job_id,
-        "unsent": chunks_data(report.unsent),
-        "duplicates": report.duplicates,
-        "complete": report.complete,
-        "unanswered": report.unanswered,
-    }
-
-
 def jsonable(value: object) -> object:
     """A field of an error as it goes into ``args``: moments, chunks, reports and tuples made JSON-safe."""
     if isinstance(value, dt.datetime):
         return value.isoformat()
-    if isinstance(value, SendReport):
-        return report_data(value)
+    if (form := _FORMS.get(type(value))) is not None:
+        return form(value)
     if isinstance(value, (UnresolvedChunk, RejectedChunk, UnsentChunk)):
         return _chunk_data(value)
     if isinstance(value, (tuple, list)):
         return [jsonable(item) for item in value]
     return value
-
-
-def report_of(data: SendReport | Mapping[str, Any]) -> SendReport:
-    if isinstance(data, SendReport):
-        return data
-    return SendReport(
-        recipients=data["recipients"],
-        succeeded=data["succeeded"],
-        failed=data["failed"],
-        results=tuple(converter.structure(result, SendResult) for result in data["results"]),
-        unresolved=unresolved_of(data["unresolved"]),
-        rejected=rejected_of(data["rejected"]),
-        job_id=data["job_id"],
-        unsent=unsent_of(data["unsent"]),
-        duplicates=data["duplicates"],
-        complete=data["complete"],
-        unanswered=data["unanswered"],
-    )

@@ -13,7 +13,7 @@ from typing import Any
 from rich.table import Table
 
 from .._converter import converter
-from .._models import SendReport
+from .._report import SendReport
 from ._render import error_text
 from ._resume import Resume
 
