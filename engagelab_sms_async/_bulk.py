@@ -400,41 +400,54 @@ def _first(pair: tuple[int, object]) -> int:
     return pair[0]
 
 
-@attrs.frozen
-class Job:
-    """A bulk job, checked and ready to run: everything that can be refused is refused before the first
-    call (``Job.check``); ``report`` and ``stream`` run it."""
+#: A bulk job's numbers per call, and calls in flight, unless told otherwise (the public methods' defaults).
+CHUNK_SIZE = 1000
+CONCURRENCY = 8
 
-    recipients: Recipients
+
+def _recipients(_: object, __: object, value: Recipients) -> None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Iterable, AsyncIterable)):
+        raise ValidationError(
+            "recipients",
+            f"must be an iterable of phone numbers (a list, a generator, an async iterable), "
+            f"got {type(value).__name__}",
+        )
+
+
+def _chunk_size(_: object, __: object, value: int) -> None:
+    check.integer("chunk_size", value, low=1, high=check.MAX_RECIPIENTS)
+
+
+def _concurrency(_: object, __: object, value: int) -> None:
+    check.integer("concurrency", value, low=1)
+
+
+def _journal(_: object, __: object, value: Journal | None) -> None:
+    journals.checked(value)
+
+
+def _on_progress(_: object, __: object, value: Progress | None) -> None:
+    if value is not None and not callable(value):
+        raise ValidationError("on_progress", f"must be callable, got {type(value).__name__}")
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """A bulk job, checked and ready to run: everything that can be refused is refused when it is made,
+    before the first call, naming the first bad argument (``ValidationError``); ``report`` and ``stream``
+    run it. ``job_id`` None is a random one."""
+
+    recipients: Recipients = attrs.field(validator=_recipients)
     options: api.SendOptions
-    job_id: str
-    chunk_size: int = 1000
-    concurrency: int = 8
-    journal: Journal | None = None
+    job_id: str = attrs.field(converter=check.job_id)
+    chunk_size: int = attrs.field(default=CHUNK_SIZE, validator=_chunk_size)
+    concurrency: int = attrs.field(default=CONCURRENCY, validator=_concurrency)
+    journal: Journal | None = attrs.field(default=None, validator=_journal)
     resend_expired: bool = False
-    on_progress: Progress | None = None
+    on_progress: Progress | None = attrs.field(default=None, validator=_on_progress)
     fail_fast: bool = False
     dedupe: bool = True
     keep_results: bool = True
-
-    @classmethod
-    def check(
-        cls, recipients: Recipients, options: api.SendOptions, *, job_id: str | None, **settings: Any
-    ) -> Job:
-        """The job, or a ``ValidationError`` naming its first bad argument."""
-        if isinstance(recipients, (str, bytes)) or not isinstance(recipients, (Iterable, AsyncIterable)):
-            raise ValidationError(
-                "recipients",
-                f"must be an iterable of phone numbers (a list, a generator, an async iterable), "
-                f"got {type(recipients).__name__}",
-            )
-        job = cls(recipients, options, check.job_id(job_id), **settings)
-        check.integer("chunk_size", job.chunk_size, low=1, high=check.MAX_RECIPIENTS)
-        check.integer("concurrency", job.concurrency, low=1)
-        journals.checked(job.journal)
-        if job.on_progress is not None and not callable(job.on_progress):
-            raise ValidationError("on_progress", f"must be callable, got {type(job.on_progress).__name__}")
-        return job
 
 
 async def report(job: Job, send: Send, closing: Callable[[], bool]) -> SendReport:

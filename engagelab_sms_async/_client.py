@@ -50,8 +50,6 @@ __all__ = ["DEFAULT_BASE_URL", "AsyncClient"]
 DEFAULT_BASE_URL = "https://sms.api.engagelab.cc/v1"
 
 logger = logging.getLogger("engagelab_sms_async")
-#: A bulk job's calls in flight unless told otherwise.
-BULK_CONCURRENCY = 8
 
 Row = TypeVar("Row")
 
@@ -317,8 +315,8 @@ class AsyncClient:
         recipients: Recipients,
         template_id: int,
         *,
-        chunk_size: int = 1000,
-        concurrency: int = BULK_CONCURRENCY,
+        chunk_size: int = bulk.CHUNK_SIZE,
+        concurrency: int = bulk.CONCURRENCY,
         job_id: str | None = None,
         journal: Journal | None = None,
         resend_expired: bool = False,
@@ -374,9 +372,9 @@ class AsyncClient:
         journal: give a ``job_id`` and a journal to any job that may be cancelled (a request handler, a
         worker), or what it sent cannot be known.
         """
-        job = bulk.Job.check(
-            recipients,
-            self._send_options(template_id, options, AsyncClient.send_bulk),
+        job = bulk.Job(
+            recipients=recipients,
+            options=self._send_options(template_id, options, AsyncClient.send_bulk),
             job_id=job_id,
             chunk_size=chunk_size,
             concurrency=concurrency,
@@ -395,8 +393,8 @@ class AsyncClient:
         recipients: Recipients,
         template_id: int,
         *,
-        chunk_size: int = 1000,
-        concurrency: int = BULK_CONCURRENCY,
+        chunk_size: int = bulk.CHUNK_SIZE,
+        concurrency: int = bulk.CONCURRENCY,
         job_id: str | None = None,
         journal: Journal | None = None,
         resend_expired: bool = False,
@@ -413,9 +411,9 @@ class AsyncClient:
         does not close it (Python closes an abandoned async generator only when it is garbage-collected), so
         iterate inside ``contextlib.aclosing(client.iter_send(...))`` when the loop may end early.
         """
-        job = bulk.Job.check(
-            recipients,
-            self._send_options(template_id, options, AsyncClient.iter_send),
+        job = bulk.Job(
+            recipients=recipients,
+            options=self._send_options(template_id, options, AsyncClient.iter_send),
             job_id=job_id,
             chunk_size=chunk_size,
             concurrency=concurrency,

@@ -22,7 +22,7 @@ from .. import (
     SendReport,
     SQLiteJournal,
 )
-from .._client import BULK_CONCURRENCY
+from .._bulk import CONCURRENCY as BULK_CONCURRENCY
 from . import _render as render
 from ._interrupt import ctrl_c, uncancel
 from ._numbers import BadRow
