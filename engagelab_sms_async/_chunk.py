@@ -28,6 +28,7 @@ from ._errors import (
 from ._journal import ChunkRecord, Clocked, Journal, digest
 from ._models import (
     RESEND_WINDOW,
+    JobRecord,
     RejectedChunk,
     SendResult,
     UnresolvedChunk,
@@ -37,7 +38,6 @@ from ._report import BulkAbortedError, SendReport
 from ._retry import is_retryable
 
 __all__ = [
-    "SETTINGS",
     "JournalFailed",
     "Outcome",
     "Send",
@@ -46,7 +46,7 @@ __all__ = [
     "resume",
     "run_chunk",
     "send_once",
-    "settings_record",
+    "settings_digest",
     "standing",
 ]
 
@@ -70,16 +70,18 @@ async def resume(
     fails here aborts the job before it starts (``BulkAbortedError``)."""
     if journal is None:
         return {}
-    settings = settings_record(job_id, options, chunk_size=chunk_size, dedupe=dedupe)
+    settings = JobRecord(settings_digest(options, chunk_size=chunk_size, dedupe=dedupe), chunk_size, _now())
     try:
         known = await journal.load(job_id)
+        saved = await journal.load_job(job_id)
     except Exception as exc:
         raise _aborted_at_start(job_id, exc) from exc
-    check_settings(job_id, known.pop(SETTINGS, None), settings)
-    try:
-        await journal.record(job_id, SETTINGS, settings)
-    except Exception as exc:
-        raise _aborted_at_start(job_id, exc) from exc
+    check_settings(job_id, saved, settings)
+    if saved is None:
+        try:
+            await journal.record_job(job_id, settings)
+        except Exception as exc:
+            raise _aborted_at_start(job_id, exc) from exc
     return known
 
 
@@ -122,12 +124,8 @@ def classify(request_id: str, recipients: list[str], error: EngageLabError, star
     return RejectedChunk(request_id, tuple(recipients), error)
 
 
-#: The journal index under which a job keeps its settings (chunks count from 0).
-SETTINGS = -1
-
-
-def settings_record(job_id: str, options: api.SendOptions, *, chunk_size: int, dedupe: bool) -> ChunkRecord:
-    """What a job was started with, as a journal record: a resumed job must cut and send the same chunks."""
+def settings_digest(options: api.SendOptions, *, chunk_size: int, dedupe: bool) -> str:
+    """What a job was started with, fingerprinted: a resumed job must cut and send the same chunks."""
     # The options as given, not as checked: a job started by an earlier version, which fingerprinted a
     # mapping that is not a dict by its repr, must resume with the same fingerprint.
     chosen = dict(options.given)
@@ -136,13 +134,13 @@ def settings_record(job_id: str, options: api.SendOptions, *, chunk_size: int, d
         sort_keys=True,
         default=repr,
     )
-    return ChunkRecord(f"{job_id}:settings", digest([described]), chunk_size, _now(), state="sent")
+    return digest([described])
 
 
-def check_settings(job_id: str, saved: ChunkRecord | None, settings: ChunkRecord) -> None:
+def check_settings(job_id: str, saved: JobRecord | None, settings: JobRecord) -> None:
     """Refuse to resume a job with other settings than it was started with (a journal from before the
     settings were recorded has none: nothing to compare)."""
-    if saved is not None and saved.digest != settings.digest:
+    if saved is not None and saved.settings != settings.settings:
         raise ValidationError(
             "job_id",
             f"job {job_id!r} was started with another template, other options, chunk_size or dedupe: "
@@ -255,7 +253,7 @@ async def send_once(call: api.Call, options: api.SendOptions, send: Send, journa
     job_id = f"send:{request_id}"
     chunk = list(call.recipients)
     # The numbers, the template and the options: a record answers only the send it was made for.
-    fingerprint = digest([*chunk, settings_record(job_id, options, chunk_size=0, dedupe=False).digest])
+    fingerprint = digest([*chunk, settings_digest(options, chunk_size=0, dedupe=False)])
     known = await journal.load(job_id)
     entry = known.get(0)
     if entry is not None and entry.digest != fingerprint:

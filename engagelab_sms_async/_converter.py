@@ -13,7 +13,7 @@ from typing import Any
 import cattrs
 import cattrs.gen
 
-from ._models import ChunkRecord, FailedItem, MessageStatus, SendResult, SubStatus
+from ._models import ChunkRecord, FailedItem, JobRecord, MessageStatus, SendResult, SubStatus
 
 __all__ = ["converter"]
 
@@ -142,5 +142,20 @@ converter.register_unstructure_hook(
     ChunkRecord,
     cattrs.gen.make_dict_unstructure_fn(
         ChunkRecord, converter, first_attempt_at=cattrs.gen.override(unstruct_hook=dt.datetime.isoformat)
+    ),
+)
+# A job's start, likewise.
+converter.register_structure_hook(
+    JobRecord,
+    cattrs.gen.make_dict_structure_fn(
+        JobRecord,
+        converter,
+        started_at=cattrs.gen.override(struct_hook=lambda value, _: dt.datetime.fromisoformat(value)),
+    ),
+)
+converter.register_unstructure_hook(
+    JobRecord,
+    cattrs.gen.make_dict_unstructure_fn(
+        JobRecord, converter, started_at=cattrs.gen.override(unstruct_hook=dt.datetime.isoformat)
     ),
 )

@@ -126,7 +126,7 @@ class SendOptions:
     validated once (``SendOptions.check``) and encoded once, however many chunks a job has.
 
     ``given`` keeps the options as the caller gave them (a job's journal fingerprints them so, see
-    ``_chunk.settings_record``); what the calls send is their checked encoding.
+    ``_chunk.settings_digest``); what the calls send is their checked encoding.
     """
 
     template_id: int

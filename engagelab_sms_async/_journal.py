@@ -36,10 +36,11 @@ from typing import Protocol, runtime_checkable
 
 from ._converter import converter
 from ._errors import ValidationError
-from ._models import ChunkRecord
+from ._models import ChunkRecord, JobRecord
 
 __all__ = [
     "ChunkRecord",
+    "JobRecord",
     "Clock",
     "Clocked",
     "Journal",
@@ -47,9 +48,15 @@ __all__ = [
     "MemoryJournal",
     "SQLiteJournal",
     "decode",
+    "decode_job",
     "digest",
     "encode",
+    "encode_job",
+    "job_of_legacy",
 ]
+
+#: Where journals of versions before 0.1 kept a job's settings: a chunk record at index -1.
+_LEGACY_JOB_INDEX = -1
 
 
 #: What a journal's ``clock=`` is: a plain or async callable returning the time now, an aware datetime.
@@ -90,21 +97,47 @@ def decode(text: str | bytes) -> ChunkRecord:
     return converter.structure(json.loads(text), ChunkRecord)
 
 
+def encode_job(record: JobRecord) -> str:
+    """A job's record as the JSON a journal stores."""
+    return json.dumps(converter.unstructure(record), separators=(",", ":"))
+
+
+def decode_job(text: str | bytes) -> JobRecord:
+    """The job's record ``encode_job`` wrote."""
+    return converter.structure(json.loads(text), JobRecord)
+
+
+def job_of_legacy(chunks: dict[int, ChunkRecord]) -> JobRecord | None:
+    """The job's record an earlier version kept among the chunks (index -1), taken out of ``chunks``."""
+    legacy = chunks.pop(_LEGACY_JOB_INDEX, None)
+    return None if legacy is None else JobRecord(legacy.digest, legacy.size, legacy.first_attempt_at)
+
+
 @runtime_checkable
 class Journal(Protocol):
-    """Where a bulk job keeps its chunk records. Writes must be durable when ``record`` returns."""
+    """Where a bulk job keeps its own record and its chunks' records. Writes must be durable when
+    ``record`` or ``record_job`` returns. Chunk indexes count from 0; the job's record is kept apart."""
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:
-        """Every record of ``job_id``, by chunk index."""
+        """Every chunk record of ``job_id``, by chunk index."""
 
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         """Store (or replace) the record of chunk ``index`` of ``job_id``."""
+
+    async def load_job(self, job_id: str) -> JobRecord | None:
+        """The record of the job ``job_id``, or None for a job never started."""
+
+    async def record_job(self, job_id: str, record: JobRecord) -> None:
+        """Store (or replace) the record of the job ``job_id``."""
 
 
 def checked(journal: object) -> None:
     """Refuse (``ValidationError``) what is given as ``journal=`` but is none: nothing is sent."""
     if journal is not None and not isinstance(journal, Journal):
-        raise ValidationError("journal", f"must have async load() and record(), got {type(journal).__name__}")
+        raise ValidationError(
+            "journal",
+            f"must have async load(), record(), load_job() and record_job(), got {type(journal).__name__}",
+        )
 
 
 @runtime_checkable
@@ -124,6 +157,7 @@ class MemoryJournal:
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._jobs: dict[str, dict[int, ChunkRecord]] = {}
+        self._job_records: dict[str, JobRecord] = {}
         self.clock = checked_clock(clock)
 
     async def now(self) -> dt.datetime:
@@ -131,10 +165,17 @@ class MemoryJournal:
         return await read(self.clock)
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:
-        return dict(self._jobs.get(job_id, {}))
+        return {index: entry for index, entry in self._jobs.get(job_id, {}).items() if index >= 0}
 
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         self._jobs.setdefault(job_id, {})[index] = entry
+
+    async def load_job(self, job_id: str) -> JobRecord | None:
+        record = self._job_records.get(job_id)
+        return record if record is not None else job_of_legacy(dict(self._jobs.get(job_id, {})))
+
+    async def record_job(self, job_id: str, record: JobRecord) -> None:
+        self._job_records[job_id] = record
 
     async def __aenter__(self) -> MemoryJournal:
         return self
@@ -168,14 +209,35 @@ class SQLiteJournal:
                     " job_id TEXT NOT NULL, idx INTEGER NOT NULL, entry TEXT NOT NULL,"
                     " PRIMARY KEY (job_id, idx))"
                 )
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT NOT NULL PRIMARY KEY, record TEXT NOT NULL)"
+                )
         except sqlite3.Error as exc:
             # Before any job starts: a path that cannot hold a journal is bad input, not a crash.
             raise ValidationError("path", f"cannot use {str(self.path)!r} as a journal: {exc}") from None
 
     def _load(self, job_id: str) -> dict[int, ChunkRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT idx, entry FROM chunks WHERE job_id = ?", (job_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT idx, entry FROM chunks WHERE job_id = ? AND idx >= 0", (job_id,)
+            ).fetchall()
         return {index: decode(entry) for index, entry in rows}
+
+    def _load_job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is not None:
+                return decode_job(row[0])
+            legacy = self._db.execute(
+                "SELECT idx, entry FROM chunks WHERE job_id = ? AND idx = ?", (job_id, _LEGACY_JOB_INDEX)
+            ).fetchall()
+        return job_of_legacy({index: decode(entry) for index, entry in legacy})
+
+    def _record_job(self, job_id: str, record: JobRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO jobs (job_id, record) VALUES (?, ?)", (job_id, encode_job(record))
+            )
 
     def _record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         with self._lock:
@@ -193,6 +255,12 @@ class SQLiteJournal:
 
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         await asyncio.to_thread(self._record, job_id, index, entry)
+
+    async def load_job(self, job_id: str) -> JobRecord | None:
+        return await asyncio.to_thread(self._load_job, job_id)
+
+    async def record_job(self, job_id: str, record: JobRecord) -> None:
+        await asyncio.to_thread(self._record_job, job_id, record)
 
     def close(self) -> None:
         """Close the file (records already written stay)."""

@@ -17,6 +17,7 @@ __all__ = [
     "ChunkRecord",
     "DayStats",
     "FailedItem",
+    "JobRecord",
     "MessageStatus",
     "ProcessFailedStats",
     "RejectedChunk",
@@ -349,6 +350,21 @@ class ChunkRecord:
     state: Literal["pending", "sent", "rejected", "unsent"] = "pending"
     result: SendResult | None = None
     error: str | None = None
+
+
+@attrs.frozen
+class JobRecord:
+    """What a journal knows of a bulk job as a whole: the settings it was started with, so that a resume
+    with others is refused before anything is sent (its chunks would carry request_ids the API has seen for
+    other numbers). ``settings`` fingerprints the template, the options, ``chunk_size`` and ``dedupe``.
+
+    A journal stores it as it likes (``Journal.record_job``); ``engagelab_sms_async.converter`` turns it
+    into JSON-ready data and back.
+    """
+
+    settings: str
+    chunk_size: int
+    started_at: dt.datetime
 
 
 @attrs.frozen

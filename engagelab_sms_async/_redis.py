@@ -17,7 +17,18 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     ) from exc
 
 from ._errors import ValidationError
-from ._journal import ChunkRecord, Clock, checked_clock, decode, encode, read
+from ._journal import (
+    ChunkRecord,
+    Clock,
+    JobRecord,
+    checked_clock,
+    decode,
+    decode_job,
+    encode,
+    encode_job,
+    job_of_legacy,
+    read,
+)
 from ._redis_limiter import RedisSlidingWindowLimiter
 
 __all__ = ["RedisJournal", "RedisSlidingWindowLimiter", "connect"]
@@ -35,10 +46,15 @@ def connect(name: str, url: str) -> redis_asyncio.Redis:
     return client
 
 
+#: The hash field of a job's own record (chunk records are under their indexes, from 0).
+_JOB_FIELD = "job"
+
+
 class RedisJournal:
     """A bulk-send journal in Redis, for jobs resumed by workers on other machines.
 
-    One hash per job at ``{key_prefix}:{job_id}`` (field: the chunk index, value: the record as JSON),
+    One hash per job at ``{key_prefix}:{job_id}`` (field: the chunk index, value: the record as JSON; field
+    ``job``: the job's own record),
     kept ``ttl`` seconds after its last write (a day by default: long after the API forgot the request_ids,
     long enough to resume). See :mod:`engagelab_sms_async._journal` for what a journal promises.
 
@@ -76,7 +92,21 @@ class RedisJournal:
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:
         entries = await self._conn.hgetall(self._key(job_id))
-        return {int(index): decode(entry) for index, entry in entries.items()}
+        # Chunks count from 0: the job's record, and an earlier version's at index -1, are not chunks.
+        chunks = {int(index): entry for index, entry in entries.items() if index.isdigit()}
+        return {index: decode(entry) for index, entry in chunks.items()}
+
+    async def load_job(self, job_id: str) -> JobRecord | None:
+        record, legacy = await self._conn.hmget(self._key(job_id), _JOB_FIELD, "-1")
+        if record is not None:
+            return decode_job(record)
+        return None if legacy is None else job_of_legacy({-1: decode(legacy)})
+
+    async def record_job(self, job_id: str, record: JobRecord) -> None:
+        async with self._conn.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(job_id), _JOB_FIELD, encode_job(record))
+            pipe.expire(self._key(job_id), self.ttl)
+            await pipe.execute()
 
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         async with self._conn.pipeline(transaction=True) as pipe:

@@ -64,7 +64,7 @@ def test_a_job_the_first_version_started_resumes_with_the_same_settings(
     options: dict[str, typing.Any], digest: str
 ) -> None:
     checked = api.SendOptions.check(5, options)
-    assert chunk_life.settings_record("job", checked, chunk_size=100, dedupe=True).digest == digest
+    assert chunk_life.settings_digest(checked, chunk_size=100, dedupe=True) == digest
 
 
 def test_a_result_pickled_by_the_first_version_loads() -> None:

@@ -195,3 +195,50 @@ async def test_the_redis_journal_given_a_clock_keeps_time_by_it_instead_of_the_s
     journal = RedisJournal(store, clock=lambda: moment)
     assert await journal.now() == moment
     await store.aclose()
+
+
+# --- the job's own record ------------------------------------------------------------------------------
+
+
+async def test_a_job_keeps_its_record_apart_and_load_hands_back_chunks_only(journal: Journal) -> None:
+    async with AsyncClient("demo", "demo-key", transport=Sandbox().transport()) as client:
+        await client.send_bulk(phones(25), 7, job_id="apart", journal=journal, chunk_size=10)
+
+    chunks = await journal.load("apart")
+    record = await journal.load_job("apart")
+    assert sorted(chunks) == [0, 1, 2] and all(
+        entry.request_id.startswith("apart:") for entry in chunks.values()
+    )
+    assert record is not None and record.chunk_size == 10 and record.started_at.tzinfo is not None
+    assert await journal.load_job("never-started") is None
+
+
+async def test_a_job_an_earlier_version_journaled_resumes_with_its_settings_checked(journal: Journal) -> None:
+    # Before 0.1 a job's settings were a chunk record at index -1; a resume must still compare them.
+    async with AsyncClient("demo", "demo-key", transport=Sandbox().transport()) as client:
+        await client.send_bulk(phones(5), 7, job_id="new", journal=journal, chunk_size=10)
+        settings = await journal.load_job("new")
+        assert settings is not None
+        legacy = ChunkRecord("old:settings", settings.settings, 10, settings.started_at, state="sent")
+        await journal.record("old", -1, legacy)
+
+        assert await journal.load_job("old") == settings
+        with pytest.raises(ValidationError, match="another template"):
+            await client.send_bulk(phones(5), 8, job_id="old", journal=journal, chunk_size=10)
+        report = await client.send_bulk(phones(5), 7, job_id="old", journal=journal, chunk_size=10)
+    assert report.succeeded == 5 and -1 not in await journal.load("old")
+
+
+async def test_a_journal_without_a_job_record_is_refused_before_anything_is_sent() -> None:
+    class ChunksOnly:  # a user's journal written for the chunk records alone
+        async def load(self, job_id: str) -> dict[int, ChunkRecord]:
+            return {}
+
+        async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
+            return None
+
+    sandbox = Sandbox()
+    async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+        with pytest.raises(ValidationError, match="load_job"):
+            await client.send_bulk(phones(5), 7, journal=ChunksOnly())  # type: ignore[arg-type]
+    assert sandbox.deliveries == {}

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from engagelab_sms_async import AsyncClient, MemoryJournal, RetryPolicy
-from engagelab_sms_async._journal import ChunkRecord
+from engagelab_sms_async._journal import ChunkRecord, JobRecord
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
 pytestmark = pytest.mark.looptime
@@ -159,9 +159,15 @@ async def test_numbers_taken_from_the_source_but_not_yet_a_chunk_are_in_the_line
 
 
 class SlowJournal(MemoryJournal):
+    """Every write takes a second: the job's record, then each chunk's before and after its call."""
+
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
         await asyncio.sleep(1.0)
         await super().record(job_id, index, entry)
+
+    async def record_job(self, job_id: str, record: JobRecord) -> None:
+        await asyncio.sleep(1.0)
+        await super().record_job(job_id, record)
 
 
 class FirstAnsweredSooner(AnsweredLate):
