@@ -50,7 +50,9 @@ def _raw_limits() -> tuple[httpx.Limits, int | None]:
     """The raw client's pool, and its in-flight cap (None: no cap), from ``RAW_MAX_CONNECTIONS``."""
     text = os.environ.get("RAW_MAX_CONNECTIONS")
     if not text:
-        return httpx.Limits(), None  # httpx's own defaults: 100 connections, 20 kept alive
+        # What httpx.AsyncClient() uses when given none: 100 connections, 20 kept alive. (httpx.Limits()
+        # alone means no limit at all, which an earlier version of this benchmark compared against.)
+        return httpx.Limits(max_connections=100, max_keepalive_connections=20), None
     cap = int(text)
     return httpx.Limits(max_connections=cap, max_keepalive_connections=cap), cap
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import attrs
-import tenacity
 
 from ._errors import APIError, RateLimitedError, ServerError, TransportError, UnresolvedChunksError
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["RetryPolicy", "is_retryable"]
 
@@ -79,6 +82,8 @@ class RetryPolicy:
 
     def retrying(self, endpoint: str) -> tenacity.AsyncRetrying:
         """A tenacity ``AsyncRetrying`` for one call of ``endpoint`` (``async for attempt in ...``)."""
+        # Here, not at import: only a call that failed meets tenacity, and most processes never retry.
+        import tenacity
 
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome is not None else None
