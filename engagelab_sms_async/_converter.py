@@ -128,34 +128,18 @@ def _unstructure_result(result: SendResult) -> dict[str, Any]:
 converter.register_structure_hook(SendResult, _structure_result)
 converter.register_unstructure_hook(SendResult, _unstructure_result)
 
-# A journal's time of first attempt decides whether a chunk may be resent: kept to the microsecond, with its
-# zone (the API's "yyyy-mm-dd HH:MM:SS" would drop both).
-converter.register_structure_hook(
-    ChunkRecord,
-    cattrs.gen.make_dict_structure_fn(
-        ChunkRecord,
-        converter,
-        first_attempt_at=cattrs.gen.override(struct_hook=lambda value, _: dt.datetime.fromisoformat(value)),
-    ),
-)
-converter.register_unstructure_hook(
-    ChunkRecord,
-    cattrs.gen.make_dict_unstructure_fn(
-        ChunkRecord, converter, first_attempt_at=cattrs.gen.override(unstruct_hook=dt.datetime.isoformat)
-    ),
-)
-# A job's start, likewise.
-converter.register_structure_hook(
-    JobRecord,
-    cattrs.gen.make_dict_structure_fn(
-        JobRecord,
-        converter,
-        started_at=cattrs.gen.override(struct_hook=lambda value, _: dt.datetime.fromisoformat(value)),
-    ),
-)
-converter.register_unstructure_hook(
-    JobRecord,
-    cattrs.gen.make_dict_unstructure_fn(
-        JobRecord, converter, started_at=cattrs.gen.override(unstruct_hook=dt.datetime.isoformat)
-    ),
-)
+
+def _keep_moment(cls: type, field: str) -> None:
+    """Store ``field`` of ``cls`` as ISO 8601, to the microsecond and with its zone (the API's
+    "yyyy-mm-dd HH:MM:SS" would drop both): a journal's times decide whether a chunk may be resent."""
+    # Typed Any: cattrs types its overrides as **kwargs beside keyword options of other types.
+    iso_in: dict[str, Any] = {
+        field: cattrs.gen.override(struct_hook=lambda value, _: dt.datetime.fromisoformat(value))
+    }
+    iso_out: dict[str, Any] = {field: cattrs.gen.override(unstruct_hook=dt.datetime.isoformat)}
+    converter.register_structure_hook(cls, cattrs.gen.make_dict_structure_fn(cls, converter, **iso_in))
+    converter.register_unstructure_hook(cls, cattrs.gen.make_dict_unstructure_fn(cls, converter, **iso_out))
+
+
+_keep_moment(ChunkRecord, "first_attempt_at")
+_keep_moment(JobRecord, "started_at")

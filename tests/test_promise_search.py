@@ -86,6 +86,7 @@ from hypothesis import strategies as st
 from engagelab_sms_async import (
     AsyncClient,
     BulkAbortedError,
+    Journal,
     RequestIdExpiredError,
     RetryPolicy,
     SendReport,
@@ -232,6 +233,27 @@ def bound_of(job: Job, numbers: list[str], chunk_size: int, concurrency: int) ->
     )
 
 
+def the_job(
+    client: AsyncClient,
+    source: Source,
+    journal: Journal | None,
+    chunk_size: int,
+    concurrency: int,
+    *,
+    fail_fast: bool = False,
+) -> Coroutine[Any, Any, SendReport]:
+    """A run of the job every example sends (job_id "job"), reading ``source`` afresh."""
+    return client.send_bulk(
+        source.open(),
+        TEMPLATE,
+        job_id="job",
+        journal=journal,
+        chunk_size=chunk_size,
+        concurrency=concurrency,
+        fail_fast=fail_fast,
+    )
+
+
 # --- the invariants -----------------------------------------------------------------------------------------
 
 
@@ -329,15 +351,7 @@ async def run(job: Job) -> None:
         # 1. The first run, with its faults.
         source = Source(job.numbers, job.source_kind, job.source_fails_at)
         first = asyncio.ensure_future(
-            client.send_bulk(
-                source.open(),
-                TEMPLATE,
-                job_id="job",
-                journal=journal,
-                chunk_size=job.chunk_size,
-                concurrency=job.concurrency,
-                fail_fast=job.fail_fast,
-            )
+            the_job(client, source, journal, job.chunk_size, job.concurrency, fail_fast=job.fail_fast)
         )
         bound = bound_of(job, job.numbers, job.chunk_size, job.concurrency)
         await ended(first, bound=bound, what="the first run", cancel_at=job.cancel_at)
@@ -378,16 +392,7 @@ async def run(job: Job) -> None:
         mark = len(sandbox.send_attempts)
         injected_before = plan.injected["401"]
         source = Source(job.numbers, job.source_kind)
-        resume = asyncio.ensure_future(
-            client.send_bulk(
-                source.open(),
-                TEMPLATE,
-                job_id="job",
-                journal=journal,
-                chunk_size=job.chunk_size,
-                concurrency=job.concurrency,
-            )
-        )
+        resume = asyncio.ensure_future(the_job(client, source, journal, job.chunk_size, job.concurrency))
         await ended(resume, bound=bound, what="the resume")
         resumed = resume.result()
         refused = bool(plan.injected["401"] - injected_before)
@@ -461,13 +466,12 @@ async def check_reuse(
     earlier = list(sandbox.send_attempts)
     source = Source(reuse.numbers, "list")
     task = asyncio.ensure_future(
-        client.send_bulk(
-            source.open(),
-            TEMPLATE,
-            job_id="job",
-            journal=ClockedJournal(clock) if reuse.journal else None,
-            chunk_size=reuse.chunk_size,
-            concurrency=reuse.concurrency,
+        the_job(
+            client,
+            source,
+            ClockedJournal(clock) if reuse.journal else None,
+            reuse.chunk_size,
+            reuse.concurrency,
         )
     )
     await ended(
