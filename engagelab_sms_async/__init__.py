@@ -142,11 +142,12 @@ def _claim_public_names() -> None:
     for name in __all__:
         value = globals().get(name)
         if isinstance(value, type):
-            with contextlib.suppress(Exception):  # a name only a type checker imports: left as it was
-                hints = typing.get_type_hints(value, include_extras=True)
-                value.__annotations__ = {key: hints[key] for key in inspect.get_annotations(value)}
-                if attrs.has(value):
-                    attrs.resolve_types(value)
+            # Every annotation resolves where it was written (no module imports another only for a type
+            # checker: tests/test_structure.py): a failure here is a bug, not a case to pass over.
+            hints = typing.get_type_hints(value, include_extras=True)
+            value.__annotations__ = {key: hints[key] for key in inspect.get_annotations(value)}
+            if attrs.has(value):
+                attrs.resolve_types(value)
         if isinstance(value, type) or (callable(value) and hasattr(value, "__module__")):
             with contextlib.suppress(AttributeError, TypeError):
                 value.__module__ = __name__

@@ -328,49 +328,29 @@ class AsyncClient:
     ) -> SendReport:
         """Send a template to any number of recipients, each number once, and account for every one of them.
 
-        ``options``: ``vars``, ``sender``, ``label_id``, ``msg_type``, ``custom_args`` (see ``SendFields``),
-        checked once before the first call. ``recipients`` is any iterable or async iterable of numbers,
-        read lazily: memory does not grow with its length (but for one compact key per distinct number
-        with ``dedupe``, and the results kept). It is cut into calls of ``chunk_size`` (at most 1000)
-        numbers, at most ``concurrency`` (8 by default; within the client's ``max_concurrency``) in flight.
-        Chunk ``i``
-        carries the request_id ``f"{job_id}:{i}"`` (``job_id`` defaults to a random hex id), which every
-        retry reuses, so nothing is sent twice. A number repeated in the job (compared without spaces,
-        dashes, dots and brackets) is sent once and counted in ``report.duplicates``; ``dedupe=False``
-        forgets numbers after each chunk (for unbounded streams: repeats across chunks are then sent
-        again). ``on_progress(done, total)`` is called after each chunk (``total`` is None when the input
-        has no length). Results are kept compactly (a few dozen bytes a number); ``keep_results=False``
-        keeps only those with refused or unanswered numbers, for jobs of tens of millions: the totals stay
-        exact, and a journal keeps every result.
+        >>> journal = SQLiteJournal("spring.db")
+        >>> report = await client.send_bulk(numbers, 2336, job_id="spring", journal=journal)
+        >>> report.succeeded, report.failed, report.unresolved_recipients, report.unsent_recipients
 
-        The report accounts for every number read, on every path::
+        ``recipients`` (any iterable or async iterable, read lazily) is cut into calls of ``chunk_size``
+        numbers (at most 1000), ``concurrency`` in flight; chunk ``i`` carries the request_id
+        ``f"{job_id}:{i}"`` (``job_id`` defaults to a random id), which every retry reuses: nothing is sent
+        twice. ``options`` (``vars``, ``sender``, ``label_id``, ``msg_type``, ``custom_args``) are checked
+        once before the first call. A number repeated in the job is sent once (``report.duplicates``;
+        ``dedupe=False`` remembers numbers for one chunk only). ``on_progress(done, total)`` follows each
+        chunk; ``keep_results=False`` keeps only the results with refused or unanswered numbers.
 
-            report.recipients == report.succeeded + report.failed
-                                 + report.unresolved_recipients + report.unsent_recipients
+        The report accounts for every number read, on every path (``recipients == succeeded + failed +
+        unresolved_recipients + unsent_recipients``): refused chunks in ``rejected``, chunks of unknown
+        outcome in ``unresolved`` (resend with their request_id within the hour), chunks never sent in
+        ``unsent``. A 401, a reused request_id, or any failure with ``fail_fast`` stops the job; a failing
+        source, ``on_progress`` or journal raises ``BulkAbortedError`` with the report so far.
 
-        A chunk the API refuses on every attempt (4xx) lands in ``report.rejected``; one whose outcome is
-        unknown (no answer after every retry, or refused after an attempt that may have reached the API) in
-        ``report.unresolved``, ready to resend with its request_id within the hour. A 401 or a reused
-        request_id (``RequestIdReusedError``: choose another ``job_id``), or any failure with
-        ``fail_fast``, stops the job: calls in flight finish, and the rest of a list (any source with a
-        length) is read and reported in ``report.unsent`` (never sent); an iterator is left where the job
-        stopped (``report.complete`` is False), since it may never end. If the source, ``on_progress`` or
-        the journal raises, the job stops the same way and raises ``BulkAbortedError`` whose ``report``
-        (``complete=False``) holds every outcome obtained and whose ``__cause__`` is the error.
-
-        With a ``journal`` (``SQLiteJournal("job.db")``, ``RedisJournal``, ``MemoryJournal``), each chunk is
-        recorded before and after its call; running the same ``job_id`` again with the same recipients skips
-        the chunks already sent (their results are in the report) and resends the others with their
-        original request_ids. The journal also keeps the job's settings (template, options, chunk_size,
-        dedupe): resuming with other settings is a ``ValidationError`` before anything is sent, since other
-        chunks would carry request_ids the API has already seen. A chunk first attempted over 55 minutes
-        ago is refused with a ``ValidationError`` before anything is sent (the API may have forgotten its
-        request_id) unless ``resend_expired=True``; one the job reaches only after its 55 minutes (a slow
-        source) is not resent but reported unresolved.
-
-        Cancelling the job re-raises ``CancelledError`` at once, after every outcome obtained is in the
-        journal: give a ``job_id`` and a journal to any job that may be cancelled (a request handler, a
-        worker), or what it sent cannot be known.
+        With a ``journal``, the same ``job_id`` run again skips what was sent, resends what may not have
+        been with the same request_ids, and refuses other settings; a chunk first attempted over 55
+        minutes ago is reported unresolved, never resent (unless ``resend_expired=True``). Cancelling
+        re-raises ``CancelledError`` once every outcome obtained is journaled. (The README's "Bulk sending
+        at scale" says each of these at length.)
         """
         job = bulk.Job(
             recipients=recipients,
