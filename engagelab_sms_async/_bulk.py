@@ -22,7 +22,7 @@ import attrs
 from . import _endpoints as api
 from . import _journal as journals
 from . import _validation as check
-from ._chunk import JournalFailed, Outcome, Send, resume, run_chunk, standing
+from ._chunk import JournalFailed, Outcome, Piece, Runner, Send, resume, standing
 from ._compat import cancelling
 from ._errors import (
     AuthenticationError,
@@ -540,10 +540,10 @@ async def _start(job: Job, send: Send, closing: Callable[[], bool]) -> tuple[Chu
     """Load (and check) what the journal knows of the job, then the job's run, ready to start."""
     known = await resume(job.job_id, job.journal, job.options, job.chunk_size, job.dedupe)
 
+    runner = Runner(job.options, send, job.journal, known, resend_expired=job.resend_expired)
+
     async def send_chunk(index: int, chunk: list[str]) -> Outcome:
-        return await run_chunk(
-            index, chunk, job.job_id, job.options, send, job.journal, known, resend_expired=job.resend_expired
-        )
+        return await runner.run(Piece.of_job(job.job_id, index, chunk))
 
     chunks = Chunks(job.recipients, job.chunk_size, dedupe=job.dedupe)
     total = len(job.recipients) if isinstance(job.recipients, Sized) else None

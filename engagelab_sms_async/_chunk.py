@@ -44,7 +44,8 @@ __all__ = [
     "check_settings",
     "classify",
     "resume",
-    "run_chunk",
+    "Piece",
+    "Runner",
     "send_once",
     "settings_digest",
     "standing",
@@ -149,95 +150,115 @@ def check_settings(job_id: str, saved: JobRecord | None, settings: JobRecord) ->
         )
 
 
-async def run_chunk(
-    index: int,
-    chunk: list[str],
-    job_id: str,
-    options: api.SendOptions,
-    send: Send,
-    journal: Journal | None,
-    known: dict[int, ChunkRecord],
-    *,
-    resend_expired: bool,
-    request_id: str | None = None,
-    fingerprint: str | None = None,
-) -> Outcome:
-    """Send chunk ``index`` as ``f"{job_id}:{index}"`` and say what became of it, journaling both ends.
+@attrs.frozen
+class Piece:
+    """Numbers sent by one call, and where a journal keeps that call's record: chunk ``index`` of
+    ``job_id``, under ``request_id``, its numbers fingerprinted by ``fingerprint``."""
 
-    A chunk the journal holds as sent is not sent again: its recorded result is returned. One it holds as
-    pending (it may have been sent) is resent with its request_id only while the API still remembers that
-    id: reached more than 55 minutes after its first attempt (a resume after the hour, a slow source), it
-    is reported unresolved with a :class:`RequestIdExpiredError` instead, unless ``resend_expired``. A
-    journal that fails before the call leaves the chunk unsent; one that fails after it leaves the outcome
-    known: both raise :class:`JournalFailed` carrying the outcome.
-    """
-    request_id = f"{job_id}:{index}" if request_id is None else request_id
-    fingerprint = digest(chunk) if fingerprint is None else fingerprint
-    entry = known.get(index) if known else None
-    # An attempt of an earlier run may have reached the API: a refusal now does not say it sent nothing.
-    resumed = entry is not None and entry.state == "pending"
-    if entry is not None:
-        if entry.request_id != request_id or entry.digest != fingerprint:
-            raise ValidationError(
-                "recipients",
-                f"chunk {index} of job {job_id!r} differs from the journal: resume a job with the same "
-                "recipients, in the same order, with the same chunk_size and dedupe",
-            )
-        if entry.state == "sent" and entry.result is not None:
-            return entry.result
-        if entry.state in ("rejected", "unsent"):
-            entry = None  # refused whole before: nothing of it was sent, this is a first attempt again
-        elif not resend_expired and _expired(entry, await _now_by(journal)):
-            stale = RequestIdExpiredError(request_id, entry.first_attempt_at)
-            return UnresolvedChunk(request_id, tuple(chunk), stale, first_attempt_at=entry.first_attempt_at)
-    if entry is None and journal is not None:
+    job_id: str
+    index: int
+    numbers: list[str]
+    request_id: str
+    fingerprint: str
+
+    @classmethod
+    def of_job(cls, job_id: str, index: int, numbers: list[str]) -> Piece:
+        """Chunk ``index`` of a bulk job: request_id ``f"{job_id}:{index}"``."""
+        return cls(job_id, index, numbers, f"{job_id}:{index}", digest(numbers))
+
+
+@attrs.frozen
+class Runner:
+    """Sends pieces with ``options`` through ``send``, journaling both ends of each call in ``journal``
+    (whose records, as loaded when the job started, are ``known``)."""
+
+    options: api.SendOptions
+    send: Send
+    journal: Journal | None
+    known: dict[int, ChunkRecord]
+    resend_expired: bool = False
+
+    async def run(self, piece: Piece) -> Outcome:
+        """Send ``piece`` and say what became of it, journaling both ends.
+
+        A piece the journal holds as sent is not sent again: its recorded result is returned. One it holds
+        as pending (it may have been sent) is resent with its request_id only while the API still remembers
+        that id: reached more than 55 minutes after its first attempt (a resume after the hour, a slow
+        source), it is reported unresolved with a :class:`RequestIdExpiredError` instead, unless
+        ``resend_expired``. A journal that fails before the call leaves the piece unsent; one that fails
+        after it leaves the outcome known: both raise :class:`JournalFailed` carrying the outcome.
+        """
+        job_id, index, chunk = piece.job_id, piece.index, piece.numbers
+        request_id, fingerprint = piece.request_id, piece.fingerprint
+        options, send, journal, known = self.options, self.send, self.journal, self.known
+        resend_expired = self.resend_expired
+        entry = known.get(index) if known else None
+        # An attempt of an earlier run may have reached the API: a refusal now does not say it sent nothing.
+        resumed = entry is not None and entry.state == "pending"
+        if entry is not None:
+            if entry.request_id != request_id or entry.digest != fingerprint:
+                raise ValidationError(
+                    "recipients",
+                    f"chunk {index} of job {job_id!r} differs from the journal: resume a job with the same "
+                    "recipients, in the same order, with the same chunk_size and dedupe",
+                )
+            if entry.state == "sent" and entry.result is not None:
+                return entry.result
+            if entry.state in ("rejected", "unsent"):
+                entry = None  # refused whole before: nothing of it was sent, this is a first attempt again
+            elif not resend_expired and _expired(entry, await _now_by(journal)):
+                stale = RequestIdExpiredError(request_id, entry.first_attempt_at)
+                return UnresolvedChunk(
+                    request_id, tuple(chunk), stale, first_attempt_at=entry.first_attempt_at
+                )
+        if entry is None and journal is not None:
+            try:
+                entry = ChunkRecord(request_id, fingerprint, len(chunk), await _now_by(journal))
+                # Not shielded from a cancellation: nothing has been sent yet.
+                await journal.record(job_id, index, entry)
+            except Exception as exc:
+                raise JournalFailed(UnsentChunk(request_id, tuple(chunk))) from exc
+        # Without a journal the time of the first attempt matters only if the chunk fails: a float till then.
+        started = entry.first_attempt_at if entry is not None else time.time()
         try:
-            entry = ChunkRecord(request_id, fingerprint, len(chunk), await _now_by(journal))
-            # Not shielded from a cancellation: nothing has been sent yet.
-            await journal.record(job_id, index, entry)
+            outcome: Outcome = await send(api.send_call(tuple(chunk), options, request_id))
+        except EngageLabError as exc:
+            outcome = classify(request_id, chunk, exc, _as_datetime(started))
+            _log_ending(outcome, exc)
         except Exception as exc:
-            raise JournalFailed(UnsentChunk(request_id, tuple(chunk))) from exc
-    # Without a journal the time of the first attempt matters only if the chunk fails: a float till then.
-    started = entry.first_attempt_at if entry is not None else time.time()
-    try:
-        outcome: Outcome = await send(api.send_call(tuple(chunk), options, request_id))
-    except EngageLabError as exc:
-        outcome = classify(request_id, chunk, exc, _as_datetime(started))
-        _log_ending(outcome, exc)
-    except Exception as exc:
-        # Raised on the way back (an answer that broke a parser, a hook of the caller's http_client, a bug):
-        # the request may have been carried out, so the outcome is unknown, never "nothing sent". The report
-        # holds a library error, not the foreign exception: that one may hold the request (and its
-        # Authorization header) or fail to unpickle; it stays in this process, as the __cause__.
-        error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=request_id)
-        error.__cause__ = exc
-        error.outcome_unknown = True
-        outcome = UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=_as_datetime(started))
-        _log_ending(outcome, error)
-    if (
-        resumed
-        and entry is not None
-        and isinstance(outcome, (RejectedChunk, UnsentChunk))
-        # A 400 would have met the earlier attempt, the same request, too: then nothing was sent.
-        and not (isinstance(outcome, RejectedChunk) and _refused_for_its_content(outcome.error))
-    ):
-        return _still_unknown(outcome, entry.first_attempt_at)
-    if journal is not None and entry is not None:
-        if isinstance(outcome, SendResult):
-            done = attrs.evolve(entry, state="sent", result=outcome)
-        elif isinstance(outcome, RejectedChunk):
-            # Refused whole on every attempt: nothing was sent, so a resumed job may send it again.
-            done = attrs.evolve(entry, state="rejected", error=f"{type(outcome.error).__name__}")
-        elif isinstance(outcome, UnsentChunk):
-            # Its client closed before any attempt left: a resumed job sends it as a first attempt.
-            done = attrs.evolve(entry, state="unsent")
-        else:
-            return outcome  # unresolved: the record stays pending, with its first attempt time
-        try:
-            await _durably(journal.record(job_id, index, done))
-        except Exception as exc:
-            raise JournalFailed(outcome) from exc
-    return outcome
+            # Raised on the way back (an answer that broke a parser, a hook of the caller's http_client, a
+            # bug): the request may have been carried out, so the outcome is unknown, never "nothing sent".
+            # The report holds a library error, not the foreign exception: that one may hold the request
+            # (and its Authorization header) or fail to unpickle; it stays in this process, as __cause__.
+            error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=request_id)
+            error.__cause__ = exc
+            error.outcome_unknown = True
+            outcome = UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=_as_datetime(started))
+            _log_ending(outcome, error)
+        if (
+            resumed
+            and entry is not None
+            and isinstance(outcome, (RejectedChunk, UnsentChunk))
+            # A 400 would have met the earlier attempt, the same request, too: then nothing was sent.
+            and not (isinstance(outcome, RejectedChunk) and _refused_for_its_content(outcome.error))
+        ):
+            return _still_unknown(outcome, entry.first_attempt_at)
+        if journal is not None and entry is not None:
+            if isinstance(outcome, SendResult):
+                done = attrs.evolve(entry, state="sent", result=outcome)
+            elif isinstance(outcome, RejectedChunk):
+                # Refused whole on every attempt: nothing was sent, so a resumed job may send it again.
+                done = attrs.evolve(entry, state="rejected", error=f"{type(outcome.error).__name__}")
+            elif isinstance(outcome, UnsentChunk):
+                # Its client closed before any attempt left: a resumed job sends it as a first attempt.
+                done = attrs.evolve(entry, state="unsent")
+            else:
+                return outcome  # unresolved: the record stays pending, with its first attempt time
+            try:
+                await _durably(journal.record(job_id, index, done))
+            except Exception as exc:
+                raise JournalFailed(outcome) from exc
+        return outcome
 
 
 async def send_once(call: api.Call, options: api.SendOptions, send: Send, journal: Journal) -> SendResult:
@@ -263,17 +284,9 @@ async def send_once(call: api.Call, options: api.SendOptions, send: Send, journa
             "options: one request_id names one send; make one per send with idempotency_key(...)",
         )
     try:
-        outcome = await run_chunk(
-            0,
-            chunk,
-            job_id,
-            options,
-            send,
-            journal,
-            known,
-            resend_expired=False,
-            request_id=request_id,
-            fingerprint=fingerprint,
+        # Kept as a piece of its own, index 0 under f"send:{request_id}", with the call's own request_id.
+        outcome = await Runner(options, send, journal, known).run(
+            Piece(job_id, 0, chunk, request_id, fingerprint)
         )
     except JournalFailed as failed:
         if isinstance(failed.outcome, SendResult):
