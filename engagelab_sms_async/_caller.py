@@ -29,7 +29,8 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._limiter import SendLimiter, StatusLimiter, status_limiter_for
+from ._limiter import SendLimiter, StatusLimiter
+from ._registry import status_limiter_for
 from ._retry import RetryPolicy, is_retryable
 from ._version import __version__
 

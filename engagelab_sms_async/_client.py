@@ -31,7 +31,7 @@ from ._errors import (
     ValidationError,
 )
 from ._journal import Journal
-from ._limiter import SendLimiter, StatusLimiter, as_status_limiter
+from ._limiter import SendLimiter, StatusLimiter
 from ._models import (
     DayStats,
     ProcessFailedStats,
@@ -41,6 +41,7 @@ from ._models import (
     StatusRecord,
 )
 from ._queries import StatsQuery, StatusQuery
+from ._registry import as_status_limiter
 from ._report import SendReport
 from ._retry import RetryPolicy
 from ._types import ClientOptions, DateLike, Progress, Recipients, SendFields, StatsFilters, StatusFilters

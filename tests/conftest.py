@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from engagelab_sms_async import AsyncClient, RetryPolicy, _limiter
+from engagelab_sms_async import AsyncClient, RetryPolicy, _registry
 
 if TYPE_CHECKING:
     from engagelab_sms_async.sandbox import Sandbox
@@ -54,10 +54,10 @@ def fresh_status_limiters(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
     would never draw nearer while the fake clock jumps ahead, and a waiter would spin.
     """
     if on_fast_forwarded_loop(request.node):
-        monkeypatch.setattr(_limiter, "_REGISTRY_CLOCK", None)
-    _limiter._STATUS_LIMITERS.clear()
+        monkeypatch.setattr(_registry, "_REGISTRY_CLOCK", None)
+    _registry._STATUS_LIMITERS.clear()
     yield
-    _limiter._STATUS_LIMITERS.clear()
+    _registry._STATUS_LIMITERS.clear()
 
 
 def trust_fresh_redis(host: str, port: int, sms_user: str = "demo") -> None:

@@ -31,12 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engagelab_sms_async import AsyncClient, RetryPolicy, ValidationError, _limiter
-from engagelab_sms_async._limiter import (
-    SendLimiter,
-    SlidingWindowLimiter,
-    StatusLimiter,
-    status_limiter_for,
-)
+from engagelab_sms_async._limiter import SendLimiter, SlidingWindowLimiter, StatusLimiter
+from engagelab_sms_async._registry import status_limiter_for
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
 T = TypeVar("T")

@@ -30,7 +30,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from engagelab_sms_async import _redis_limiter
-from engagelab_sms_async._limiter import LimiterUnavailableError, StatusLimiter
+from engagelab_sms_async._errors import LimiterUnavailableError
+from engagelab_sms_async._limiter import StatusLimiter
 from engagelab_sms_async._redis import RedisSlidingWindowLimiter
 
 from ._redis_server import Server, free_port, max_in_any_window
