@@ -14,14 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Sized
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sized
 
-import attrs
-
-from . import _endpoints as api
-from . import _journal as journals
-from . import _validation as check
 from ._chunk import JournalFailed, Outcome, Piece, Runner, Send, resume, standing
 from ._compat import cancelling
 from ._errors import (
@@ -31,18 +25,18 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._journal import Journal
+from ._job import Job
+from ._ledger import Ledger, size
 from ._models import (
-    RejectedChunk,
     SendResult,
     UnresolvedChunk,
     UnsentChunk,
 )
 from ._report import BulkAbortedError, SendReport
 from ._source import Chunks
-from ._types import Progress, Recipients
+from ._types import Progress
 
-__all__ = ["Aborted", "Job", "Ledger", "Run", "report", "size", "stream"]
+__all__ = ["Aborted", "Run", "report", "stream"]
 
 logger = logging.getLogger("engagelab_sms_async")
 
@@ -321,133 +315,6 @@ def _unknown(job_id: str, index: int, chunk: list[str], cause: BaseException | N
     error.outcome_unknown = True
     # When its first attempt left is not known here (a resumed chunk's is in the journal): none is claimed.
     return UnresolvedChunk(request_id, tuple(chunk), error)
-
-
-class Ledger:
-    """Everything a running job has learnt, added up as outcomes arrive; ``report()`` at any moment.
-
-    Without ``keep_results`` a result is kept only when some of its numbers were refused or left unnamed:
-    the totals stay exact, and memory does not grow with the numbers accepted.
-    """
-
-    def __init__(self, job_id: str, chunks: Chunks, *, keep_results: bool = True) -> None:
-        self.job_id = job_id
-        self.chunks = chunks
-        self._keep_results = keep_results
-        self._results: list[tuple[int, SendResult]] = []
-        self._unresolved: list[tuple[int, UnresolvedChunk]] = []
-        self._rejected: list[tuple[int, RejectedChunk]] = []
-        self._unsent: list[tuple[int, UnsentChunk]] = []
-        self.recipients = self.succeeded = self.failed = self.unanswered = 0
-        self.unresolved_recipients = self.unsent_recipients = 0
-
-    def add(self, index: int, outcome: Outcome, *, keep: bool = True) -> None:
-        """Count ``outcome``; keep it for the report unless ``keep`` is False (the caller was given it)."""
-        asked = size(outcome)
-        self.recipients += asked
-        if isinstance(outcome, SendResult):
-            if keep and (self._keep_results or outcome.failed_items or outcome.unanswered):
-                self._results.append((index, outcome))
-            # Counted from the numbers asked, so that an answer naming one number twice cannot make the
-            # totals add up to more than the numbers read.
-            # parse_send leaves each refused number of ours once in failed_items.
-            named = asked - len(outcome.unanswered)
-            refused = min(len(outcome.failed_items), named)
-            self.succeeded += named - refused
-            self.failed += refused
-            self.unanswered += len(outcome.unanswered)
-            self.unresolved_recipients += len(outcome.unanswered)
-            return
-        if isinstance(outcome, UnresolvedChunk):
-            self.unresolved_recipients += asked
-            kept: list[Any] = self._unresolved
-        elif isinstance(outcome, RejectedChunk):
-            self.failed += asked
-            kept = self._rejected
-        else:
-            self.unsent_recipients += asked
-            kept = self._unsent
-        if keep:
-            kept.append((index, outcome))
-
-    def report(self, *, complete: bool) -> SendReport:
-        """The ``SendReport`` so far, chunks in input order, totals exact."""
-        return SendReport(
-            recipients=self.recipients,
-            succeeded=self.succeeded,
-            failed=self.failed,
-            results=_in_order(self._results),
-            unresolved=_in_order(self._unresolved),
-            rejected=_in_order(self._rejected),
-            unsent=_in_order(self._unsent),
-            job_id=self.job_id,
-            duplicates=self.chunks.duplicates,
-            complete=complete,
-            unanswered=self.unanswered,
-        )
-
-
-def size(outcome: Outcome) -> int:
-    """How many numbers an outcome is about (a result's numbers are counted, not rebuilt)."""
-    return outcome._asked() if isinstance(outcome, SendResult) else len(outcome.recipients)
-
-
-def _in_order(pairs: list[tuple[int, Any]]) -> tuple[Any, ...]:
-    return tuple(item for _, item in sorted(pairs, key=_first))
-
-
-def _first(pair: tuple[int, object]) -> int:
-    return pair[0]
-
-
-#: A bulk job's numbers per call, and calls in flight, unless told otherwise (the public methods' defaults).
-CHUNK_SIZE = 1000
-CONCURRENCY = 8
-
-
-def _recipients(_: object, __: object, value: Recipients) -> None:
-    if isinstance(value, (str, bytes)) or not isinstance(value, (Iterable, AsyncIterable)):
-        raise ValidationError(
-            "recipients",
-            f"must be an iterable of phone numbers (a list, a generator, an async iterable), "
-            f"got {type(value).__name__}",
-        )
-
-
-def _chunk_size(_: object, __: object, value: int) -> None:
-    check.integer("chunk_size", value, low=1, high=check.MAX_RECIPIENTS)
-
-
-def _concurrency(_: object, __: object, value: int) -> None:
-    check.integer("concurrency", value, low=1)
-
-
-def _journal(_: object, __: object, value: Journal | None) -> None:
-    journals.checked(value)
-
-
-def _on_progress(_: object, __: object, value: Progress | None) -> None:
-    if value is not None and not callable(value):
-        raise ValidationError("on_progress", f"must be callable, got {type(value).__name__}")
-
-
-@attrs.frozen(kw_only=True)
-class Job:
-    """A bulk job, checked and ready to run: everything that can be refused is refused when it is made,
-    before the first call, naming the first bad argument (``ValidationError``); ``report`` and ``stream``
-    run it. ``job_id`` None is a random one."""
-
-    recipients: Recipients = attrs.field(validator=_recipients)
-    options: api.SendOptions
-    job_id: str = attrs.field(converter=check.job_id)
-    chunk_size: int = attrs.field(default=CHUNK_SIZE, validator=_chunk_size)
-    concurrency: int = attrs.field(default=CONCURRENCY, validator=_concurrency)
-    journal: Journal | None = attrs.field(default=None, validator=_journal)
-    resend_expired: bool = False
-    on_progress: Progress | None = attrs.field(default=None, validator=_on_progress)
-    fail_fast: bool = False
-    dedupe: bool = True
-    keep_results: bool = True
 
 
 async def report(job: Job, send: Send, closing: Callable[[], bool]) -> SendReport:

@@ -30,6 +30,7 @@ from ._environment import from_environment
 from ._errors import (
     ValidationError,
 )
+from ._job import CHUNK_SIZE, CONCURRENCY, Job
 from ._journal import Journal
 from ._limiter import SendLimiter, StatusLimiter
 from ._models import (
@@ -316,8 +317,8 @@ class AsyncClient:
         recipients: Recipients,
         template_id: int,
         *,
-        chunk_size: int = bulk.CHUNK_SIZE,
-        concurrency: int = bulk.CONCURRENCY,
+        chunk_size: int = CHUNK_SIZE,
+        concurrency: int = CONCURRENCY,
         job_id: str | None = None,
         journal: Journal | None = None,
         resend_expired: bool = False,
@@ -353,7 +354,7 @@ class AsyncClient:
         re-raises ``CancelledError`` once every outcome obtained is journaled. (The README's "Bulk sending
         at scale" says each of these at length.)
         """
-        job = bulk.Job(
+        job = Job(
             recipients=recipients,
             options=self._send_options(template_id, options, AsyncClient.send_bulk),
             job_id=job_id,
@@ -374,8 +375,8 @@ class AsyncClient:
         recipients: Recipients,
         template_id: int,
         *,
-        chunk_size: int = bulk.CHUNK_SIZE,
-        concurrency: int = bulk.CONCURRENCY,
+        chunk_size: int = CHUNK_SIZE,
+        concurrency: int = CONCURRENCY,
         job_id: str | None = None,
         journal: Journal | None = None,
         resend_expired: bool = False,
@@ -392,7 +393,7 @@ class AsyncClient:
         does not close it (Python closes an abandoned async generator only when it is garbage-collected), so
         iterate inside ``contextlib.aclosing(client.iter_send(...))`` when the loop may end early.
         """
-        job = bulk.Job(
+        job = Job(
             recipients=recipients,
             options=self._send_options(template_id, options, AsyncClient.iter_send),
             job_id=job_id,

@@ -22,7 +22,7 @@ from .. import (
     SendReport,
     SQLiteJournal,
 )
-from .._bulk import CONCURRENCY as BULK_CONCURRENCY
+from .._job import CONCURRENCY as BULK_CONCURRENCY
 from . import _render as render
 from ._interrupt import ctrl_c, uncancel
 from ._numbers import BadRow

@@ -1,0 +1,89 @@
+"""A bulk job's accounting: every outcome counted once as it arrives, and the report at any moment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._chunk import Outcome
+from ._models import RejectedChunk, SendResult, UnresolvedChunk, UnsentChunk
+from ._report import SendReport
+from ._source import Chunks
+
+__all__ = ["Ledger", "size"]
+
+
+class Ledger:
+    """Everything a running job has learnt, added up as outcomes arrive; ``report()`` at any moment.
+
+    Without ``keep_results`` a result is kept only when some of its numbers were refused or left unnamed:
+    the totals stay exact, and memory does not grow with the numbers accepted.
+    """
+
+    def __init__(self, job_id: str, chunks: Chunks, *, keep_results: bool = True) -> None:
+        self.job_id = job_id
+        self.chunks = chunks
+        self._keep_results = keep_results
+        self._results: list[tuple[int, SendResult]] = []
+        self._unresolved: list[tuple[int, UnresolvedChunk]] = []
+        self._rejected: list[tuple[int, RejectedChunk]] = []
+        self._unsent: list[tuple[int, UnsentChunk]] = []
+        self.recipients = self.succeeded = self.failed = self.unanswered = 0
+        self.unresolved_recipients = self.unsent_recipients = 0
+
+    def add(self, index: int, outcome: Outcome, *, keep: bool = True) -> None:
+        """Count ``outcome``; keep it for the report unless ``keep`` is False (the caller was given it)."""
+        asked = size(outcome)
+        self.recipients += asked
+        if isinstance(outcome, SendResult):
+            if keep and (self._keep_results or outcome.failed_items or outcome.unanswered):
+                self._results.append((index, outcome))
+            # Counted from the numbers asked, so that an answer naming one number twice cannot make the
+            # totals add up to more than the numbers read.
+            # parse_send leaves each refused number of ours once in failed_items.
+            named = asked - len(outcome.unanswered)
+            refused = min(len(outcome.failed_items), named)
+            self.succeeded += named - refused
+            self.failed += refused
+            self.unanswered += len(outcome.unanswered)
+            self.unresolved_recipients += len(outcome.unanswered)
+            return
+        if isinstance(outcome, UnresolvedChunk):
+            self.unresolved_recipients += asked
+            kept: list[Any] = self._unresolved
+        elif isinstance(outcome, RejectedChunk):
+            self.failed += asked
+            kept = self._rejected
+        else:
+            self.unsent_recipients += asked
+            kept = self._unsent
+        if keep:
+            kept.append((index, outcome))
+
+    def report(self, *, complete: bool) -> SendReport:
+        """The ``SendReport`` so far, chunks in input order, totals exact."""
+        return SendReport(
+            recipients=self.recipients,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            results=_in_order(self._results),
+            unresolved=_in_order(self._unresolved),
+            rejected=_in_order(self._rejected),
+            unsent=_in_order(self._unsent),
+            job_id=self.job_id,
+            duplicates=self.chunks.duplicates,
+            complete=complete,
+            unanswered=self.unanswered,
+        )
+
+
+def size(outcome: Outcome) -> int:
+    """How many numbers an outcome is about (a result's numbers are counted, not rebuilt)."""
+    return outcome._asked() if isinstance(outcome, SendResult) else len(outcome.recipients)
+
+
+def _in_order(pairs: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    return tuple(item for _, item in sorted(pairs, key=_first))
+
+
+def _first(pair: tuple[int, object]) -> int:
+    return pair[0]
