@@ -29,6 +29,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
+from ._failures import may_have_reached, redirect_error
 from ._limiter import SendLimiter, StatusLimiter
 from ._registry import status_limiter_for
 from ._retry import RetryPolicy, is_retryable
@@ -140,7 +141,7 @@ class Caller:
         try:
             return await self._attempt(call, parse, wait)
         except EngageLabError as exc:
-            reached = api.may_have_reached(exc)
+            reached = may_have_reached(exc)
             if self.retry.attempts == 1 or not is_retryable(exc):
                 _judge(call, exc, reached=reached, started=started)
                 raise
@@ -156,7 +157,7 @@ class Caller:
                     try:
                         return await self._attempt(call, parse, wait)
                     except EngageLabError as exc:
-                        reached = reached or api.may_have_reached(exc)
+                        reached = reached or may_have_reached(exc)
                         raise
         except EngageLabError as exc:
             _judge(call, exc, reached=reached, started=started)
@@ -247,7 +248,7 @@ class Caller:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s /%s -> HTTP %d (request_id %s)", call.method, call.path, status, call.request_id)
         if 300 <= status < 400:
-            raise api.redirect_error(call, status, response.headers.get("location"), request.url)
+            raise redirect_error(call, status, response.headers.get("location"), request.url)
         try:
             content = response.content
         except httpx.ResponseNotRead:

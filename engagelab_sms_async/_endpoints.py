@@ -1,9 +1,10 @@
-"""Sans-I/O core: one ``build_*``/``parse_*`` pair per endpoint, and the mapping of answers to errors.
+"""Sans-I/O core: how a send is built (``SendOptions``, ``build_send``) and how each endpoint's answer is
+read (``parse_send``, ``parse_status``, ``stats_parser``).
 
-``build_*`` validates its arguments (raising ``ValidationError``) and returns a ``Call``: everything needed
-to make one HTTP request and nothing that makes it. ``parse_*`` takes that ``Call`` and the ``Answer``
-(status, headers, body) and returns models or raises the typed error. No network, no clock but the
-optional ``now`` for HTTP-date ``Retry-After`` values: all of it is tested without a server.
+A ``Call`` (``_calls``) is everything needed to make one HTTP request and nothing that makes it; a parser
+takes that ``Call`` and the ``Answer`` and returns models or raises the typed error (``_failures`` maps
+answers to errors; ``_queries`` builds the status and statistics calls). No network, no clock but the
+optional ``now``: all of it is tested without a server.
 """
 
 from __future__ import annotations
@@ -11,32 +12,23 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import email.utils
-import json
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
-import httpx
 
 from . import _numbers as numbers
 from . import _validation as check
+from ._calls import JSON_CONTENT_TYPE, STATS_PATHS, Answer, Call, StatsKind
 from ._converter import converter
 from ._errors import (
     CODE_PARTIAL_SUCCESS,
-    CODE_UNAUTHORIZED,
-    APIError,
-    AuthenticationError,
-    EngageLabError,
-    InvalidRequestError,
-    RateLimitedError,
     RequestIdReusedError,
-    ServerError,
-    TransportError,
     ValidationError,
 )
+from ._failures import bad_shape, json_object
 from ._models import (
     FailedItem,
     SendResult,
@@ -56,65 +48,14 @@ __all__ = [
     "StatsKind",
     "SendOptions",
     "build_send",
-    "error_for",
-    "may_have_reached",
-    "parse_retry_after",
     "parse_send",
     "stats_parser",
     "parse_status",
-    "redirect_error",
     "send_call",
 ]
 
-StatsKind = Literal["stats_day", "process_failed", "send_failed"]
-Endpoint = Literal["send", "status", "stats_day", "process_failed", "send_failed"]
-
-#: Resolution of API.md: the URL headings win over the curl examples' /v1/data/... paths.
-STATS_PATHS: dict[StatsKind, str] = {
-    "stats_day": "stats_day",
-    "process_failed": "stats/process_failed",
-    "send_failed": "stats/send_failed",
-}
-#: Seed 002 gives this Content-Type for /v1/send, character for character (no space, lower-case charset).
-JSON_CONTENT_TYPE = "application/json;charset=utf-8"
-_JSON_HEADERS = {"Content-Type": JSON_CONTENT_TYPE}
-
 T = TypeVar("T")
 Row = TypeVar("Row")
-
-
-@attrs.frozen
-class Call:
-    """One HTTP request to make, described as data. ``path`` is relative to the client's base URL."""
-
-    endpoint: Endpoint
-    method: Literal["GET", "POST"]
-    path: str
-    params: tuple[tuple[str, str], ...] = ()
-    #: The JSON body, encoded (compact UTF-8, no ``\\u`` escapes), or None.
-    content: bytes | None = None
-    request_id: str | None = None
-    recipients: tuple[str, ...] = ()
-    offset: int = 0
-    #: ``"status"``: the status lane and the status limiter; ``"shared"``: a place among max_concurrency.
-    lane: Literal["shared", "status"] = "shared"
-    #: It may send SMS: paced by the send limiter, and its final error says whether it may have been
-    #: carried out (``outcome_unknown``, ``first_attempt_at``).
-    delivers: bool = False
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """The headers this call needs besides the client's own (auth, user agent)."""
-        return {} if self.content is None else _JSON_HEADERS
-
-
-@attrs.frozen
-class Answer:
-    """What came back: HTTP status, headers (lower-case names) and the raw body."""
-
-    status_code: int
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    content: bytes = b""
 
 
 # --- /v1/send ---------------------------------------------------------------------------------------
@@ -218,7 +159,7 @@ def parse_send(call: Call, answer: Answer, *, now: dt.datetime | None = None) ->
     names a number not asked is the answer to another call with the same request_id
     (``RequestIdReusedError``); numbers it does not name are ``unanswered``.
     """
-    data = _json_object(call, answer)
+    data = json_object(call, answer)
     sms_ids = data.get("sms_ids") or []
     failed = data.get("failed_items") or []
     try:
@@ -227,7 +168,7 @@ def parse_send(call: Call, answer: Answer, *, now: dt.datetime | None = None) ->
         ids = packed(sms_ids)  # one C-level join, which also refuses anything but strings
         refused = tuple(converter.structure(failed, list[FailedItem])) if failed else ()
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
-        raise _bad_shape(call, answer, exc) from exc
+        raise bad_shape(call, answer, exc) from exc
     partial = data.get("code") == CODE_PARTIAL_SUCCESS
     message = data.get("message") if partial else None
     # Ours, not the echo: it is the id the server deduplicates and the one a resend must reuse.
@@ -314,12 +255,12 @@ def _refusals(refusals: tuple[FailedItem, ...], refused: list[str]) -> tuple[Fai
 
 def parse_status(call: Call, answer: Answer) -> StatusPage:
     """A ``StatusPage``; the records keep the API's order."""
-    data = _json_object(call, answer)
+    data = json_object(call, answer)
     try:
         records = converter.structure(data.get("result") or [], list[StatusRecord])
         total = converter.structure(data.get("total", len(records)), int)
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
-        raise _bad_shape(call, answer, exc) from exc
+        raise bad_shape(call, answer, exc) from exc
     return StatusPage(records=tuple(records), total=total, offset=call.offset)
 
 
@@ -332,7 +273,7 @@ def stats_parser(model: type[Row]) -> Callable[[Call, Answer], list[Row]]:
     rows_of = list[model]  # type: ignore[valid-type]  # a type made at run time, for the converter
 
     def parse(call: Call, answer: Answer) -> list[Row]:
-        data = _json_object(call, answer)
+        data = json_object(call, answer)
         rows = data.get("result")
         if rows is None:
             rows = []
@@ -341,127 +282,7 @@ def stats_parser(model: type[Row]) -> Callable[[Call, Answer], list[Row]]:
         try:
             parsed: list[Row] = converter.structure(rows, rows_of)
         except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
-            raise _bad_shape(call, answer, exc) from exc
+            raise bad_shape(call, answer, exc) from exc
         return parsed
 
     return parse
-
-
-# --- errors -----------------------------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent/bad."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
-        current = now or dt.datetime.now(dt.timezone.utc)
-        return max(0.0, (when - current).total_seconds())
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def error_for(call: Call, answer: Answer, *, now: dt.datetime | None = None) -> APIError:
-    """The typed error for a non-2xx answer (or a 2xx whose body carries an error code)."""
-    code, message = _code_and_message(answer)
-    status = answer.status_code
-    kwargs: dict[str, Any] = {"code": code, "status_code": status, "request_id": call.request_id}
-    if status == 401 or code == CODE_UNAUTHORIZED:
-        return AuthenticationError(message or "unauthorized: check sms_user and sms_key", **kwargs)
-    if status == 429:
-        retry_after = parse_retry_after(answer.headers.get("retry-after"), now=now)
-        return RateLimitedError(message or "rate limited", retry_after=retry_after, **kwargs)
-    if status >= 500 or status == 408:
-        # 408: the server gave up waiting for the request, so it never acted on it: safe to repeat.
-        return ServerError(message or f"server error on /{call.path}", **kwargs)
-    if 400 <= status < 500 or 200 <= status < 300:
-        return InvalidRequestError(message or f"request to /{call.path} rejected", **kwargs)
-    return ServerError(message or f"unexpected HTTP status on /{call.path}", **kwargs)
-
-
-def may_have_reached(error: EngageLabError) -> bool:
-    """Whether the API may have carried out an attempt that ended in ``error``."""
-    if isinstance(error, TransportError):
-        # Only a connection never made, or a URL no connection can be made for, proves it never left.
-        return not isinstance(
-            error.error,
-            (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol),
-        )
-    # A 5xx may come from a proxy after the service acted; 408 means the server never read the request; a
-    # 2xx that carries an error code was answered by a service that read the request. A redirect (3xx)
-    # points elsewhere instead of acting, and was not followed.
-    if isinstance(error, ServerError):
-        return error.status_code != 408
-    return isinstance(error, APIError) and error.status_code is not None and 200 <= error.status_code < 300
-
-
-def redirect_error(call: Call, status: int, location: str | None, url: httpx.URL) -> InvalidRequestError:
-    """The error for a redirect from ``url``: it names the status and the target (without its query, which
-    may hold filters, nor credentials); never retried, since every repeat would be redirected the same
-    way."""
-    target = ""
-    if location:
-        try:
-            where = url.join(location)
-            target = f" to {where.copy_with(userinfo=b'', query=None, fragment=None)}"
-        except httpx.InvalidURL:
-            target = " to an invalid location"
-    return InvalidRequestError(
-        f"/{call.path} answered with a redirect{target}; not followed (check base_url)",
-        status_code=status,
-        request_id=call.request_id,
-    )
-
-
-def _code_and_message(answer: Answer) -> tuple[int | None, str | None]:
-    try:
-        data = json.loads(answer.content)
-    except (ValueError, RecursionError):
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    code = data.get("code")
-    message = data.get("message")
-    try:
-        code = None if code is None else int(code)
-    except (TypeError, ValueError, OverflowError):
-        code = None
-    return code, (str(message) if message is not None else None)
-
-
-def _json_object(call: Call, answer: Answer) -> dict[str, Any]:
-    if not 200 <= answer.status_code < 300:
-        raise error_for(call, answer)
-    try:
-        data = json.loads(answer.content)
-    except (ValueError, RecursionError):
-        raise ServerError(
-            f"/{call.path} answered HTTP {answer.status_code} with a body that is not JSON",
-            status_code=answer.status_code,
-            request_id=call.request_id,
-        ) from None
-    if not isinstance(data, dict):
-        raise _bad_shape(call, answer, TypeError("the body is not a JSON object"))
-    code = data.get("code")
-    # A 200 can still carry an error code; 0 and partial success are the only codes that are results.
-    if code not in (None, 0, "0", CODE_PARTIAL_SUCCESS) and "sms_ids" not in data and "result" not in data:
-        raise error_for(call, answer)
-    return data
-
-
-def _bad_shape(call: Call, answer: Answer, exc: BaseException) -> ServerError:
-    return ServerError(
-        f"/{call.path} answered with an unexpected JSON shape ({type(exc).__name__})",
-        status_code=answer.status_code,
-        request_id=call.request_id,
-    )

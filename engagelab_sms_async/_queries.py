@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from . import _validation as check
-from ._endpoints import STATS_PATHS, Call, StatsKind
+from ._calls import STATS_PATHS, Call, StatsKind
 from ._errors import ValidationError
 from ._types import StatsFilters, StatusFilters
 

@@ -20,7 +20,8 @@ from engagelab_sms_async import (
     SubStatus,
     converter,
 )
-from engagelab_sms_async._endpoints import Answer, Call, parse_retry_after, stats_parser
+from engagelab_sms_async._endpoints import Answer, Call, stats_parser
+from engagelab_sms_async._failures import parse_retry_after
 
 BASE = "https://sms.api.engagelab.cc/v1"
 TODAY = dt.date.today()
