@@ -16,7 +16,6 @@ from ._converter import converter
 from ._errors import (
     APIError,
     AuthenticationError,
-    BulkSendError,
     ClientClosedError,
     EngageLabError,
     InvalidRequestError,
@@ -27,7 +26,6 @@ from ._errors import (
     ServerError,
     StatusLimitBusyError,
     TransportError,
-    UnresolvedChunksError,
     ValidationError,
 )
 from ._idempotency import idempotency_key
@@ -49,7 +47,7 @@ from ._models import (
     UnresolvedChunk,
     UnsentChunk,
 )
-from ._report import BulkAbortedError, SendReport
+from ._report import BulkAbortedError, BulkSendError, SendReport, UnresolvedChunksError
 from ._retry import RetryPolicy, is_retryable
 from ._types import (
     DateLike,

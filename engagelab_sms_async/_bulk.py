@@ -20,7 +20,6 @@ from ._chunk import JournalFailed, Outcome, Piece, Runner, Send, resume, standin
 from ._compat import cancelling
 from ._errors import (
     AuthenticationError,
-    BulkSendError,
     RequestIdReusedError,
     TransportError,
     ValidationError,
@@ -32,7 +31,7 @@ from ._models import (
     UnresolvedChunk,
     UnsentChunk,
 )
-from ._report import BulkAbortedError, SendReport
+from ._report import BulkAbortedError, BulkSendError, SendReport
 from ._source import Chunks
 from ._types import Progress
 

@@ -37,20 +37,18 @@ Like the builtin exceptions, an error's ``args`` are its constructor's arguments
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 
 from . import _portable as portable
-from ._models import RejectedChunk, UnresolvedChunk, UnsentChunk
 
 __all__ = [
     "KNOWN_CODES",
     "APIError",
     "AuthenticationError",
     "ClientClosedError",
-    "BulkSendError",
     "EngageLabError",
     "InvalidRequestError",
     "LimiterUnavailableError",
@@ -60,7 +58,6 @@ __all__ = [
     "ServerError",
     "StatusLimitBusyError",
     "TransportError",
-    "UnresolvedChunksError",
     "ValidationError",
 ]
 
@@ -357,103 +354,6 @@ class RequestIdExpiredError(EngageLabError):
             outcome_unknown,
             when,
         )
-
-
-class BulkSendError(EngageLabError):
-    """``iter_send`` yielded every result it could, but some chunks were refused, unresolved or unsent.
-
-    ``rejected``, ``unresolved`` and ``unsent`` hold those chunks with their request_ids, recipients and (for
-    the first two) errors: nothing handed to the job is unaccounted for. (In ``args``, each chunk is a dict.)
-    """
-
-    def __init__(
-        self,
-        rejected: Iterable[RejectedChunk | Mapping[str, Any]],
-        unresolved: Iterable[UnresolvedChunk | Mapping[str, Any]],
-        unsent: Iterable[UnsentChunk | Mapping[str, Any]] = (),
-        outcome_unknown: bool | None = None,
-        first_attempt_at: dt.datetime | str | None = None,
-    ) -> None:
-        self.rejected = portable.rejected_of(rejected)
-        self.unresolved = portable.unresolved_of(unresolved)
-        self.unsent = portable.unsent_of(unsent)
-        super().__init__(
-            f"{len(self.rejected)} chunk(s) rejected, {len(self.unresolved)} unresolved and "
-            f"{len(self.unsent)} unsent; resend unresolved chunks with their request_id within the hour",
-            outcome_unknown,
-            first_attempt_at,
-        )
-
-
-class UnresolvedChunksError(EngageLabError):
-    """A bulk job's chunks that are not done, raised by ``SendReport.raise_for_unresolved()`` so that a job
-    queue retries the job: ``unresolved`` (outcome unknown), ``unsent`` (never sent) and ``rejected``
-    (refused whole; only when asked for), with their request_ids and numbers; ``complete`` is False when the
-    job stopped before reading its whole source. ``job_id`` is the job's id: run it again with it and the
-    same journal. (In ``args``, each chunk is a dict.)
-
-    ``outcome_unknown`` is True when a rerun can still resend an unresolved chunk: one within its request_id's
-    hour. When every unresolved chunk is past it (its error a ``RequestIdExpiredError``, or its
-    ``resend_before`` gone), the error is final for them (``outcome_unknown`` False): a rerun would not resend
-    them, so check their numbers' delivery statuses instead. ``is_retryable`` says whether a rerun can
-    finish anything (unresolved chunks within their hour, unsent chunks, a source not read to its end).
-    """
-
-    def __init__(
-        self,
-        job_id: str | None,
-        unresolved: Iterable[UnresolvedChunk | Mapping[str, Any]],
-        unsent: Iterable[UnsentChunk | Mapping[str, Any]] = (),
-        rejected: Iterable[RejectedChunk | Mapping[str, Any]] = (),
-        complete: bool = True,
-        outcome_unknown: bool | None = None,
-        first_attempt_at: dt.datetime | str | None = None,
-    ) -> None:
-        self.job_id = job_id
-        self.unresolved = unresolved = portable.unresolved_of(unresolved)
-        self.unsent = unsent = portable.unsent_of(unsent)
-        self.rejected = rejected = portable.rejected_of(rejected)
-        self.complete = complete
-        if outcome_unknown is None:  # decided now; args carry the verdict to a copy made later
-            now = dt.datetime.now(dt.timezone.utc)
-            outcome_unknown = any(not _past_its_hour(chunk, now) for chunk in unresolved)
-        counts = (
-            f"{len(unresolved)} chunk(s) unresolved ({_numbers(unresolved)} numbers), {len(unsent)} unsent "
-            f"({_numbers(unsent)}), {len(rejected)} rejected ({_numbers(rejected)})"
-            f"{'' if complete else ', and its source was not read to its end'}"
-        )
-        if unresolved and not outcome_unknown:
-            advice = (
-                "its unresolved chunks are past their request_id's hour, so resending them could deliver "
-                "twice and no rerun will: check their numbers' delivery statuses (iter_status) before "
-                "sending any of them again"
-            )
-            if unsent or not complete:
-                advice += "; run it again with the same job_id and journal to send the unsent ones"
-        else:
-            advice = (
-                "run it again with the same job_id and journal (within the hour for the unresolved ones): "
-                "nothing already sent is sent twice"
-            )
-            expired = sum(isinstance(chunk.error, RequestIdExpiredError) for chunk in unresolved)
-            if expired:
-                advice += (
-                    f"; {expired} unresolved chunk(s) are past their request_id's hour: check their numbers' "
-                    "delivery statuses (iter_status) instead"
-                )
-        super().__init__(
-            f"bulk job {job_id!r} is not done: {counts}; {advice}", outcome_unknown, first_attempt_at
-        )
-
-
-def _numbers(chunks: Iterable[UnresolvedChunk | UnsentChunk | RejectedChunk]) -> int:
-    return sum(len(chunk.recipients) for chunk in chunks)
-
-
-def _past_its_hour(chunk: UnresolvedChunk, now: dt.datetime) -> bool:
-    """Whether an unresolved chunk can no longer be resent: its journal said so, or its hour is gone."""
-    deadline = chunk.resend_before
-    return isinstance(chunk.error, RequestIdExpiredError) or (deadline is not None and now > deadline)
 
 
 class ValidationError(EngageLabError, ValueError):

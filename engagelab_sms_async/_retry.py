@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._errors import APIError, RateLimitedError, ServerError, TransportError, UnresolvedChunksError
+from ._errors import APIError, RateLimitedError, ServerError, TransportError
+from ._report import UnresolvedChunksError
 
 if TYPE_CHECKING:
     import tenacity
