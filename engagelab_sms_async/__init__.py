@@ -33,13 +33,10 @@ from ._journal import Journal, MemoryJournal, SQLiteJournal
 from ._limiter import SendLimiter, SlidingWindowLimiter, StatusLimiter
 from ._models import (
     ChunkRecord,
-    DayStats,
     FailedItem,
     JobRecord,
     MessageStatus,
-    ProcessFailedStats,
     RejectedChunk,
-    SendFailedStats,
     SendResult,
     StatusPage,
     StatusRecord,
@@ -49,6 +46,7 @@ from ._models import (
 )
 from ._report import BulkAbortedError, BulkSendError, SendReport, UnresolvedChunksError
 from ._retry import RetryPolicy, is_retryable
+from ._stats import DayStats, ProcessFailedStats, SendFailedStats
 from ._types import (
     DateLike,
     LabelId,

@@ -34,9 +34,6 @@ from ._job import CHUNK_SIZE, CONCURRENCY, Job
 from ._journal import Journal
 from ._limiter import SendLimiter, StatusLimiter
 from ._models import (
-    DayStats,
-    ProcessFailedStats,
-    SendFailedStats,
     SendResult,
     StatusPage,
     StatusRecord,
@@ -45,6 +42,7 @@ from ._queries import StatsQuery, StatusQuery
 from ._registry import as_status_limiter
 from ._report import SendReport
 from ._retry import RetryPolicy
+from ._stats import DayStats, ProcessFailedStats, SendFailedStats
 from ._types import ClientOptions, DateLike, Progress, Recipients, SendFields, StatsFilters, StatusFilters
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient"]

@@ -19,9 +19,10 @@ import attrs
 from . import _endpoints as api
 from . import _validation as check
 from ._errors import ValidationError
-from ._models import DayStats, SendResult, StatusPage
+from ._models import SendResult, StatusPage
 from ._queries import StatsQuery, StatusQuery
 from ._report import SendReport
+from ._stats import DayStats
 from ._types import DateLike
 
 __all__ = [

@@ -20,12 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .._models import (
-    DayStats,
     MessageStatus,
-    ProcessFailedStats,
-    SendFailedStats,
     StatusRecord,
 )
+from .._stats import DayStats, ProcessFailedStats, SendFailedStats
 
 __all__ = [
     "console",
