@@ -25,6 +25,7 @@ Key = int | str
 # Spaces, dashes, dots and brackets, including the no-break space and the Unicode hyphens and minus.
 _STRIP = str.maketrans("", "", " \t-.()[]\u00a0\u2010\u2011\u2012\u2013\u2014\u2212")
 _NOT_DIGITS = str.maketrans("", "", "+")
+_DIGITS_AND_NEWLINES = b"0123456789\n"
 
 
 def normal(phone: str) -> str:
@@ -51,7 +52,9 @@ def keys(phones: Sequence[str], *, compact: bool = True) -> list[Key]:
         else:
             # "1" before every number, then "1+" becomes "2": the tag keeps "+44", "44" and "044" apart.
             tagged = ("\n" + stripped).replace("\n", "\n1").replace("\n1+", "\n2")[1:]
-        if tagged.isascii() and tagged.replace("\n", "").isdigit():
+        # Only ASCII digits and newlines: what deleting them leaves is empty (bytes.translate, a table
+        # lookup per byte, is an order of magnitude quicker than str.isdigit on the joined chunk).
+        if tagged.isascii() and not tagged.encode("ascii").translate(None, _DIGITS_AND_NEWLINES):
             items: list[Key] = tagged.split("\n")  # type: ignore[assignment]
             if not compact:
                 return items
