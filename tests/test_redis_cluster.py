@@ -240,6 +240,7 @@ async def warmed_up(client: RedisCluster, users: list[str], prefix: str) -> list
     return limiters
 
 
+@pytest.mark.timing
 async def test_acquire_fails_within_the_timeout_when_the_users_master_is_frozen(
     cluster: Cluster, users: list[str]
 ) -> None:

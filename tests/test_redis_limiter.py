@@ -343,6 +343,7 @@ async def test_unreachable_redis_raises_limiter_unavailable_with_the_cause() -> 
     await conn.aclose()
 
 
+@pytest.mark.timing
 async def test_a_refused_connection_fails_within_the_timeout_whatever_redis_py_retries() -> None:
     conn = redis_asyncio.Redis(host="127.0.0.1", port=free_port())  # redis-py's default retries
     limiter = RedisSlidingWindowLimiter(conn, sms_user="alice", timeout=0.5)
@@ -353,6 +354,7 @@ async def test_a_refused_connection_fails_within_the_timeout_whatever_redis_py_r
     await conn.aclose()
 
 
+@pytest.mark.timing
 async def test_a_hung_redis_fails_within_the_timeout(server: Server) -> None:
     conn = redis_asyncio.Redis(host="127.0.0.1", port=server.port)
     limiter = RedisSlidingWindowLimiter(conn, sms_user="alice", timeout=1.0, restart_guard=False)
@@ -467,6 +469,7 @@ def jain(values: list[int]) -> float:
     return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
 
 
+@pytest.mark.timing
 def test_eight_processes_share_one_window_exactly_fairly_and_with_one_call_each(server: Server) -> None:
     limit, window, margin, duration, processes, tasks = 20, 2.0, 0.25, 20.0, 8, 10
     with redis.Redis(host="127.0.0.1", port=server.port) as conn:
