@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sized
 
-from ._chunk import JournalFailed, Outcome, Piece, Runner, Send, resume, standing
+from ._chunk import JournalFailed, Outcome, Piece, Runner, Send, chunk_request_id, resume
 from ._compat import cancelling
 from ._errors import (
     AuthenticationError,
@@ -208,7 +208,7 @@ class Run:
             raise interrupted
 
     async def _never_sent(self, index: int, chunk: list[str]) -> Outcome:
-        return UnsentChunk(f"{self._job_id}:{index}", tuple(chunk))
+        return UnsentChunk(chunk_request_id(self._job_id, index), tuple(chunk))
 
     def _ended(self, worker: asyncio.Task[None]) -> None:
         if worker.cancelled():
@@ -307,7 +307,7 @@ def _fatal(error: BaseException) -> bool:
 def _unknown(job_id: str, index: int, chunk: list[str], cause: BaseException | None) -> UnresolvedChunk:
     """A chunk whose call was cut short, by the job's end or by what killed its worker: it may have been
     sent."""
-    request_id = f"{job_id}:{index}"
+    request_id = chunk_request_id(job_id, index)
     why = "cut short" if cause is None else f"cut short by {type(cause).__name__}"
     error = TransportError(f"the call of chunk {request_id} was {why}", request_id=request_id)
     error.__cause__ = cause
@@ -424,6 +424,6 @@ async def _start(job: Job, send: Send, closing: Callable[[], bool]) -> tuple[Chu
         read_rest=total is not None,
         closing=closing,
         # A chunk the job stops before sending may have been sent, or answered, by an earlier run.
-        unsent=lambda index, chunk: standing(index, chunk, job.job_id, job.journal, known),
+        unsent=lambda index, chunk: runner.standing(Piece.of_job(job.job_id, index, chunk)),
     )
     return chunks, run

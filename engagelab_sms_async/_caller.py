@@ -117,10 +117,6 @@ class Caller:
         if self._owns_http:
             await self.http.aclose()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     async def execute(
         self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], *, wait: float | None = None
     ) -> T:

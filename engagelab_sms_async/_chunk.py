@@ -48,7 +48,7 @@ __all__ = [
     "Runner",
     "send_once",
     "settings_digest",
-    "standing",
+    "chunk_request_id",
 ]
 
 logger = logging.getLogger("engagelab_sms_async")
@@ -84,30 +84,6 @@ async def resume(
         except Exception as exc:
             raise _aborted_at_start(job_id, exc) from exc
     return known
-
-
-async def standing(
-    index: int, chunk: list[str], job_id: str, journal: Journal | None, known: dict[int, ChunkRecord]
-) -> Outcome:
-    """What a chunk the job stopped before sending stands as: never sent, unless an earlier run's journal
-    says otherwise. A chunk it holds as answered is its recorded result; one it holds as pending (an attempt
-    may have been carried out) is unresolved, with ``RequestIdExpiredError`` once 55 minutes have passed."""
-    request_id = f"{job_id}:{index}"
-    entry = known.get(index) if known else None
-    if entry is None or entry.state not in ("sent", "pending") or entry.digest != digest(chunk):
-        return UnsentChunk(request_id, tuple(chunk))
-    if entry.state == "sent" and entry.result is not None:
-        return entry.result
-    error: EngageLabError
-    if _expired(entry, await _now_by(journal)):
-        error = RequestIdExpiredError(request_id, entry.first_attempt_at)
-    else:
-        error = EngageLabError(
-            f"chunk {request_id} was pending from an earlier run (an attempt may have been carried out) and "
-            "the job stopped before resending it: resume the job within the hour of its first attempt"
-        )
-        error.outcome_unknown = True
-    return UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=entry.first_attempt_at)
 
 
 def classify(request_id: str, recipients: list[str], error: EngageLabError, started: dt.datetime) -> Outcome:
@@ -163,8 +139,13 @@ class Piece:
 
     @classmethod
     def of_job(cls, job_id: str, index: int, numbers: list[str]) -> Piece:
-        """Chunk ``index`` of a bulk job: request_id ``f"{job_id}:{index}"``."""
-        return cls(job_id, index, numbers, f"{job_id}:{index}", digest(numbers))
+        """Chunk ``index`` of a bulk job, under its request_id (``chunk_request_id``)."""
+        return cls(job_id, index, numbers, chunk_request_id(job_id, index), digest(numbers))
+
+
+def chunk_request_id(job_id: str, index: int) -> str:
+    """The request_id of chunk ``index`` of job ``job_id``: every attempt and every resume of it uses it."""
+    return f"{job_id}:{index}"
 
 
 @attrs.frozen
@@ -259,6 +240,28 @@ class Runner:
             except Exception as exc:
                 raise JournalFailed(outcome) from exc
         return outcome
+
+    async def standing(self, piece: Piece) -> Outcome:
+        """What a piece the job stopped before sending stands as: never sent, unless an earlier run's
+        journal says otherwise. A piece it holds as answered is its recorded result; one it holds as pending
+        (an attempt may have been carried out) is unresolved, with ``RequestIdExpiredError`` once 55 minutes
+        have passed."""
+        request_id, chunk = piece.request_id, piece.numbers
+        entry = self.known.get(piece.index) if self.known else None
+        if entry is None or entry.state not in ("sent", "pending") or entry.digest != piece.fingerprint:
+            return UnsentChunk(request_id, tuple(chunk))
+        if entry.state == "sent" and entry.result is not None:
+            return entry.result
+        error: EngageLabError
+        if _expired(entry, await _now_by(self.journal)):
+            error = RequestIdExpiredError(request_id, entry.first_attempt_at)
+        else:
+            error = EngageLabError(
+                f"chunk {request_id} was pending from an earlier run (an attempt may have been carried out) "
+                "and the job stopped before resending it: resume the job within the hour of its first attempt"
+            )
+            error.outcome_unknown = True
+        return UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=entry.first_attempt_at)
 
 
 async def send_once(call: api.Call, options: api.SendOptions, send: Send, journal: Journal) -> SendResult:

@@ -70,13 +70,9 @@ class StatusQuery:
             after_ids=tuple((name, str(value)) for name, value in optional.items() if value is not None),
         )
 
-    def with_ids(self, ids: Sequence[str]) -> StatusQuery:
-        """The query for ``ids`` (the sms_ids of a result, checked by the send that made them)."""
-        return attrs.evolve(self, sms_ids=tuple(ids))
-
-    def day(self, send_date: object, *, today: dt.date | None = None) -> dt.date:
+    def day(self, send_date: object) -> dt.date:
         """``send_date`` checked: a day of the last 6 months, counted in the query's time zone."""
-        return check.status_date(send_date, self.time_zone, today=today)
+        return check.status_date(send_date, self.time_zone)
 
     def call(self, day: dt.date, ids: Sequence[str] | None, *, offset: int, limit: int) -> Call:
         """One ``GET /v1/status`` of this query: ``day`` and the page checked, ``ids`` at most 10."""

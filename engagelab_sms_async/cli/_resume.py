@@ -66,12 +66,11 @@ async def answered_before(journal: SQLiteJournal | None, job_id: str | None) -> 
     """request_id -> numbers, of the chunks of ``job_id`` the journal holds as answered (none without one)."""
     if journal is None or job_id is None:
         return {}
-    records = await journal.load(job_id)
-    # Index -1 is the job's settings, not a chunk.
+    records = await journal.load(job_id)  # the chunks only: the job's own record is load_job's
     return {
         record.request_id: record.size
-        for index, record in records.items()
-        if index >= 0 and record.state == "sent" and record.result is not None
+        for record in records.values()
+        if record.state == "sent" and record.result is not None
     }
 
 
