@@ -47,6 +47,7 @@ from ._models import (
 from ._report import BulkAbortedError, BulkSendError, SendReport, UnresolvedChunksError
 from ._retry import RetryPolicy, is_retryable
 from ._stats import DayStats, ProcessFailedStats, SendFailedStats
+from ._tracking import DeliveryTracker
 from ._types import (
     DateLike,
     LabelId,
@@ -80,6 +81,7 @@ __all__ = [
     "ClientClosedError",
     "DateLike",
     "DayStats",
+    "DeliveryTracker",
     "EngageLabError",
     "FailedItem",
     "InvalidRequestError",

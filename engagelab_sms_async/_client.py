@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import inspect
 import logging
 import math
 import os
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -22,6 +23,8 @@ from . import _bulk as bulk
 from . import _endpoints as api
 from . import _journal as journals
 from . import _plans as plans
+from . import _reading as reading
+from . import _tracking as tracking
 from . import _validation as check
 from ._caller import Caller
 from ._chunk import send_once
@@ -39,10 +42,12 @@ from ._models import (
     StatusRecord,
 )
 from ._queries import StatsQuery, StatusQuery
+from ._reading import Strategy
 from ._registry import as_status_limiter
 from ._report import SendReport
 from ._retry import RetryPolicy
 from ._stats import DayStats, ProcessFailedStats, SendFailedStats
+from ._tracking import DeliveryTracker
 from ._types import ClientOptions, DateLike, Progress, Recipients, SendFields, StatsFilters, StatusFilters
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient"]
@@ -238,13 +243,14 @@ class AsyncClient:
         mean ``sms_ids``?) before a request is sent; a type checker reports it too.
         """
         query = StatusQuery.check(filters, many_ids=False, suggest=("offset", "limit"))
-        (call,) = plans.status_calls(send_date, query, offset=offset, limit=limit)
+        call = plans.status_call(send_date, query, offset=offset, limit=limit)
         return await self._caller.execute(call, api.parse_status, wait=self._status_wait(status_wait))
 
     async def iter_status(
         self,
         send_date: DateLike | SendResult | SendReport,
         *,
+        strategy: Strategy = "auto",
         status_wait: float | None = None,
         **filters: Unpack[StatusFilters],
     ) -> AsyncGenerator[StatusRecord, None]:
@@ -252,20 +258,53 @@ class AsyncClient:
         Given a ``SendResult`` or a ``SendReport`` instead of a date, the records of its sms_ids, on each day
         they were sent (``report.send_dates``): no date to keep beside them.
 
-        ``sms_ids`` may be any number of ids: they are looked up 10 at a time. Pages hold 100 records; the
-        offset advances by each page's length until ``total`` is reached. Every call passes the status
-        limiter, so a long iteration never trips the API's 60-calls-a-minute rule. The API caches an
-        identical query for 10 minutes: iterating again sooner returns the same answers.
+        ``sms_ids`` may be any number of ids, each record yielded once, read by the cheaper plan per date
+        (``strategy="auto"``): paging the day (100 records a call) when the day's first page shows that
+        takes fewer calls than looking the ids up (10 a call), else looking them up; ``"pages"`` and
+        ``"ids"`` force one. Every call passes the status limiter, so a long iteration never trips the
+        API's 60-calls-a-minute rule. The API caches an identical query for 10 minutes: iterating again
+        sooner returns the same answers (``track_delivery`` follows messages to their end).
         """
         wait = self._status_wait(status_wait)
         query = StatusQuery.check(filters, many_ids=True)
-        for first in plans.status_calls(send_date, query, every_id=True):
-            call: api.Call | None = first
-            while call is not None:
-                page = await self._caller.execute(call, api.parse_status, wait=wait)
-                for record in page.records:
+        plan = reading.checked_strategy(strategy)
+        days = plans.status_days(send_date, query, every_id=True)
+
+        async def fetch(call: api.Call) -> StatusPage:
+            return await self._caller.execute(call, api.parse_status, wait=wait)
+
+        for day, ids in days.items():
+            async with contextlib.aclosing(reading.read_day(fetch, query, day, ids, plan)) as records:
+                async for record in records:
                     yield record
-                call = plans.next_page(call, page)
+
+    def track_delivery(
+        self,
+        sent: SendReport | SendResult | Iterable[str],
+        *,
+        send_date: DateLike | None = None,
+        until: dt.datetime | float | None = None,
+        poll_interval: float = 600.0,
+    ) -> DeliveryTracker:
+        """Follow the messages of ``sent`` (a report, a result, or sms_ids sent on ``send_date``) until each
+        has its final status: ``async for record in client.track_delivery(report)`` yields each message's
+        record once, when it is delivered, failed processing or failed sending.
+
+        Rounds start ``poll_interval`` seconds apart and read each send date by the cheaper plan; no query
+        is asked again within the API's 10-minute cache, and every call passes the status limiter. It ends
+        when every message is final, or at ``until`` (an aware datetime, or seconds from now); the tracker's
+        ``pending`` and ``counts`` say where it stands at any time. Checked here: a ``ValidationError``
+        before any call.
+        """
+        query = StatusQuery.check({}, many_ids=True)
+        days = tracking.tracked_days(sent, send_date, query)
+        until = tracking.checked_until(until)
+        interval = tracking.checked_interval(poll_interval)
+
+        async def fetch(call: api.Call) -> StatusPage:
+            return await self._caller.execute(call, api.parse_status)
+
+        return DeliveryTracker(fetch, query, days, until=until, poll_interval=interval)
 
     async def stats_day(
         self, start_date: DateLike, end_date: DateLike, **filters: Unpack[StatsFilters]

@@ -1,10 +1,10 @@
 """Plans: which calls a request takes, and how their answers are put back together. Pure, no I/O.
 
-A status query with any number of sms_ids becomes one call per 10 ids, each paged 100 records at a time
-(``status_calls``, ``next_page``); a statistics query of any span and any number of ids becomes one call per
-90 days and per combination of 10-id groups, whose aggregated rows are summed again (``stats_calls``,
-``merge_stats``). Every call is built, so validated, before the first leaves: bad input never surfaces
-mid-way. (Cutting a bulk job's numbers into chunks is the job's own: ``_source.Chunks``.)
+A status query reads one send date, or each date a result or a report was sent on (``status_days``;
+how its records are read is ``_reading``'s); a statistics query of any span and any number of ids
+becomes one call per 90 days and per combination of 10-id groups, whose aggregated rows are summed again
+(``stats_calls``, ``merge_stats``). Every call is built, so validated, before the first leaves: bad input
+never surfaces mid-way. (Cutting a bulk job's numbers into chunks is the job's own: ``_source.Chunks``.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import attrs
 from . import _endpoints as api
 from . import _validation as check
 from ._errors import ValidationError
-from ._models import SendResult, StatusPage
+from ._models import SendResult
 from ._queries import StatsQuery, StatusQuery
 from ._report import SendReport
 from ._stats import DayStats
@@ -28,41 +28,36 @@ from ._types import DateLike
 __all__ = [
     "id_groups",
     "merge_stats",
-    "next_page",
     "resum",
     "split_ids",
     "split_span",
     "stats_calls",
-    "status_calls",
+    "status_call",
+    "status_days",
 ]
 
 
-def status_calls(
-    sent: DateLike | SendResult | SendReport,
-    query: StatusQuery,
-    *,
-    offset: int = 0,
-    limit: int = 100,
-    every_id: bool = False,
-) -> list[api.Call]:
-    """The first call of each part of a status query: one, or with ``every_id`` one per 10 of any number
-    of ``sms_ids``. ``offset`` and ``limit`` are checked here, the query's filters were by ``check``.
+def status_days(
+    sent: DateLike | SendResult | SendReport, query: StatusQuery, *, every_id: bool = False
+) -> dict[dt.date, tuple[str, ...] | None]:
+    """The send dates a status query reads, each with the sms_ids asked on it (None: every record).
 
     ``sent`` is the send date, or what was sent: a ``SendResult`` (or, with ``every_id``, a ``SendReport``)
     stands for its sms_ids on the day it was sent, counted in the query's time zone."""
-    first, size = check.page(offset, limit)
-    days: Mapping[dt.date, Sequence[str] | None]
     if isinstance(sent, (SendResult, SendReport)):
-        days = _sent_days(sent, query, every_id=every_id)
-    else:
-        days = {query.day(sent): query.sms_ids}
-    calls: list[api.Call] = []
-    for day, ids in days.items():
-        groups: list[Sequence[str] | None] = [ids]
-        if every_id:
-            groups = list(split_ids(ids, check.MAX_IDS_PER_LIST)) if ids else [None]
-        calls.extend(query.call(day, group, offset=first, limit=size) for group in groups)
-    return calls
+        return dict(_sent_days(sent, query, every_id=every_id))
+    return {query.day(sent): query.sms_ids}
+
+
+def status_call(sent: DateLike | SendResult, query: StatusQuery, *, offset: int, limit: int) -> api.Call:
+    """The one call of ``get_status``: ``offset`` and ``limit`` are checked here, the filters were by
+    ``StatusQuery.check``."""
+    first, size = check.page(offset, limit)
+    days = status_days(sent, query)
+    if not days:
+        raise ValidationError("send_date", "the result passed has no sms_ids: no status to ask for")
+    ((day, ids),) = days.items()
+    return query.call(day, ids, offset=first, limit=size)
 
 
 def _sent_days(
@@ -90,16 +85,6 @@ def _sent_days(
         for ids in days.values():
             check.id_list("sms_ids", ids)
     return {query.day(day): tuple(ids) for day, ids in days.items() if ids}
-
-
-def next_page(call: api.Call, page: StatusPage) -> api.Call | None:
-    """The call for the page after ``page`` (the answer to ``call``), or None when it was the last: the
-    offset advances by the page's length until ``total`` is reached or a page comes back empty."""
-    offset = call.offset + len(page.records)
-    if not page.records or offset >= page.total:
-        return None
-    params = tuple((name, str(offset) if name == "offset" else value) for name, value in call.params)
-    return attrs.evolve(call, params=params, offset=offset)
 
 
 def stats_calls(kind: api.StatsKind, aggregate: bool, query: StatsQuery) -> list[api.Call]:

@@ -50,7 +50,9 @@ async def serve(sandbox: Sandbox) -> None:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    config = uvicorn.Config(sandbox.app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        sandbox.app, log_level="warning", access_log=False, lifespan="off", date_header=False
+    )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
     parent = os.getppid()

@@ -179,12 +179,13 @@ async def test_leaving_iter_send_early_cancels_the_calls_in_flight() -> None:
 
 
 @pytest.mark.looptime
-async def test_iter_status_looks_up_37_ids_in_4_calls() -> None:
+async def test_iter_status_with_ids_forced_looks_up_37_ids_in_4_calls() -> None:
     sandbox = Sandbox(clock=Sandbox.loop_clock())
     spy = Spy(sandbox.transport())
     async with AsyncClient("demo", "demo-key", transport=spy) as client:
         sent = await client.send([f"+1555{i:07d}" for i in range(37)], 3)
-        records = [record async for record in client.iter_status(today(), sms_ids=list(sent.sms_ids))]
+        ids = list(sent.sms_ids)
+        records = [record async for record in client.iter_status(today(), sms_ids=ids, strategy="ids")]
     lookups = [r for r in spy.requests if r.url.path == "/v1/status"]
     assert len(lookups) == 4
     assert all(len(r.url.params["sms_ids"].split(";")) <= 10 for r in lookups)

@@ -13,10 +13,11 @@ it untouched: never faulted, never delayed, never counted.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -81,6 +82,9 @@ def create_app(
     processed (``asyncio.sleep``: fast-forwardable), as over a distant network: a client that gives up
     meanwhile has had its request carried out without hearing so. A cut connection is not delayed.
 
+    Every answer carries a ``Date`` header read from ``clock``; under a server of your own, turn the server's
+    header off (``uvicorn.Config(..., date_header=False)``), as ``Sandbox.serve`` does.
+
     ``admin=True`` adds the test-only routes of ``_admin`` under ``/_admin`` (no credentials: never expose
     them beyond a test), and, when no ``clock`` is given, runs on a :class:`MovableClock` that
     ``POST /_admin/clock`` moves forward.
@@ -99,7 +103,7 @@ def create_app(
                 user = world.authenticate(request.headers.get("authorization"))
                 reply = await handler(request, user)
             except ApiError as error:
-                return Response(error.body(), error.status, error.headers, media_type=_JSON)
+                return Response(error.body(), error.status, _dated(error.headers), media_type=_JSON)
             except ClientDisconnect:
                 # The client left before its request was read whole: nothing was done, and no one is there
                 # to answer (uvicorn drops what is sent now). Not a fault of the sandbox: no traceback.
@@ -107,7 +111,14 @@ def create_app(
                     "%s %s: the client left before its request was read", request.method, request.url.path
                 )
                 return Response(status_code=CLIENT_CLOSED)
-            return Response(reply.body, reply.status, dict(reply.headers), media_type=_JSON)
+            return Response(reply.body, reply.status, _dated(reply.headers), media_type=_JSON)
+
+        def _dated(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+            # Dated by the sandbox's clock, as the API dates its answers by its own: a client files a send
+            # under the day its answer's Date names (``SendResult.sent_at``), so a test on a moved or
+            # fast-forwarded clock sends "across midnight" as in production. (Served, uvicorn's own Date
+            # header is off: two would make neither readable.)
+            return {**dict(headers), "date": email.utils.formatdate(world.clock(), usegmt=True)}
 
         return endpoint
 

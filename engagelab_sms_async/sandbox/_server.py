@@ -211,7 +211,9 @@ class Sandbox:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         bound_port = listener.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            self.app, log_level="warning", access_log=False, lifespan="off", date_header=False
+        )
         server = uvicorn.Server(config)
         quiet = _QuietCuts()
         logging.getLogger("uvicorn.error").addFilter(quiet)
