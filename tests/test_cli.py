@@ -309,6 +309,67 @@ def test_quiet_by_default_and_logging_restored(monkeypatch: pytest.MonkeyPatch, 
     assert logger.handlers == handlers and logger.level == level
 
 
+# --- track ----------------------------------------------------------------------------------------------
+
+
+def test_track_a_job_from_its_journal_ends_with_every_message_final(
+    runner: CliRunner, numbers_file: Path, clock: ShiftedClock, tmp_path: Path
+) -> None:
+    journal = str(tmp_path / "job.db")
+    sent = invoke(
+        runner,
+        "send",
+        "--template-id",
+        "3",
+        "--to-file",
+        str(numbers_file),
+        "--job-id",
+        "week",
+        "--journal",
+        journal,
+    )
+    assert sent.exit_code == 0, sent.output
+    clock.advance(300)  # every status final: one round, no waiting
+
+    result = invoke(runner, "track", "--journal", journal, "--job-id", "week")
+
+    assert result.exit_code == 0, result.output
+    assert "Delivery" in result.stdout and "pending" in result.stdout
+    counts = {
+        line.split("│")[1].strip(): line.split("│")[-2].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") == 4
+    }
+    assert counts["pending"] == "0"
+    assert sum(int(count) for count in counts.values()) == 3
+
+
+def test_track_sms_ids_from_a_file_as_json_lines_and_a_summary(
+    runner: CliRunner, numbers_file: Path, clock: ShiftedClock, tmp_path: Path
+) -> None:
+    sms_ids = send_three(runner, numbers_file)
+    clock.advance(300)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(sms_ids) + "\n")
+
+    result = invoke(runner, "track", "--sms-ids-file", str(ids_file), "--send-date", "today", "--json")
+
+    assert result.exit_code == 0, result.output
+    *records, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(record["sms_id"] for record in records) == sorted(sms_ids)
+    assert summary["summary"]["pending"] == []
+    failed = sum(row["count"] for row in summary["summary"]["failed"])
+    assert summary["summary"]["delivered"] + failed == 3
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("--job-id", "week"), ("--sms-ids-file", "ids.txt"), ("--journal", "nowhere.db", "--job-id", "x")],
+)
+def test_track_without_what_to_track_is_one_line_error(runner: CliRunner, args: tuple[str, ...]) -> None:
+    assert_one_line_error(invoke(runner, "track", *args), 2)
+
+
 # --- status ---------------------------------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """The ``engagelab-sms`` typer application: its settings, and which function answers to which command.
 
-The commands live by idea (``_demo``, ``_serve``, ``_send``, ``_status``, ``_stats``); each one's docstring
-is its ``--help`` text, and each runs through :func:`._runner.run`, the one place that builds the client,
-runs the event loop and turns errors into one line and an exit code.
+The commands live by idea (``_demo``, ``_serve``, ``_send``, ``_status``, ``_track``, ``_stats``); each
+one's docstring is its ``--help`` text, and each runs through :func:`._runner.run`, the one place that
+builds the client, runs the event loop and turns errors into one line and an exit code.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ._send import send
 from ._serve import sandbox
 from ._stats import stats
 from ._status import status
+from ._track import track
 
 __all__ = ["app"]
 
@@ -49,4 +50,5 @@ app.command(cls=Command)(demo)
 app.command(cls=Command)(sandbox)
 app.command(cls=Command)(send)
 app.command(cls=Command)(status)
+app.command(cls=Command)(track)
 app.command("stats", cls=Command)(stats)
