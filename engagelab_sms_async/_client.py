@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
-import inspect
 import logging
 import math
 import os
@@ -30,17 +28,11 @@ from ._caller import Caller
 from ._chunk import send_once
 from ._compat import Unpack
 from ._environment import from_environment
-from ._errors import (
-    ValidationError,
-)
+from ._errors import ValidationError
 from ._job import CHUNK_SIZE, CONCURRENCY, Job
 from ._journal import Journal
 from ._limiter import SendLimiter, StatusLimiter
-from ._models import (
-    SendResult,
-    StatusPage,
-    StatusRecord,
-)
+from ._models import SendResult, StatusPage, StatusRecord
 from ._queries import StatsQuery, StatusQuery
 from ._reading import Strategy
 from ._registry import as_status_limiter
@@ -60,31 +52,23 @@ Row = TypeVar("Row")
 
 
 class AsyncClient:
-    """The asyncio client of EngageLab's SMS API.
-
-    One client per application (it pools connections); use it as ``async with AsyncClient(...) as client``
-    or call ``await client.aclose()``. An ``http_client`` you pass in stays yours: it is not closed.
+    """The asyncio client of EngageLab's SMS API: one per application (it pools connections), used as
+    ``async with AsyncClient(...) as client`` or closed with ``await client.aclose()``. An ``http_client``
+    you pass in stays yours: it is not closed, and needs ``max_concurrency + 4`` connections.
 
     Every ``/v1/status`` call passes the status limiter: by default the one shared by every client of this
-    ``(base_url, sms_user)`` in the process (60 calls in any 60 s); pass ``status_limiter=`` a
-    ``RedisSlidingWindowLimiter`` to share the limit across processes. Every call is retried by ``retry``
-    (``RetryPolicy.none()`` to disable); sends are retried with the request_id of their first attempt, which
-    the API deduplicates, so a retry never sends twice. ``timeout`` (seconds or ``httpx.Timeout``) bounds
-    each phase of a request (connect, write, each read); over a transport that enforces no timeout (an
-    in-process one, such as the sandbox's), it bounds each attempt as a whole. ``validate_vars=False`` lifts
-    the API's default rule on template variables (strings of at most 16 characters, no links) for accounts
-    where the provider lifted it.
+    ``(base_url, sms_user)`` in the process (60 calls in any 60 s); a ``RedisSlidingWindowLimiter`` shares
+    it across processes. Every call is retried by ``retry`` (``RetryPolicy.none()`` to disable); a send is
+    retried with the request_id of its first attempt, which the API deduplicates: a retry never sends twice.
+    ``timeout`` bounds each phase of a request (over an in-process transport, each attempt as a whole).
+    ``validate_vars=False`` lifts the API's default rule on template variables (strings of at most 16
+    characters, no links) for accounts where the provider lifted it.
 
-    ``max_concurrency`` caps the sends and statistics calls in flight across the client; its default, 100,
-    is what httpx's own pool serves, so a service is not throttled by its client (bulk jobs keep their own
-    ``concurrency``, 8 by default). Status calls have a lane of their own, at most 4 at a time beside
-    them: a status call waiting (up to a minute, or ``status_wait``) for the status limiter never holds a
-    place a send needs, and once admitted it leaves at once, so the server sees exactly the spacing the
-    limiter grants. The connection pool the client builds has room for both lanes; an ``http_client``
-    you pass in needs ``max_concurrency + 4`` connections for the same promise.
-
-    ``base_url`` must be an http(s) URL with a host (checked here, ``ValidationError``). Redirects are never
-    followed, even by an ``http_client`` set to follow them: a 3xx is an ``InvalidRequestError``.
+    ``max_concurrency`` (100, what httpx's own pool serves) caps the sends and statistics calls in flight;
+    bulk jobs keep their own ``concurrency``. Status calls have a lane of their own, 4 at a time beside them:
+    one waiting for the limiter never holds a place a send needs, and once admitted it leaves at once.
+    ``base_url`` must be an http(s) URL with a host; redirects are never followed (a 3xx is an
+    ``InvalidRequestError``). Bad arguments raise ``ValidationError`` here.
 
     >>> client = AsyncClient("demo", "demo-key")
     >>> client
@@ -142,15 +126,12 @@ class AsyncClient:
 
     @classmethod
     def from_env(cls, **options: Unpack[ClientOptions]) -> AsyncClient:
-        """A client configured by the environment, for services whose workers share one configuration.
-
-        ``ENGAGELAB_SMS_USER`` and ``ENGAGELAB_SMS_KEY`` (required); optional ``ENGAGELAB_SMS_BASE_URL``,
-        ``ENGAGELAB_SMS_MAX_CONCURRENCY``, ``ENGAGELAB_SMS_TIMEOUT`` (seconds), ``ENGAGELAB_SMS_STATUS_WAIT``
-        (seconds, 0 or more: ``status_wait``) and ``ENGAGELAB_SMS_REDIS_URL``: with a Redis URL the status
-        limiter is a ``RedisSlidingWindowLimiter`` on it, shared by every process and machine of this
-        sms_user (N workers are otherwise N limits), and the client closes the Redis client it made when it
-        closes. Keyword arguments win over the environment. A bad value is a ``ValidationError`` naming the
-        variable (never showing a URL, which may hold a password).
+        """A client configured by the environment: ``ENGAGELAB_SMS_USER``, ``ENGAGELAB_SMS_KEY``; optional
+        ``ENGAGELAB_SMS_BASE_URL``, ``_MAX_CONCURRENCY``, ``_TIMEOUT``, ``_STATUS_WAIT`` (seconds) and
+        ``ENGAGELAB_SMS_REDIS_URL``: the status limiter is then a ``RedisSlidingWindowLimiter`` shared by
+        every process of this sms_user, on a Redis client the client closes with itself. Keyword arguments
+        win. A bad value is a ``ValidationError`` naming the variable (never showing a URL: it may hold a
+        password).
         """
         user, key, options, redis = from_environment(os.environ, options)
         client = cls(user, key, **options)
@@ -167,14 +148,11 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self, *, drain_timeout: float | None = 30.0) -> None:
-        """Close the client without losing an outcome: running bulk jobs stop taking chunks (the numbers
-        they have not sent are reported ``unsent``), calls in flight get ``drain_timeout`` seconds to finish
-        (None: as long as they take), every outcome reaches its job's journal and report, then the
-        connection pool closes (unless the ``http_client`` was passed in), and the Redis client ``from_env``
-        made. Afterwards every method raises ``ClientClosedError``. Closing twice is harmless.
-
-        A call still in flight after ``drain_timeout`` loses its connection: its outcome is unknown
-        (``outcome_unknown``; a bulk chunk stays pending in its journal, to be resumed with its request_id).
+        """Close the client without losing an outcome: running bulk jobs stop taking chunks (what they have
+        not sent is reported ``unsent``), calls in flight get ``drain_timeout`` seconds (None: no bound),
+        every outcome reaches its job's journal and report, then the pool closes (unless passed in). Then
+        every method raises ``ClientClosedError``; closing twice is harmless. A call still in flight after
+        ``drain_timeout`` is cut: its outcome is unknown (a bulk chunk stays pending in its journal).
         """
         await self._caller.aclose(drain_timeout)
         if self._owned is not None:
@@ -195,23 +173,19 @@ class AsyncClient:
         """Send template ``template_id`` to at most 1000 distinct numbers in one call.
 
         ``options``: ``vars``, ``sender``, ``label_id``, ``msg_type``, ``custom_args`` (see ``SendFields``).
-        ``request_id`` (made at random when not given) is reused by every retry, so the API sends at most
-        once per request_id within the hour. Numbers the API refuses come back in ``failed_items``; numbers
-        its answer does not name come back in ``unanswered`` (their outcome is unknown). A number given
-        twice (compared without spaces, dashes, dots and brackets) is a ``ValidationError``: one call stays
-        one call, and the API would send it twice.
+        ``request_id`` (random when not given) is reused by every retry, so the API sends at most once per
+        request_id within the hour. Numbers the API refuses come back in ``failed_items``; numbers its answer
+        does not name in ``unanswered`` (their outcome is unknown). A number given twice (compared without
+        spaces, dashes, dots and brackets) is a ``ValidationError``: the API would send it twice.
 
-        Raises ``RequestIdReusedError`` when the answer names numbers not asked (the request_id was used
-        within the hour for other numbers: nothing was sent). An error with ``outcome_unknown`` set means an
-        attempt may have reached the API: resend only with the same ``request_id``, within the hour (its
-        ``first_attempt_at`` says when that hour began).
+        ``RequestIdReusedError``: the answer names numbers not asked (the request_id was used within the
+        hour for others: nothing was sent). An error with ``outcome_unknown`` may have reached the API:
+        resend only with the same ``request_id``, within the hour (``first_attempt_at`` says when it began).
 
-        In a job queue, which may run a job again, give every send a ``request_id`` that the rerun makes
-        again (``idempotency_key(campaign, index, recipients=to)``) and a ``journal`` (``RedisJournal`` for
-        workers on many machines): the first attempt of that request_id is recorded there. A rerun of a send
-        already answered returns the recorded result without a call; one within 55 minutes of the first
-        attempt resends with the same id (the API sends nothing twice); one later raises
-        ``RequestIdExpiredError`` instead of risking a second SMS.
+        In a job queue, which may run a job again, give every send a ``request_id`` its rerun makes again
+        (``idempotency_key(campaign, index, recipients=to)``) and a ``journal``: a rerun of a send already
+        answered returns the recorded result without a call; one within 55 minutes of the first attempt
+        resends with the same id; one later raises ``RequestIdExpiredError`` instead of risking a second SMS.
         """
         fields = self._send_options(template_id, options, AsyncClient.send)
         journals.checked(journal)
@@ -373,11 +347,10 @@ class AsyncClient:
 
         ``recipients`` (any iterable or async iterable, read lazily) is cut into calls of ``chunk_size``
         numbers (at most 1000), ``concurrency`` in flight; chunk ``i`` carries the request_id
-        ``f"{job_id}:{i}"`` (``job_id`` defaults to a random id), which every retry reuses: nothing is sent
-        twice. ``options`` (``vars``, ``sender``, ``label_id``, ``msg_type``, ``custom_args``) are checked
-        once before the first call. A number repeated in the job is sent once (``report.duplicates``;
-        ``dedupe=False`` remembers numbers for one chunk only). ``on_progress(done, total)`` follows each
-        chunk; ``keep_results=False`` keeps only the results with refused or unanswered numbers.
+        ``f"{job_id}:{i}"`` (``job_id``: random by default), reused by every retry: nothing is sent twice.
+        ``options`` are checked before the first call. A number repeated in the job is sent once
+        (``report.duplicates``; ``dedupe=False``: within a chunk only). ``on_progress(done, total)`` follows
+        each chunk; ``keep_results=False`` keeps only the results with refused or unanswered numbers.
 
         The report accounts for every number read, on every path (``recipients == succeeded + failed +
         unresolved_recipients + unsent_recipients``): refused chunks in ``rejected``, chunks of unknown
@@ -386,10 +359,9 @@ class AsyncClient:
         source, ``on_progress`` or journal raises ``BulkAbortedError`` with the report so far.
 
         With a ``journal``, the same ``job_id`` run again skips what was sent, resends what may not have
-        been with the same request_ids, and refuses other settings; a chunk first attempted over 55
-        minutes ago is reported unresolved, never resent (unless ``resend_expired=True``). Cancelling
-        re-raises ``CancelledError`` once every outcome obtained is journaled. (The README's "Bulk sending
-        at scale" says each of these at length.)
+        been with the same request_ids, and refuses other settings; a chunk first attempted over 55 minutes
+        ago is reported unresolved, never resent (unless ``resend_expired=True``). Cancelling re-raises
+        ``CancelledError`` once every outcome obtained is journaled.
         """
         job = Job(
             recipients=recipients,
@@ -453,7 +425,7 @@ class AsyncClient:
     ) -> api.SendOptions:
         # A typo of one of the method's own keywords (chunksize=) lands in ``options``: suggest those too.
         return api.SendOptions.check(
-            template_id, options, strict_vars=self.validate_vars, suggest=_keywords(method)
+            template_id, options, strict_vars=self.validate_vars, suggest=check.keyword_only(method)
         )
 
     async def _send(self, call: api.Call) -> SendResult:
@@ -476,9 +448,3 @@ class AsyncClient:
     def _status_wait(self, wait: float | None) -> float | None:
         chosen = self.status_wait if wait is None else check.wait("status_wait", wait)
         return None if chosen is None or math.isinf(chosen) else chosen
-
-
-@functools.cache
-def _keywords(method: Callable[..., object]) -> tuple[str, ...]:
-    """The keyword-only parameters of a method: the candidates when a keyword is misspelt."""
-    return tuple(p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY)

@@ -59,8 +59,10 @@ def calls_by_id(ids: int) -> int:
 
 
 def pages_cheaper(total: int, ids: int) -> bool:
-    """Whether paging a day of ``total`` records reads ``ids`` of them in fewer calls than looking them up."""
-    return math.ceil(total / PAGE_SIZE) < calls_by_id(ids)
+    """Whether paging a day of ``total`` records, its first page in hand, reads ``ids`` of them in fewer
+    calls than looking them up: ``ceil(total / 100) - 1 < ceil(ids / 10)`` (a tie goes to the pages, the
+    probe being one of them)."""
+    return math.ceil(total / PAGE_SIZE) <= calls_by_id(ids)
 
 
 def next_page(call: Call, page: StatusPage) -> Call | None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
+import inspect
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -428,3 +430,9 @@ def date_span(start: object, end: object, *, limit: int | None = MAX_STATS_DAYS)
     if limit is not None and days > limit:
         raise ValidationError("end_date", f"the span must be at most {limit} days, got {days}")
     return first, last
+
+
+@functools.cache
+def keyword_only(method: Callable[..., object]) -> tuple[str, ...]:
+    """The keyword-only parameters of a method: the candidates when a keyword is misspelt."""
+    return tuple(p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY)

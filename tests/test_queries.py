@@ -45,7 +45,8 @@ async def test_iter_status_over_25_ids_checks_each_filter_once_for_its_3_calls(
 ) -> None:
     ids = [f"id-{i}" for i in range(25)]
     today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
-    records = [record async for record in client.iter_status(today, sms_ids=ids, time_zone="+8", msg_type=1)]
+    filters = {"time_zone": "+8", "msg_type": 1}
+    records = [record async for record in client.iter_status(today, sms_ids=ids, strategy="ids", **filters)]
 
     assert records == [] and sandbox.count_calls("status") == 3
     assert checked["id_list(sms_ids)"] == 1
