@@ -9,6 +9,7 @@ never surfaces mid-way. (Cutting a bulk job's numbers into chunks is the job's o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +28,7 @@ from ._types import DateLike
 
 __all__ = [
     "id_groups",
+    "filed_days",
     "merge_stats",
     "resum",
     "split_ids",
@@ -63,13 +65,34 @@ def status_call(sent: DateLike | SendResult, query: StatusQuery, *, offset: int,
 def _sent_days(
     sent: SendResult | SendReport, query: StatusQuery, *, every_id: bool
 ) -> dict[dt.date, tuple[str, ...]]:
-    """The sms_ids of ``sent`` by the day they were sent on, in the query's zone (the API's by default)."""
+    """The sms_ids of ``sent`` by the day they were sent on, in the query's zone (the API's by default);
+    with ``every_id``, the day before too where the API may have filed them (``filed_days``)."""
     if query.sms_ids is not None:
         raise ValidationError(
             "sms_ids", "is given by the result passed instead of a date: pass one or the other"
         )
     if isinstance(sent, SendReport) and not every_id:
         raise ValidationError("send_date", "a report may need many calls: iterate iter_status(report)")
+    days = filed_days(sent, query, day_before=every_id)
+    if not every_id:
+        # One call: the result's ids are checked as any query's (at most 10, which a result of one call
+        # of 10 000 numbers may exceed).
+        for ids in days.values():
+            check.id_list("sms_ids", ids)
+    return {day: tuple(ids) for day, ids in days.items()}
+
+
+#: A result is dated by its answer, the API files a message by its first request: up to 55 minutes before
+#: for a chunk resent with its request_id. Answered this soon after midnight, it may be on the day before.
+FILED_BEFORE = dt.timedelta(hours=1)
+
+
+def filed_days(
+    sent: SendResult | SendReport, query: StatusQuery, *, day_before: bool
+) -> dict[dt.date, list[str]]:
+    """The sms_ids of ``sent`` by each send date (checked) the API may file them under, in the query's zone:
+    the day of their answer, and with ``day_before`` the day before when the answer came within
+    ``FILED_BEFORE`` after midnight (left out when past the API's six months: nothing is filed there)."""
     zone = check.zone_offset(query.time_zone)
     days: dict[dt.date, list[str]] = {}
     for result in sent.results if isinstance(sent, SendReport) else (sent,):
@@ -78,13 +101,15 @@ def _sent_days(
                 "send_date",
                 f"result {result.request_id!r} has no sent_at (recorded by the first version): pass its date",
             )
-        days.setdefault(result.sent_at.astimezone(zone).date(), []).extend(result.sms_ids)
-    if not every_id:
-        # One call: the result's ids are checked as any query's (at most 10, which a result of one call
-        # of 10 000 numbers may exceed).
-        for ids in days.values():
-            check.id_list("sms_ids", ids)
-    return {query.day(day): tuple(ids) for day, ids in days.items() if ids}
+        ids = result.sms_ids
+        if not ids:
+            continue
+        answered = result.sent_at.astimezone(zone)
+        days.setdefault(query.day(answered.date()), []).extend(ids)
+        if day_before and (before := (answered - FILED_BEFORE).date()) != answered.date():
+            with contextlib.suppress(ValidationError):
+                days.setdefault(query.day(before), []).extend(ids)
+    return days
 
 
 def stats_calls(kind: api.StatsKind, aggregate: bool, query: StatsQuery) -> list[api.Call]:

@@ -15,10 +15,15 @@ from engagelab_sms_async import (
     AsyncClient,
     DeliveryTracker,
     MessageStatus,
+    RetryPolicy,
+    SendReport,
+    SendResult,
     SlidingWindowLimiter,
+    StatusRecord,
+    TransportError,
     ValidationError,
 )
-from engagelab_sms_async.sandbox import Sandbox
+from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
 PLUS8 = dt.timezone(dt.timedelta(hours=8))
 FINAL = {MessageStatus.DELIVERED, MessageStatus.PROCESS_FAILED, MessageStatus.SEND_FAILED}
@@ -150,6 +155,13 @@ async def test_pending_and_counts_can_be_read_while_tracking() -> None:
         (["1$+15550000001"], {"send_date": "today", "until": dt.datetime(2030, 1, 1)}, "until"),
         (["1$+15550000001"], {"send_date": "today", "until": -1}, "until"),
         (["1$+15550000001"], {"send_date": "today", "poll_interval": 0}, "poll_interval"),
+        (["1$+15550000001"], {"send_date": "today", "poll_interval": 10**400}, "poll_interval"),
+        (["1$+15550000001"], {"send_date": "today", "until": 10**400}, "until"),
+        (
+            ["1$+15550000001"],
+            {"send_date": "today", "until": dt.datetime.max.replace(tzinfo=dt.timezone.utc)},
+            "until",
+        ),
         ([""], {"send_date": "today"}, "sms_ids"),
     ],
 )
@@ -168,3 +180,131 @@ async def test_the_sandbox_dates_its_answers_by_its_own_clock() -> None:
     async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
         result = await client.send(numbers(1), 7)
     assert result.sent_at == moved.astimezone(PLUS8)
+
+
+# --- what an adversarial read found (each failed before its fix) ------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_a_chunk_resent_after_midnight_is_found_on_the_day_of_its_first_request() -> None:
+    # Sent at 23:59:50 in +8, its answer lost, resent 5 minutes later with the same request_id: the answer
+    # (dated 00:04:50) is the first request's, which the API filed under the day before.
+    start = dt.datetime(2026, 12, 6, 23, 59, 50, tzinfo=PLUS8).timestamp()
+    sandbox = Sandbox(clock=Sandbox.loop_clock(start), faults=FaultPlan(at={"send": {0: "drop"}}))
+    async with AsyncClient(
+        "demo",
+        "demo-key",
+        transport=sandbox.transport(),
+        status_limiter=SlidingWindowLimiter(),
+        retry=RetryPolicy.none(),
+    ) as client:
+        with pytest.raises(TransportError):
+            await client.send(numbers(20), 7, request_id="job:0")
+        await asyncio.sleep(300)
+        result = await client.send(numbers(20), 7, request_id="job:0")
+        assert result.sent_at is not None and result.sent_at.date() == dt.date(2026, 12, 7)
+        tracked = [record async for record in client.track_delivery(result, until=3600)]
+        read = [record async for record in client.iter_status(result)]
+    assert len(tracked) == len(read) == 20
+
+
+@pytest.mark.looptime
+async def test_without_until_an_id_the_api_never_names_ends_the_tracking_after_an_hour() -> None:
+    sandbox = Sandbox(clock=Sandbox.loop_clock())
+    async with client_on(sandbox.transport()) as client:
+        result = await client.send(numbers(3), 7)
+        unknown = "1$+15559999999"
+        tracker = client.track_delivery([*result.sms_ids, unknown], send_date=result.sent_at)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        records = [record async for record in tracker]
+        assert loop.time() - began <= 2 * 3600
+    assert len(records) == 3 and tracker.pending == (unknown,)
+
+
+@pytest.mark.looptime
+async def test_a_query_still_cached_waits_for_a_later_round_without_holding_up_the_others() -> None:
+    today = dt.datetime.now(PLUS8).date()
+    day_x, day_y = today - dt.timedelta(days=2), today - dt.timedelta(days=1)
+    began: list[float] = []
+
+    def record(sms_id: str, day: dt.date, status: int) -> dict[str, object]:
+        phone = sms_id.split("$")[1]
+        return {"phone": phone, "sms_id": sms_id, "status": status, "request_time": f"{day} 10:00:00"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        elapsed = asyncio.get_running_loop().time() - began[0]
+        ids = request.url.params.get("sms_ids", "").split(";")
+        records = []
+        if request.url.params["send_date"] == str(day_y):
+            records += [record(i, day_y, 2) for i in ids if i == "2$+15550000002"]
+            records += [record(i, day_y, 2 if elapsed >= 20 else 3) for i in ids if i == "1$+15550000001"]
+        return httpx.Response(200, json={"result": records, "total": len(records)})
+
+    sent = [("9$+15550000009", day_x), ("1$+15550000001", day_y), ("2$+15550000002", day_y)]
+    report = SendReport(
+        results=tuple(
+            SendResult(
+                f"r{n}",
+                [sms_id],
+                recipients=[sms_id.split("$")[1]],
+                sent_at=dt.datetime.combine(day, dt.time(12), PLUS8),
+            )
+            for n, (sms_id, day) in enumerate(sent)
+        )
+    )
+    async with client_on(httpx.MockTransport(answer)) as client:
+        began.append(asyncio.get_running_loop().time())
+        tracker = client.track_delivery(report, until=500, poll_interval=30)
+        settled = [(asyncio.get_running_loop().time() - began[0], r.sms_id) async for r in tracker]
+    assert [sms_id for _, sms_id in settled] == ["2$+15550000002", "1$+15550000001"]
+    assert settled[1][0] < 60  # the round after it settled, not ten minutes later
+    assert tracker.pending == ("9$+15550000009",)
+
+
+@pytest.mark.looptime
+async def test_aclose_from_another_task_ends_an_iteration_waiting_for_its_next_round() -> None:
+    sandbox = Sandbox(clock=Sandbox.loop_clock())
+    async with client_on(sandbox.transport()) as client:
+        result = await client.send(numbers(5), 7)
+        await asyncio.sleep(300)  # the five are final; the unknown id never will be
+        tracker = client.track_delivery([*result.sms_ids, "1$+15559999999"], send_date=result.sent_at)
+        consumer = asyncio.create_task(asyncio.wait_for(_drain(tracker), 3000))
+        await asyncio.sleep(200)
+        await tracker.aclose()
+        assert len(await consumer) == 5
+        assert [record async for record in tracker] == []
+
+
+async def _drain(tracker: DeliveryTracker) -> list[StatusRecord]:
+    return [record async for record in tracker]
+
+
+@pytest.mark.looptime
+async def test_a_cancelled_wait_for_the_next_record_loses_nothing_and_yields_nothing_twice() -> None:
+    sandbox = Sandbox(clock=Sandbox.loop_clock())
+    async with client_on(sandbox.transport()) as client:
+        result = await client.send(numbers(300), 7)
+        tracker = client.track_delivery(result)
+        got: list[StatusRecord] = []
+
+        async def until_a_wait_times_out() -> None:
+            while True:
+                got.append(await asyncio.wait_for(anext(tracker), 0.5))
+
+        with pytest.raises(asyncio.TimeoutError):
+            await until_a_wait_times_out()
+        assert tracker.pending
+        got += [record async for record in tracker]
+    assert len(got) == len({record.sms_id for record in got}) == 300
+
+
+async def test_a_message_named_twice_in_one_answer_is_yielded_once() -> None:
+    today = dt.datetime.now(PLUS8).date()
+    twice = {"phone": "+15550000001", "sms_id": "1$+15550000001", "status": 2}
+    transport = httpx.MockTransport(
+        lambda _: httpx.Response(200, json={"result": [twice, twice], "total": 2})
+    )
+    async with client_on(transport) as client:
+        records = [record async for record in client.track_delivery(["1$+15550000001"], send_date=today)]
+    assert [record.sms_id for record in records] == ["1$+15550000001"]
