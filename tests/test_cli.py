@@ -638,6 +638,7 @@ EVERY_COMMAND: dict[str, tuple[str, ...]] = {
     "sandbox": ("sandbox", "--port", "{free_port}"),
     "send": ("send", "--template-id", "1", "--to-file", "-"),
     "status": ("status", "--date", "today"),
+    "track": ("track", "--sms-ids-file", "ids.txt", "--send-date", "today"),
     "stats": ("stats", "process-failed", "--from", "today", "--to", "today", "--total"),
 }
 
