@@ -4,6 +4,7 @@ followed until each is final: a live count on stderr, then a table (or JSON line
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +29,9 @@ from ._options import BaseUrl, Json, Key, User, Verbose
 from ._runner import Connection, run
 
 __all__ = ["track"]
+
+#: Seconds between two redraws of the live count (rich refreshes 4 times a second).
+_REDRAW = 0.25
 
 
 def track(
@@ -110,7 +114,8 @@ def track(
             raise InputError("say what to track: --journal and --job-id, or --sms-ids-file and --send-date")
         tracker = client.track_delivery(sent, send_date=day, until=until, poll_interval=poll_interval)
         failures: Counter[tuple[str, str]] = Counter()
-        live = Live(_tally(tracker, failures), console=render.console(stderr=True), transient=as_json)
+        live = Live(_tally(tracker, failures), console=render.console(stderr=True))
+        drawn = time.monotonic()
         with live if not as_json else contextlib.nullcontext():
             async with contextlib.aclosing(tracker):
                 async for record in tracker:
@@ -118,8 +123,11 @@ def track(
                         failures[render.status_name(record.status), _cause(record)] += 1
                     if as_json:
                         render.print_lines([render.to_json(converter.unstructure(record))])
-                    else:
+                    elif time.monotonic() - drawn >= _REDRAW:
+                        # A table per record would copy every pending id 50 000 times over for a big job.
                         live.update(_tally(tracker, failures))
+                        drawn = time.monotonic()
+            live.update(_tally(tracker, failures))
         if as_json:
             render.print_lines([render.to_json({"summary": _summary(tracker, failures)})])
         else:
