@@ -68,6 +68,7 @@ from ._version import __version__
 if typing.TYPE_CHECKING:
     # Imported lazily at run time (they need the [redis] extra), but typed for every caller.
     from ._redis import RedisJournal, RedisSlidingWindowLimiter
+    from ._redis_job import JobProgress, RedisBulkJob
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -85,6 +86,7 @@ __all__ = [
     "EngageLabError",
     "FailedItem",
     "InvalidRequestError",
+    "JobProgress",
     "Journal",
     "LabelId",
     "LabelIds",
@@ -95,6 +97,7 @@ __all__ = [
     "Progress",
     "RateLimitedError",
     "Recipients",
+    "RedisBulkJob",
     "RedisJournal",
     "RedisSlidingWindowLimiter",
     "RejectedChunk",
@@ -156,10 +159,10 @@ _claim_public_names()
 
 def __getattr__(name: str) -> object:
     # The Redis pieces need the [redis] extra: import them only when asked for.
-    if name in ("RedisSlidingWindowLimiter", "RedisJournal"):
-        from . import _redis
+    if name in ("RedisSlidingWindowLimiter", "RedisJournal", "RedisBulkJob", "JobProgress"):
+        from . import _redis, _redis_job
 
-        value: type = getattr(_redis, name)
+        value: type = getattr(_redis_job if name in ("RedisBulkJob", "JobProgress") else _redis, name)
         value.__module__ = __name__
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

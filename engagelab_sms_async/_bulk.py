@@ -13,6 +13,7 @@ nothing sent), an ``UnsentChunk`` (read but never sent: the job stopped), or the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sized
 
@@ -25,6 +26,7 @@ from ._errors import (
     ValidationError,
 )
 from ._job import Job
+from ._journal import Exclusive
 from ._ledger import Ledger, size
 from ._models import (
     SendResult,
@@ -316,9 +318,30 @@ def _unknown(job_id: str, index: int, chunk: list[str], cause: BaseException | N
     return UnresolvedChunk(request_id, tuple(chunk), error)
 
 
+def _holding(job: Job) -> contextlib.AbstractAsyncContextManager[object]:
+    """The job's lock for its whole run, when its journal keeps one (a job run by another process at once
+    is refused before anything is sent)."""
+    if isinstance(job.journal, Exclusive):
+        return job.journal.hold(job.job_id)
+    return contextlib.nullcontext()
+
+
 async def report(job: Job, send: Send, closing: Callable[[], bool]) -> SendReport:
     """Run ``job`` to its end, or until ``closing()``, and account for every number read (see
     ``AsyncClient.send_bulk``)."""
+    async with _holding(job):
+        return await _report(job, send, closing)
+
+
+async def stream(job: Job, send: Send, closing: Callable[[], bool]) -> AsyncGenerator[SendResult, None]:
+    """Run ``job``, yielding each result as it comes; the rest is raised at the end as ``BulkSendError``
+    (see ``AsyncClient.iter_send``)."""
+    async with _holding(job), contextlib.aclosing(_stream(job, send, closing)) as results:
+        async for result in results:
+            yield result
+
+
+async def _report(job: Job, send: Send, closing: Callable[[], bool]) -> SendReport:
     chunks, run = await _start(job, send, closing)
     ledger = Ledger(job.job_id, chunks, keep_results=job.keep_results)
     outcomes = run.outcomes()
@@ -333,9 +356,7 @@ async def report(job: Job, send: Send, closing: Callable[[], bool]) -> SendRepor
     return ledger.report(complete=chunks.exhausted)
 
 
-async def stream(job: Job, send: Send, closing: Callable[[], bool]) -> AsyncGenerator[SendResult, None]:
-    """Run ``job``, yielding each result as it comes; the rest is raised at the end as ``BulkSendError``
-    (see ``AsyncClient.iter_send``)."""
+async def _stream(job: Job, send: Send, closing: Callable[[], bool]) -> AsyncGenerator[SendResult, None]:
     chunks, run = await _start(job, send, closing)
     # Results go to the caller as they come; the ledger counts them and keeps only what was not yielded.
     ledger = Ledger(job.job_id, chunks, keep_results=False)

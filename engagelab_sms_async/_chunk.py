@@ -25,7 +25,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._journal import ChunkRecord, Clocked, Journal, digest
+from ._journal import ChunkRecord, Clocked, Journal, Rereadable, digest
 from ._models import (
     RESEND_WINDOW,
     JobRecord,
@@ -174,6 +174,12 @@ class Runner:
         options, send, journal, known = self.options, self.send, self.journal, self.known
         resend_expired = self.resend_expired
         entry = known.get(index) if known else None
+        if isinstance(journal, Rereadable):
+            # As it is now: another process (or this job's earlier run) may have sent it since the load.
+            try:
+                entry = await journal.load_chunk(job_id, index)
+            except Exception as exc:
+                raise JournalFailed(UnsentChunk(request_id, tuple(chunk))) from exc
         # An attempt of an earlier run may have reached the API: a refusal now does not say it sent nothing.
         resumed = entry is not None and entry.state == "pending"
         if entry is not None:

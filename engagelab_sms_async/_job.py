@@ -14,7 +14,7 @@ from ._errors import ValidationError
 from ._journal import Journal
 from ._types import Progress, Recipients
 
-__all__ = ["CHUNK_SIZE", "CONCURRENCY", "Job"]
+__all__ = ["CHUNK_SIZE", "CONCURRENCY", "Job", "check_recipients"]
 
 
 #: A bulk job's numbers per call, and calls in flight, unless told otherwise (the public methods' defaults).
@@ -22,13 +22,19 @@ CHUNK_SIZE = 1000
 CONCURRENCY = 8
 
 
-def _recipients(_: object, __: object, value: Recipients) -> None:
+def check_recipients(value: Recipients) -> Recipients:
+    """Refuse (``ValidationError``) what cannot be a job's recipients: a string, or what is not iterable."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (Iterable, AsyncIterable)):
         raise ValidationError(
             "recipients",
             f"must be an iterable of phone numbers (a list, a generator, an async iterable), "
             f"got {type(value).__name__}",
         )
+    return value
+
+
+def _recipients(_: object, __: object, value: Recipients) -> None:
+    check_recipients(value)
 
 
 def _chunk_size(_: object, __: object, value: int) -> None:

@@ -25,6 +25,7 @@ many machines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import inspect
@@ -43,6 +44,8 @@ __all__ = [
     "JobRecord",
     "Clock",
     "Clocked",
+    "Exclusive",
+    "Rereadable",
     "Journal",
     "checked",
     "MemoryJournal",
@@ -138,6 +141,22 @@ def checked(journal: object) -> None:
             "journal",
             f"must have async load(), record(), load_job() and record_job(), got {type(journal).__name__}",
         )
+
+
+@runtime_checkable
+class Rereadable(Protocol):
+    """A journal that many processes may write: a chunk's record is read again right before it is sent."""
+
+    async def load_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
+        """The record of chunk ``index`` of ``job_id`` as it is now, or None."""
+
+
+@runtime_checkable
+class Exclusive(Protocol):
+    """A journal that lets one process at a time run a job: ``hold(job_id)`` for the job's whole run."""
+
+    def hold(self, job_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold ``job_id`` while it runs; raise ``ValidationError`` if another process holds it."""
 
 
 @runtime_checkable

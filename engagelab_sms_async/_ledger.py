@@ -9,7 +9,7 @@ from ._models import RejectedChunk, SendResult, UnresolvedChunk, UnsentChunk
 from ._report import SendReport
 from ._source import Chunks
 
-__all__ = ["Ledger", "size"]
+__all__ = ["Ledger", "size", "tally"]
 
 
 class Ledger:
@@ -32,31 +32,25 @@ class Ledger:
 
     def add(self, index: int, outcome: Outcome, *, keep: bool = True) -> None:
         """Count ``outcome``; keep it for the report unless ``keep`` is False (the caller was given it)."""
-        asked = size(outcome)
-        self.recipients += asked
+        succeeded, failed, unresolved, unsent = tally(outcome)
+        self.recipients += succeeded + failed + unresolved + unsent
+        self.succeeded += succeeded
+        self.failed += failed
+        self.unresolved_recipients += unresolved
+        self.unsent_recipients += unsent
         if isinstance(outcome, SendResult):
+            self.unanswered += len(outcome.unanswered)
             if keep and (self._keep_results or outcome.failed_items or outcome.unanswered):
                 self._results.append((index, outcome))
-            # Counted from the numbers asked, so that an answer naming one number twice cannot make the
-            # totals add up to more than the numbers read.
-            # parse_send leaves each refused number of ours once in failed_items.
-            named = asked - len(outcome.unanswered)
-            refused = min(len(outcome.failed_items), named)
-            self.succeeded += named - refused
-            self.failed += refused
-            self.unanswered += len(outcome.unanswered)
-            self.unresolved_recipients += len(outcome.unanswered)
             return
-        if isinstance(outcome, UnresolvedChunk):
-            self.unresolved_recipients += asked
-            kept: list[Any] = self._unresolved
-        elif isinstance(outcome, RejectedChunk):
-            self.failed += asked
-            kept = self._rejected
-        else:
-            self.unsent_recipients += asked
-            kept = self._unsent
         if keep:
+            kept: list[Any] = (
+                self._unresolved
+                if isinstance(outcome, UnresolvedChunk)
+                else self._rejected
+                if isinstance(outcome, RejectedChunk)
+                else self._unsent
+            )
             kept.append((index, outcome))
 
     def report(self, *, complete: bool) -> SendReport:
@@ -74,6 +68,23 @@ class Ledger:
             complete=complete,
             unanswered=self.unanswered,
         )
+
+
+def tally(outcome: Outcome) -> tuple[int, int, int, int]:
+    """An outcome's numbers, as (succeeded, failed, unresolved, unsent): they add up to its size."""
+    asked = size(outcome)
+    if isinstance(outcome, SendResult):
+        # Counted from the numbers asked, so that an answer naming one number twice cannot make the totals
+        # add up to more than the numbers read. parse_send leaves each refused number of ours once in
+        # failed_items.
+        named = asked - len(outcome.unanswered)
+        refused = min(len(outcome.failed_items), named)
+        return named - refused, refused, len(outcome.unanswered), 0
+    if isinstance(outcome, UnresolvedChunk):
+        return 0, 0, asked, 0
+    if isinstance(outcome, RejectedChunk):
+        return 0, asked, 0, 0
+    return 0, 0, 0, asked
 
 
 def size(outcome: Outcome) -> int:

@@ -6,7 +6,11 @@ Needs the ``redis`` extra: ``pip install "engagelab-sms-async[redis]"``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 try:
@@ -32,6 +36,8 @@ from ._journal import (
 from ._redis_limiter import RedisSlidingWindowLimiter
 
 __all__ = ["RedisJournal", "RedisSlidingWindowLimiter", "connect"]
+
+logger = logging.getLogger("engagelab_sms_async")
 
 
 def connect(name: str, url: str) -> redis_asyncio.Redis:
@@ -61,6 +67,13 @@ class RedisJournal:
     Its time is the Redis server's (``TIME``), one clock for every machine; ``clock`` (a plain or async
     callable returning an aware datetime) replaces it, e.g. ``ServedClock(url)`` in a test against a served
     sandbox whose clock the test moves past the hour.
+
+    A job runs in one process at a time: ``send_bulk`` holds a lock per job_id
+    (``{key_prefix}:{job_id}:lock``, renewed every ``lock_timeout / 3`` seconds), and the same job started
+    elsewhere meanwhile is refused with a ``ValidationError`` before anything is sent. Each chunk's record
+    is read again right before it is sent: a process that loaded the journal earlier (or lost its lock
+    while frozen) never resends what another sent. To share one job between many workers, see
+    ``RedisBulkJob``.
     """
 
     def __init__(
@@ -70,8 +83,10 @@ class RedisJournal:
         key_prefix: str = "engagelab:sms:journal",
         ttl: int = 86_400,
         clock: Clock | None = None,
+        lock_timeout: float = 30.0,
     ) -> None:
         self.redis = redis
+        self.lock_timeout = lock_timeout
         self._conn: Any = redis  # untyped here: redis-py 5 and 8 type their commands differently
         self.key_prefix = key_prefix
         self.ttl = ttl
@@ -95,6 +110,42 @@ class RedisJournal:
         # Chunks count from 0: the job's record, and an earlier version's at index -1, are not chunks.
         chunks = {int(index): entry for index, entry in entries.items() if index.isdigit()}
         return {index: decode(entry) for index, entry in chunks.items()}
+
+    async def load_chunk(self, job_id: str, index: int) -> ChunkRecord | None:
+        """The record of chunk ``index`` of ``job_id`` as it is now (read right before the chunk is sent)."""
+        entry = await self._conn.hget(self._key(job_id), str(index))
+        return None if entry is None else decode(entry)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, job_id: str) -> AsyncIterator[None]:
+        """Hold ``job_id``'s lock while the job runs; ``ValidationError`` if another process holds it."""
+        lock = self._conn.lock(
+            f"{self._key(job_id)}:lock", timeout=self.lock_timeout, blocking=False, thread_local=False
+        )
+        if not await lock.acquire(blocking=False):
+            raise ValidationError(
+                "job_id",
+                f"job {job_id!r} is running in another process (its lock in Redis is held): wait for it "
+                f"to end, or share one job between workers with RedisBulkJob",
+            )
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lock_timeout / 3)
+                try:
+                    await lock.reacquire()
+                except Exception as exc:  # lost (frozen past its timeout) or Redis unreachable
+                    logger.warning("job %s: its lock could not be renewed: %s", job_id, type(exc).__name__)
+
+        renewing = asyncio.ensure_future(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            with contextlib.suppress(Exception):
+                await lock.release()
 
     async def load_job(self, job_id: str) -> JobRecord | None:
         record, legacy = await self._conn.hmget(self._key(job_id), _JOB_FIELD, "-1")

@@ -1,0 +1,133 @@
+"""The Lua scripts of a ``RedisBulkJob``: each step that must not be split between machines is one script,
+atomic on the Redis server.
+
+Every script takes the job's keys, which share one hash tag (one cluster slot per job):
+  KEYS[1] meta: a hash {settings, chunks = how many the sealed input has, recipients, duplicates, done =
+          chunks with an outcome, succeeded, failed, unresolved = numbers of final outcomes}
+  KEYS[2] queue: the stream of chunk indexes (field ``i``), read by the consumer group of workers
+  KEYS[3] numbers: a hash {chunk index: its numbers, packed}
+  KEYS[4] attempts: a hash {chunk index: its first attempt, Redis TIME in integer microseconds}
+  KEYS[5] outcomes: a hash {chunk index: its final outcome, packed}; a chunk's outcome is written once
+  KEYS[6] notable: a set of the chunk indexes whose outcome the report lists (not every number accepted)
+and, last of its ARGV, the keys' time to live in seconds: every write keeps the whole job alive.
+
+Times are integers of microseconds, written with ``%.0f``: ``tostring`` of a Lua number that large loses
+digits.
+"""
+
+__all__ = ["ADD", "BEGIN", "FINISH", "SEAL", "TOUCH"]
+
+_EXPIRE = """
+local function keep(ttl)
+  for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+end
+"""
+
+#: Enqueue chunk ARGV[1] with the numbers ARGV[2] (ARGV[3] ttl). 1: added and queued; 0: already there,
+#: the same; -1: another input (other numbers at this index, or beyond the sealed input's end).
+ADD = (
+    _EXPIRE
+    + """
+local sealed = redis.call('HGET', KEYS[1], 'chunks')
+if sealed and tonumber(ARGV[1]) >= tonumber(sealed) then return -1 end
+local have = redis.call('HGET', KEYS[3], ARGV[1])
+if have then
+  if have == ARGV[2] then return 0 end
+  return -1
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'i', ARGV[1])
+keep(tonumber(ARGV[3]))
+return 1
+"""
+)
+
+#: Seal the input: ARGV[1] chunks, ARGV[2] recipients, ARGV[3] duplicates (ARGV[4] ttl). 1: sealed now; 0:
+#: sealed before with the same; -1: sealed before with another input, or chunks of a longer one are queued.
+SEAL = (
+    _EXPIRE
+    + """
+local chunks = redis.call('HGET', KEYS[1], 'chunks')
+if chunks then
+  if chunks == ARGV[1] and redis.call('HGET', KEYS[1], 'recipients') == ARGV[2] then return 0 end
+  return -1
+end
+if redis.call('HLEN', KEYS[3]) ~= tonumber(ARGV[1]) then return -1 end
+redis.call('HSET', KEYS[1], 'chunks', ARGV[1], 'recipients', ARGV[2], 'duplicates', ARGV[3])
+keep(tonumber(ARGV[4]))
+return 1
+"""
+)
+
+#: Right before chunk ARGV[1] (stream entry ARGV[2]) is sent by consumer ARGV[4] of group ARGV[3]: ARGV[5]
+#: the time now ('' for Redis TIME), ARGV[6] the resend window, ARGV[7] ttl. Returns {verdict, first
+#: attempt, 1 if it is this one, the chunk's numbers}: 'done' (an outcome is recorded: the entry is
+#: acknowledged), 'lost' (another worker took the entry over), 'expired' (first attempted more than the
+#: window ago: never sent again), or 'begun' (the first attempt recorded now if it is the first, and the
+#: entry's idle time reset, so that nobody takes it over meanwhile).
+BEGIN = (
+    _EXPIRE
+    + """
+if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then
+  redis.call('XACK', KEYS[2], ARGV[3], ARGV[2])
+  return {'done', '0', 0, ''}
+end
+if #redis.call('XPENDING', KEYS[2], ARGV[3], ARGV[2], ARGV[2], 1, ARGV[4]) == 0 then
+  return {'lost', '0', 0, ''}
+end
+local numbers = redis.call('HGET', KEYS[3], ARGV[1])
+local now
+if ARGV[5] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[5])
+end
+local first = tonumber(redis.call('HGET', KEYS[4], ARGV[1]))
+if first and now - first > tonumber(ARGV[6]) then
+  return {'expired', string.format('%.0f', first), 0, numbers}
+end
+local fresh = 0
+if not first then
+  fresh = 1
+  first = now
+  redis.call('HSET', KEYS[4], ARGV[1], string.format('%.0f', now))
+end
+redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, ARGV[2], 'JUSTID')
+keep(tonumber(ARGV[7]))
+return {'begun', string.format('%.0f', first), fresh, numbers}
+"""
+)
+
+#: Record chunk ARGV[1]'s outcome ARGV[4] (stream entry ARGV[2], group ARGV[3]) unless one is recorded, and
+#: count it: ARGV[5] succeeded, ARGV[6] failed, ARGV[7] unresolved, ARGV[8] '1' if the report lists it
+#: (ARGV[9] ttl). The entry is acknowledged either way. Returns 1 if this outcome is the one recorded.
+FINISH = (
+    _EXPIRE
+    + """
+local added = redis.call('HSETNX', KEYS[5], ARGV[1], ARGV[4])
+if added == 1 then
+  redis.call('HINCRBY', KEYS[1], 'done', 1)
+  redis.call('HINCRBY', KEYS[1], 'succeeded', ARGV[5])
+  redis.call('HINCRBY', KEYS[1], 'failed', ARGV[6])
+  redis.call('HINCRBY', KEYS[1], 'unresolved', ARGV[7])
+  if ARGV[8] == '1' then redis.call('SADD', KEYS[6], ARGV[1]) end
+end
+redis.call('XACK', KEYS[2], ARGV[3], ARGV[2])
+keep(tonumber(ARGV[9]))
+return added
+"""
+)
+
+#: The heartbeat of consumer ARGV[2] of group ARGV[1]: reset the idle time of each entry ARGV[3..] it still
+#: owns (one taken over by another worker stays that worker's). Returns how many it still owns.
+TOUCH = """
+local owned = 0
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    redis.call('XCLAIM', KEYS[2], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    owned = owned + 1
+  end
+end
+return owned
+"""

@@ -1,0 +1,54 @@
+"""Running Lua scripts by their SHA1 (``EVALSHA``), on a Redis server or a cluster node that may not have
+them yet (a restart, ``SCRIPT FLUSH``, another node): ``EVAL`` then sends the text once, and caches it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis import exceptions as redis_exceptions
+
+__all__ = ["Scripts"]
+
+Arg = str | int | float | bytes
+
+
+class Scripts:
+    """The scripts of one Redis client (a ``redis.asyncio.Redis`` or ``RedisCluster``)."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._shas: dict[str, str] = {}
+
+    def _sha(self, script: str) -> str:
+        sha = self._shas.get(script)
+        if sha is None:
+            sha = self._shas[script] = hashlib.sha1(script.encode()).hexdigest()
+        return sha
+
+    async def run(self, script: str, keys: Sequence[str], *args: Arg) -> Any:
+        """One run of ``script`` on ``keys`` (all of one slot) with ``args``: its reply."""
+        try:
+            return await self.redis.evalsha(self._sha(script), len(keys), *keys, *args)
+        except redis_exceptions.NoScriptError:
+            return await self.redis.eval(script, len(keys), *keys, *args)
+
+    async def run_many(self, script: str, keys: Sequence[str], argsets: Sequence[Sequence[Arg]]) -> list[Any]:
+        """A run of ``script`` per argument set, in one round trip (after the first, which loads it where it
+        is missing); replies in order. Runs that met a server without the script are run again."""
+        if not argsets:
+            return []
+        first = await self.run(script, keys, *argsets[0])
+        if len(argsets) == 1:
+            return [first]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for args in argsets[1:]:
+                pipe.evalsha(self._sha(script), len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        for position, reply in enumerate(replies):
+            if isinstance(reply, redis_exceptions.NoScriptError):
+                replies[position] = await self.run(script, keys, *argsets[position + 1])
+            elif isinstance(reply, Exception):
+                raise reply
+        return [first, *replies]

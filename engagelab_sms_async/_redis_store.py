@@ -1,0 +1,160 @@
+"""Where a ``RedisBulkJob`` lives in Redis: its keys (one hash tag per job), its clock, its counters, and
+how a chunk's numbers and outcome are packed into a value (JSON, compressed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zlib
+from typing import Any
+
+import attrs
+
+from . import _portable as portable
+from ._chunk import Outcome
+from ._converter import converter
+from ._journal import Clock, read
+from ._ledger import tally
+from ._models import SendResult
+from ._redis_scripts import Scripts
+
+__all__ = [
+    "GROUP",
+    "JobProgress",
+    "Store",
+    "moment",
+    "pack_numbers",
+    "pack_outcome",
+    "unpack_numbers",
+    "unpack_outcome",
+]
+
+#: The consumer group every worker of every job reads its job's stream with.
+GROUP = "workers"
+_KEYS = ("meta", "queue", "numbers", "attempts", "outcomes", "notable")
+_COUNTERS = ("chunks", "recipients", "duplicates", "done", "succeeded", "failed", "unresolved")
+
+
+@attrs.frozen
+class JobProgress:
+    """Where a ``RedisBulkJob`` stands, from the server's counters (a few commands, whatever its size).
+
+    ``enqueued`` chunks are in the queue, ``sealed`` once the whole input was (then ``recipients`` and
+    ``duplicates`` are the input's); of them ``done`` have an outcome, ``in_progress`` have been attempted
+    without one yet, ``queued`` were never attempted. ``succeeded``, ``failed`` and
+    ``unresolved_recipients`` count the numbers of the chunks done.
+    """
+
+    enqueued: int
+    sealed: bool
+    queued: int
+    in_progress: int
+    done: int
+    recipients: int
+    duplicates: int
+    succeeded: int
+    failed: int
+    unresolved_recipients: int
+
+    @property
+    def finished(self) -> bool:
+        """Whether the whole input is queued and every chunk of it has an outcome."""
+        return self.sealed and self.done >= self.enqueued
+
+
+@attrs.define
+class Store:
+    """A job's keys in ``redis``, all under the hash tag ``{job_id}`` (one cluster slot per job), kept
+    ``ttl`` seconds after the last write; ``clock`` replaces Redis ``TIME`` (a test hook)."""
+
+    redis: Any
+    job_id: str
+    key_prefix: str
+    ttl: int
+    clock: Clock | None
+    keys: tuple[str, ...] = attrs.field(init=False)
+    scripts: Scripts = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        tag = f"{self.key_prefix}:{{{self.job_id}}}"
+        self.keys = tuple(f"{tag}:{name}" for name in _KEYS)
+        self.scripts = Scripts(self.redis)
+
+    async def now_us(self) -> str:
+        """The time for the 55-minute guard, in microseconds: '' (Redis ``TIME``, read inside the script)
+        unless a ``clock`` replaces it."""
+        if self.clock is None:
+            return ""
+        return str(round((await read(self.clock)).timestamp() * 1_000_000))
+
+    async def progress(self) -> JobProgress:
+        """Where the job stands (see :class:`JobProgress`)."""
+        meta, _, numbers, attempts, _, _ = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(meta, *_COUNTERS)
+            pipe.hlen(numbers)
+            pipe.hlen(attempts)
+            values, enqueued, attempted = await pipe.execute()
+        _, recipients, duplicates, done, succeeded, failed, unresolved = (int(v or 0) for v in values)
+        return JobProgress(
+            enqueued=int(enqueued),
+            sealed=values[0] is not None,
+            queued=int(enqueued) - int(attempted),
+            in_progress=max(0, int(attempted) - done),
+            done=done,
+            recipients=recipients,
+            duplicates=duplicates,
+            succeeded=succeeded,
+            failed=failed,
+            unresolved_recipients=unresolved,
+        )
+
+    async def hmget(self, key: str, indexes: list[int]) -> list[Any]:
+        if not indexes:
+            return []
+        found: list[Any] = []
+        for start in range(0, len(indexes), 1000):
+            found.extend(await self.redis.hmget(key, [str(i) for i in indexes[start : start + 1000]]))
+        return found
+
+    async def now(self) -> dt.datetime:
+        if self.clock is not None:
+            return await read(self.clock)
+        seconds, micros = await self.redis.time()
+        return moment(int(seconds) * 1_000_000 + int(micros))
+
+
+def moment(micros: int | str | bytes) -> dt.datetime:
+    """A time kept in Redis (integer microseconds) as an aware datetime."""
+    return dt.datetime.fromtimestamp(int(micros) / 1_000_000, dt.timezone.utc)
+
+
+def pack_numbers(chunk: list[str]) -> bytes:
+    return zlib.compress("\n".join(chunk).encode(), 6)
+
+
+def unpack_numbers(blob: bytes) -> tuple[str, ...]:
+    """A chunk's numbers as ``pack_numbers`` kept them."""
+    return tuple(zlib.decompress(blob).decode().split("\n"))
+
+
+def pack_outcome(outcome: Outcome) -> tuple[bytes, tuple[int, int, int], bool]:
+    """A chunk's final outcome as Redis keeps it (JSON, compressed), its counts (succeeded, failed,
+    unresolved numbers), and whether the report lists it."""
+    if isinstance(outcome, SendResult):
+        data: dict[str, Any] = {"sent": converter.unstructure(outcome)}
+        notable = bool(outcome.failed_items or outcome.unanswered)
+    else:
+        data = {"chunk": portable.chunks_data([outcome])[0], "kind": type(outcome).__name__}
+        notable = True
+    blob = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 6)
+    return blob, tally(outcome)[:3], notable
+
+
+def unpack_outcome(blob: bytes) -> Outcome:
+    data = json.loads(zlib.decompress(blob))
+    if "sent" in data:
+        return converter.structure(data["sent"], SendResult)
+    if data["kind"] == "RejectedChunk":
+        return portable.rejected_of([data["chunk"]])[0]
+    return portable.unresolved_of([data["chunk"]])[0]

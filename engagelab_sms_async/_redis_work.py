@@ -1,0 +1,211 @@
+"""A worker of a ``RedisBulkJob``: takes chunks from the job's stream (new ones with ``XREADGROUP``, those of
+dead workers with ``XAUTOCLAIM``), sends each after its ``BEGIN`` script said so, and records its outcome
+with ``FINISH``; a heartbeat keeps the idle time of the chunks it holds short, so that only a dead (or
+frozen) worker's chunks are taken over."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import _endpoints as api
+from ._chunk import Outcome, classify
+from ._errors import (
+    AuthenticationError,
+    EngageLabError,
+    InvalidRequestError,
+    RequestIdExpiredError,
+    RequestIdReusedError,
+    TransportError,
+)
+from ._models import RESEND_WINDOW, RejectedChunk, SendResult, UnresolvedChunk
+from ._redis_job_script import BEGIN, FINISH, TOUCH
+from ._redis_store import GROUP, Store, moment, pack_outcome, unpack_numbers
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("engagelab_sms_async")
+
+_WINDOW_US = int(RESEND_WINDOW.total_seconds() * 1_000_000)
+
+
+class Worker:
+    """One ``RedisBulkJob.work`` call: ``concurrency`` chunks at a time through ``send``, until the job is
+    finished, this worker fails, or ``closing()`` (its client is closing)."""
+
+    def __init__(
+        self,
+        job: Store,
+        send: Callable[[api.Call], Awaitable[SendResult]],
+        closing: Callable[[], bool],
+        options: api.SendOptions,
+        concurrency: int,
+        claim_idle: float,
+    ) -> None:
+        self.job = job
+        self.send = send
+        self.closing = closing
+        self.options = options
+        self.concurrency = concurrency
+        self.claim_idle = claim_idle
+        # Unique per call: a consumer's pending entries are its own, whoever else runs on this machine.
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.finished = 0
+        self._held: dict[str, asyncio.Task[None]] = {}
+        self._failure: BaseException | None = None
+        # How long one read waits for new chunks: short enough to take a dead worker's over soon after
+        # ``claim_idle``, and to see the job finished.
+        self._block_ms = max(1, min(1000, int(claim_idle * 250)))
+
+    async def run(self) -> int:
+        """Work until the job is finished; the number of chunks whose outcome this worker recorded."""
+        heartbeat = asyncio.ensure_future(self._heartbeat())
+        try:
+            while self._failure is None and not self.closing():
+                free = self.concurrency - len(self._held)
+                if free <= 0:
+                    await asyncio.wait(set(self._held.values()), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                entries = await self._take(free)
+                for entry_id, index in entries:
+                    self._start(entry_id, index)
+                if not entries and not self._held and (await self.job.progress()).finished:
+                    break
+            if self._held:
+                await asyncio.wait(set(self._held.values()))
+        finally:
+            heartbeat.cancel()
+            # Cancelled (or failed): what is in flight is cut short and stays pending, for another worker.
+            held = list(self._held.values())
+            for task in held:
+                task.cancel()
+            await asyncio.gather(heartbeat, *held, return_exceptions=True)
+            await self._leave()
+        if self._failure is not None:
+            raise self._failure
+        return self.finished
+
+    async def _take(self, count: int) -> list[tuple[str, int]]:
+        """Up to ``count`` chunks: new ones first, then those idle ``claim_idle`` seconds (their worker is
+        dead, or left them for another attempt)."""
+        redis, queue = self.job.redis, self.job.keys[1]
+        read = await redis.xreadgroup(GROUP, self.consumer, {queue: ">"}, count=count, block=self._block_ms)
+        entries = _entries(read[0][1] if read else [])
+        if not entries:
+            claimed = await redis.xautoclaim(
+                queue, GROUP, self.consumer, int(self.claim_idle * 1000), start_id="0-0", count=count
+            )
+            entries = _entries(claimed[1])
+        return entries
+
+    def _start(self, entry_id: str, index: int) -> None:
+        task = asyncio.ensure_future(self._chunk(entry_id, index))
+        self._held[entry_id] = task
+        task.add_done_callback(lambda done: self._ended(entry_id, done))
+
+    def _ended(self, entry_id: str, task: asyncio.Task[None]) -> None:
+        if self._held.get(entry_id) is task:
+            del self._held[entry_id]
+        if not task.cancelled() and (error := task.exception()) is not None and self._failure is None:
+            self._failure = error
+
+    async def _chunk(self, entry_id: str, index: int) -> None:
+        job = self.job
+        reply = await job.scripts.run(
+            BEGIN, job.keys, index, entry_id, GROUP, self.consumer, await job.now_us(), _WINDOW_US, job.ttl
+        )
+        verdict = _text(reply[0])
+        if verdict not in ("begun", "expired"):
+            return  # done by another worker, or taken over by one: not ours to send
+        first, fresh, chunk = moment(reply[1]), int(reply[2]) == 1, unpack_numbers(reply[3])
+        request_id = f"{job.job_id}:{index}"
+        outcome: Outcome
+        if verdict == "expired":
+            stale = RequestIdExpiredError(request_id, first)
+            outcome = UnresolvedChunk(request_id, chunk, stale, first_attempt_at=first)
+        else:
+            outcome = await self._send(request_id, chunk, first)
+            if not self._final(outcome, fresh):
+                return  # left pending: taken again after claim_idle, until 55 minutes after its first attempt
+        blob, counts, notable = pack_outcome(outcome)
+        args = (index, entry_id, GROUP, blob, *counts, "1" if notable else "0", job.ttl)
+        # Once the API answered, the answer is recorded even if this worker is cancelled meanwhile.
+        recorded = asyncio.ensure_future(job.scripts.run(FINISH, job.keys, *args))
+        try:
+            added = await asyncio.shield(recorded)
+        except asyncio.CancelledError:
+            await asyncio.wait([recorded])
+            raise
+        self.finished += int(added)
+
+    async def _send(self, request_id: str, chunk: tuple[str, ...], first: dt.datetime) -> Outcome:
+        try:
+            return await self.send(api.send_call(chunk, self.options, request_id))
+        except EngageLabError as exc:
+            return classify(request_id, list(chunk), exc, first)
+        except Exception as exc:
+            # Raised on the way back (a parser, a hook of the caller's http_client): the request may have
+            # been carried out. The foreign exception may hold the Authorization header: kept as the cause.
+            error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=request_id)
+            error.__cause__ = exc
+            error.outcome_unknown = True
+            return UnresolvedChunk(request_id, chunk, error, first_attempt_at=first)
+
+    def _final(self, outcome: Outcome, fresh: bool) -> bool:
+        """Whether ``outcome`` is the chunk's last word; otherwise the chunk stays pending, for a later
+        attempt with its request_id (or, after 401, for a worker whose credentials work)."""
+        if isinstance(outcome, SendResult):
+            return True
+        if isinstance(outcome, RejectedChunk):
+            if isinstance(outcome.error, AuthenticationError):
+                raise outcome.error
+            # A 400 or a reused id would have met an earlier attempt too; another refusal says nothing of
+            # whether an earlier worker's attempt was carried out.
+            if fresh or isinstance(outcome.error, RequestIdReusedError):
+                return True
+            return isinstance(outcome.error, InvalidRequestError) and outcome.error.status_code == 400
+        what = type(outcome.error).__name__ if isinstance(outcome, UnresolvedChunk) else "client closing"
+        logger.warning("chunk %s left for another attempt (%s)", outcome.request_id, what)
+        return False
+
+    async def _heartbeat(self) -> None:
+        """Every ``claim_idle / 3`` seconds, reset the idle time of the chunks this worker holds."""
+        while True:
+            await asyncio.sleep(self.claim_idle / 3)
+            if not self._held:
+                continue
+            try:
+                await self.job.scripts.run(TOUCH, self.job.keys, GROUP, self.consumer, *self._held)
+            except Exception as exc:
+                # Redis unreachable: the chunks may be taken over, and resent with the same request_ids.
+                logger.warning("RedisBulkJob %s: heartbeat failed: %s", self.job.job_id, type(exc).__name__)
+
+    async def _leave(self) -> None:
+        """Remove this consumer from the group if it holds no chunk (deleting one that holds chunks would
+        drop them from the group's pending list: nobody would take them over)."""
+        redis, queue = self.job.redis, self.job.keys[1]
+        try:
+            if not await redis.xpending_range(queue, GROUP, "-", "+", 1, consumername=self.consumer):
+                await redis.xgroup_delconsumer(queue, GROUP, self.consumer)
+        except Exception:  # best effort: a consumer left behind costs a few bytes
+            logger.debug("RedisBulkJob %s: consumer %s not removed", self.job.job_id, self.consumer)
+
+
+def _entries(raw: list[Any]) -> list[tuple[str, int]]:
+    """``(entry id, chunk index)`` of stream entries as redis-py gives them (bytes or str)."""
+    found = []
+    for entry_id, fields in raw:
+        if fields:
+            index = fields.get(b"i", fields.get("i"))
+            found.append((_text(entry_id), int(index)))
+    return found
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
