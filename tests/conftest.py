@@ -131,6 +131,7 @@ _PROCESS_MODULES = frozenset(
         "test_environment",
         "test_job_queue_workers",
         "test_redis_cluster",
+        "test_redis_job_processes",
         "test_redis_limiter",
         "test_redis_limiter_promise",
         "test_sandbox_served",

@@ -31,7 +31,7 @@ from engagelab_sms_async import (
     SlidingWindowLimiter,
     ValidationError,
 )
-from engagelab_sms_async.cli import _app, _runner
+from engagelab_sms_async.cli import _app, _jobs, _runner
 from engagelab_sms_async.cli._demo import ShiftedClock, demo_numbers
 from engagelab_sms_async.cli._input import InputError, parse_date, parse_status, parse_vars
 from engagelab_sms_async.cli._numbers import BadRow, NumberSource
@@ -640,6 +640,12 @@ EVERY_COMMAND: dict[str, tuple[str, ...]] = {
     "status": ("status", "--date", "today"),
     "track": ("track", "--sms-ids-file", "ids.txt", "--send-date", "today"),
     "stats": ("stats", "process-failed", "--from", "today", "--to", "today", "--total"),
+    "job enqueue": (
+        *("job", "enqueue", "--redis", "redis://127.0.0.1:1", "--job-id", "j"),
+        *("--template-id", "1", "--to-file", "numbers.txt"),
+    ),
+    "job work": ("job", "work", "--redis", "redis://127.0.0.1:1", "--job-id", "j"),
+    "job status": ("job", "status", "--redis", "redis://127.0.0.1:1", "--job-id", "j"),
 }
 
 
@@ -660,7 +666,7 @@ EVERY_COMMAND: dict[str, tuple[str, ...]] = {
     ],
 )
 def test_every_command_maps_the_same_error_to_the_same_line_and_exit_code(
-    monkeypatch: pytest.MonkeyPatch, error: BaseException, code: int, line: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: BaseException, code: int, line: str
 ) -> None:
     def fail(*args: object, **kwargs: object) -> Any:
         raise error
@@ -668,9 +674,15 @@ def test_every_command_maps_the_same_error_to_the_same_line_and_exit_code(
     # Where each command first needs the outside world: the runner's client, or the sandbox.
     monkeypatch.setattr(_runner, "make_client", fail)
     monkeypatch.setattr(Sandbox, "__init__", fail)
+    monkeypatch.setattr(_jobs, "_job_redis", fail)
+    monkeypatch.chdir(tmp_path)
+    Path("numbers.txt").write_text("+15550000051\n")
     runner = CliRunner(env={**CREDENTIALS, "ENGAGELAB_SMS_KEY": WRONG_KEY})
     commands = _app.app.registered_commands
     registered = {info.name or getattr(info.callback, "__name__", "") for info in commands}
+    for group in _app.app.registered_groups:
+        assert group.typer_instance is not None
+        registered |= {f"{group.name} {info.name}" for info in group.typer_instance.registered_commands}
     assert set(EVERY_COMMAND) == registered  # a new command must join this test
 
     for name, args in EVERY_COMMAND.items():

@@ -36,25 +36,24 @@ import csv
 import json
 import os
 import random
-import select
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from engagelab_sms_async import SQLiteJournal
-from engagelab_sms_async.sandbox import SendAttempt
 
 from ._clocked_send import OFFSET_VARIABLE
 from ._search import sent_twice
+from ._served import REPO, ServedSandbox
+from ._served import served_sandbox as served
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and select() on pipes are POSIX")
 
@@ -62,7 +61,6 @@ CYCLES = int(os.environ.get("CRASH_CYCLES", "5"))
 LATE_CYCLES = int(os.environ.get("CRASH_LATE_CYCLES", "2"))
 SEED = int(os.environ.get("CRASH_SEED", "0"))
 
-REPO = Path(__file__).resolve().parent.parent
 NUMBERS_PER_JOB = 2000
 CHUNK_SIZE = 50
 CHUNKS = NUMBERS_PER_JOB // CHUNK_SIZE
@@ -76,45 +74,6 @@ MAX_KILLS_PER_JOB = 3
 MAX_RESUMES = 5
 #: How far the clocks move before a resume after the hour: past the sandbox's memory of request_ids.
 PAST_THE_HOUR = 3700.0
-
-
-@dataclass
-class ServedSandbox:
-    """The sandbox process and what its admin routes say."""
-
-    url: str
-    process: subprocess.Popen[str]
-    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0))
-
-    @property
-    def admin(self) -> str:
-        return self.url.removesuffix("/v1") + "/_admin"
-
-    def deliveries(self, prefix: str = "") -> Counter[str]:
-        response = self.http.get(f"{self.admin}/deliveries", params={"prefix": prefix})
-        response.raise_for_status()
-        return Counter(response.json())
-
-    def calls(self) -> dict[str, Any]:
-        response = self.http.get(f"{self.admin}/calls")
-        response.raise_for_status()
-        calls: dict[str, Any] = response.json()
-        return calls
-
-    def send_calls(self) -> int:
-        return int(self.calls()["send"])
-
-    def send_attempts(self, prefix: str = "") -> list[SendAttempt]:
-        """The /send requests the sandbox processed, naming a number that starts with ``prefix``."""
-        response = self.http.get(f"{self.admin}/send_attempts", params={"prefix": prefix})
-        response.raise_for_status()
-        return [SendAttempt(**{**attempt, "to": tuple(attempt["to"])}) for attempt in response.json()]
-
-    def advance(self, seconds: float) -> float:
-        """Move the sandbox's clock forward; its time now."""
-        response = self.http.post(f"{self.admin}/clock", json={"advance": seconds})
-        response.raise_for_status()
-        return float(response.json()["now"])
 
 
 @dataclass
@@ -182,47 +141,8 @@ class Run:
 
 @pytest.fixture
 def served_sandbox(tmp_path: Path) -> Iterator[ServedSandbox]:
-    errors = open(tmp_path / "sandbox.err", "wb")  # noqa: SIM115 - open as long as the process lives
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests._sandbox_process",
-            "--latency",
-            str(SEND_DELAY),
-            "--fault-rate",
-            str(FAULT_RATE),
-            "--seed",
-            str(SEED),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        text=True,
-    )
-    sandbox: ServedSandbox | None = None
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], PROCESS_TIMEOUT)
-        url = process.stdout.readline().strip() if ready else ""
-        assert url.startswith("http://127.0.0.1:"), (
-            f"the sandbox printed {url!r} (exit code {process.poll()}); stderr: "
-            f"{(tmp_path / 'sandbox.err').read_text()[-2000:]}"
-        )
-        sandbox = ServedSandbox(url, process)
+    with served(tmp_path / "sandbox.err", latency=SEND_DELAY, fault_rate=FAULT_RATE, seed=SEED) as sandbox:
         yield sandbox
-    finally:
-        if sandbox is not None:
-            sandbox.http.close()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
-        errors.close()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import typer
 
 from ._demo import demo
 from ._help import Command, Group, show_version
+from ._jobs import jobs
 from ._send import send
 from ._serve import sandbox
 from ._stats import stats
@@ -52,3 +53,4 @@ app.command(cls=Command)(send)
 app.command(cls=Command)(status)
 app.command(cls=Command)(track)
 app.command("stats", cls=Command)(stats)
+app.add_typer(jobs, name="job")
