@@ -154,13 +154,15 @@ class RedisJournal:
         return None if legacy is None else job_of_legacy({-1: decode(legacy)})
 
     async def record_job(self, job_id: str, record: JobRecord) -> None:
-        async with self._conn.pipeline(transaction=True) as pipe:
+        # One round trip, not a transaction (a Redis Cluster refuses MULTI in redis-py's cluster client):
+        # a failure between the two leaves the record written and its key's earlier expiry standing.
+        async with self._conn.pipeline(transaction=False) as pipe:
             pipe.hset(self._key(job_id), _JOB_FIELD, encode_job(record))
             pipe.expire(self._key(job_id), self.ttl)
             await pipe.execute()
 
     async def record(self, job_id: str, index: int, entry: ChunkRecord) -> None:
-        async with self._conn.pipeline(transaction=True) as pipe:
+        async with self._conn.pipeline(transaction=False) as pipe:
             pipe.hset(self._key(job_id), str(index), encode(entry))
             pipe.expire(self._key(job_id), self.ttl)
             await pipe.execute()

@@ -127,7 +127,8 @@ class RedisBulkJob:
         )
         settings = _settings(options, size)
         meta, queue = job.keys[0], job.keys[1]
-        async with redis.pipeline(transaction=True) as pipe:
+        # HSETNX then HGET: whoever creates the job first sets its settings, and every creator compares.
+        async with redis.pipeline(transaction=False) as pipe:
             pipe.hsetnx(meta, "settings", settings)
             pipe.hget(meta, "settings")
             pipe.expire(meta, job.store.ttl)
@@ -179,8 +180,8 @@ class RedisBulkJob:
         once; return how many chunks this call added.
 
         Enqueuing the same input again adds nothing (an interrupted enqueue is finished by running it
-        again); a different input is refused (``ValidationError``) at its first chunk that differs, and
-        nothing of it is queued. Workers may start before the input is all queued: they take chunks as
+        again); a different input is refused (``ValidationError``) at its first chunk that differs from
+        one queued, which is not queued. Workers may start before the input is all queued: they take chunks as
         they come and return once it is (sealed) and every chunk has an outcome.
         """
         chunks = Chunks(check_recipients(recipients), self.chunk_size, dedupe=True)
@@ -189,10 +190,10 @@ class RedisBulkJob:
             batch: list[tuple[int, list[str]]] = []
             while len(batch) < _BATCH and (item := await chunks.next()) is not None:
                 batch.append(item)
-            replies = await self.store.scripts.run_many(
-                ADD, self.keys, [(index, pack_numbers(chunk), self.store.ttl) for index, chunk in batch]
-            )
-            for (index, _), reply in zip(batch, replies, strict=True):
+            pairs = [part for index, chunk in batch for part in (index, pack_numbers(chunk))]
+            # One script call per batch: one round trip, on a single Redis or a cluster alike.
+            replies = await self.store.scripts.run(ADD, self.keys, self.store.ttl, *pairs) if batch else []
+            for (index, _), reply in zip(batch, replies, strict=False):
                 if int(reply) < 0:
                     raise _other_input(self.job_id, f"chunk {index} differs from the one queued")
                 added += int(reply)

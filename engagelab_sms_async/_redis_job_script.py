@@ -23,22 +23,31 @@ local function keep(ttl)
 end
 """
 
-#: Enqueue chunk ARGV[1] with the numbers ARGV[2] (ARGV[3] ttl). 1: added and queued; 0: already there,
-#: the same; -1: another input (other numbers at this index, or beyond the sealed input's end).
+#: Enqueue chunks: ARGV[1] ttl, then pairs of (chunk index, its numbers). For each, in order: 1 added and
+#: queued; 0 already there, the same; -1 another input (other numbers at this index, or beyond the sealed
+#: input's end), and nothing after it is added.
 ADD = (
     _EXPIRE
     + """
-local sealed = redis.call('HGET', KEYS[1], 'chunks')
-if sealed and tonumber(ARGV[1]) >= tonumber(sealed) then return -1 end
-local have = redis.call('HGET', KEYS[3], ARGV[1])
-if have then
-  if have == ARGV[2] then return 0 end
-  return -1
+local sealed = tonumber(redis.call('HGET', KEYS[1], 'chunks'))
+local replies = {}
+for i = 2, #ARGV, 2 do
+  local index, numbers = ARGV[i], ARGV[i + 1]
+  local have = redis.call('HGET', KEYS[3], index)
+  local reply = 1
+  if (sealed and tonumber(index) >= sealed) or (have and have ~= numbers) then
+    reply = -1
+  elseif have then
+    reply = 0
+  else
+    redis.call('HSET', KEYS[3], index, numbers)
+    redis.call('XADD', KEYS[2], '*', 'i', index)
+  end
+  replies[#replies + 1] = reply
+  if reply < 0 then break end
 end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[2], '*', 'i', ARGV[1])
-keep(tonumber(ARGV[3]))
-return 1
+keep(tonumber(ARGV[1]))
+return replies
 """
 )
 

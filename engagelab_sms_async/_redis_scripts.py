@@ -33,22 +33,3 @@ class Scripts:
             return await self.redis.evalsha(self._sha(script), len(keys), *keys, *args)
         except redis_exceptions.NoScriptError:
             return await self.redis.eval(script, len(keys), *keys, *args)
-
-    async def run_many(self, script: str, keys: Sequence[str], argsets: Sequence[Sequence[Arg]]) -> list[Any]:
-        """A run of ``script`` per argument set, in one round trip (after the first, which loads it where it
-        is missing); replies in order. Runs that met a server without the script are run again."""
-        if not argsets:
-            return []
-        first = await self.run(script, keys, *argsets[0])
-        if len(argsets) == 1:
-            return [first]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for args in argsets[1:]:
-                pipe.evalsha(self._sha(script), len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
-        for position, reply in enumerate(replies):
-            if isinstance(reply, redis_exceptions.NoScriptError):
-                replies[position] = await self.run(script, keys, *argsets[position + 1])
-            elif isinstance(reply, Exception):
-                raise reply
-        return [first, *replies]

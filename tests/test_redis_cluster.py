@@ -33,8 +33,9 @@ import pytest
 import pytest_asyncio
 from redis.asyncio.cluster import RedisCluster
 
-from engagelab_sms_async import LimiterUnavailableError
+from engagelab_sms_async import AsyncClient, LimiterUnavailableError, RedisBulkJob, RedisJournal
 from engagelab_sms_async._redis_limiter import RedisSlidingWindowLimiter
+from engagelab_sms_async.sandbox import Sandbox
 from tests._cluster import Cluster, Node, running_cluster
 
 LIMIT, WINDOW, MARGIN = 5, 1.0, 0.25
@@ -310,3 +311,50 @@ def test_the_cluster_helper_fails_loudly_without_redis_server(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match="redis-server is not on PATH"), running_cluster(tmp_path):
         pass
+
+
+# --- one bulk job on many machines ---------------------------------------------------------------------
+
+
+async def test_a_shared_bulk_job_runs_on_a_three_master_cluster_each_job_on_one_slot(
+    cluster: Cluster,
+) -> None:
+    sandbox = Sandbox()
+    connection = cluster_client(cluster)
+    try:
+        homes = {cluster.owner_of_key("engagelab:sms:job:{" + f"job-{i}" + "}:meta").port for i in range(12)}
+        assert len(homes) >= 2  # jobs spread over the shards
+        job = await RedisBulkJob.create(connection, "cluster-job", 7, chunk_size=100)
+        assert await job.enqueue(f"+1777{n:07d}" for n in range(3_000)) == 30
+        assert len({cluster.keyslot(key) for key in job.keys}) == 1
+        clients = [AsyncClient("demo", "demo-key", transport=sandbox.transport()) for _ in range(2)]
+        try:
+            done = await asyncio.gather(*(job.work(c, concurrency=4, claim_idle=0.2) for c in clients))
+        finally:
+            for client in clients:
+                await client.aclose()
+        assert sum(done) == 30
+        assert sorted(sandbox.deliveries.values()) == [1] * 3_000
+        report = await job.report()
+        assert report.ok and report.succeeded == 3_000
+        assert len([result async for result in job.iter_results()]) == 30
+    finally:
+        await connection.aclose()
+
+
+async def test_send_bulk_with_a_redis_journal_on_a_cluster_holds_its_lock_and_resumes(
+    cluster: Cluster,
+) -> None:
+    sandbox = Sandbox()
+    connection = cluster_client(cluster)
+    journal = RedisJournal(connection)
+    numbers = [f"+1778{n:07d}" for n in range(500)]
+    try:
+        async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+            first = await client.send_bulk(numbers, 7, chunk_size=100, job_id="journaled", journal=journal)
+            again = await client.send_bulk(numbers, 7, chunk_size=100, job_id="journaled", journal=journal)
+        assert first.ok and again.ok and again.succeeded == 500
+        assert sandbox.count_calls("send") == 5
+        assert await connection.exists("engagelab:sms:journal:journaled:lock") == 0  # released
+    finally:
+        await connection.aclose()
