@@ -6,6 +6,7 @@ frozen) worker's chunks are taken over."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -58,34 +59,51 @@ class Worker:
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.finished = 0
         self._held: dict[str, asyncio.Task[None]] = {}
+        #: The held chunks whose call has not ended: what ``concurrency`` bounds (a chunk whose outcome is
+        #: being recorded does not keep the next one waiting). ``_freed`` is set whenever one ends.
+        self._calling: set[str] = set()
+        self._freed = asyncio.Event()
         self._failure: BaseException | None = None
-        # How long one read waits for new chunks: short enough to take a dead worker's over soon after
-        # ``claim_idle``, and to see the job finished.
-        self._block_ms = max(1, min(1000, int(claim_idle * 250)))
+        # How often a worker with nothing to take looks again: soon enough to see the job finished, or a
+        # dead worker's chunks idle ``claim_idle``, without a busy loop.
+        self._poll = min(0.1, claim_idle / 4)
 
     async def run(self) -> int:
         """Work until the job is finished; the number of chunks whose outcome this worker recorded."""
         heartbeat = asyncio.ensure_future(self._heartbeat())
         try:
             while self._failure is None and not self.closing():
-                free = self.concurrency - len(self._held)
+                self._freed.clear()
+                free = self.concurrency - len(self._calling)
                 if free <= 0:
-                    await asyncio.wait(set(self._held.values()), return_when=asyncio.FIRST_COMPLETED)
+                    await self._freed.wait()
                     continue
                 entries = await self._take(free)
-                for entry_id, index in entries:
-                    self._start(entry_id, index)
-                if not entries and not self._held and (await self.job.progress()).finished:
+                self._start_all(entries)
+                if entries:
+                    continue
+                if self._held:
+                    # Nothing to take now: wait for a call of ours to end (a place frees), or look again
+                    # soon (chunks still being enqueued, or a dead worker's to take over).
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._freed.wait(), self._poll)
+                    continue
+                progress = await self.job.progress()
+                if progress.finished:
                     break
+                if progress.sealed:
+                    await asyncio.sleep(self._poll)  # the rest is held by other workers: see how they fare
+                else:
+                    self._start_all(await self._read_new(self.concurrency, block=True))
             if self._held:
                 await asyncio.wait(set(self._held.values()))
         finally:
             heartbeat.cancel()
             # Cancelled (or failed): what is in flight is cut short and stays pending, for another worker.
-            held = list(self._held.values())
-            for task in held:
+            tasks = list(self._held.values())
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(heartbeat, *held, return_exceptions=True)
+            await asyncio.gather(heartbeat, *tasks, return_exceptions=True)
             await self._leave()
         if self._failure is not None:
             raise self._failure
@@ -94,24 +112,41 @@ class Worker:
     async def _take(self, count: int) -> list[tuple[str, int]]:
         """Up to ``count`` chunks: new ones first, then those idle ``claim_idle`` seconds (their worker is
         dead, or left them for another attempt)."""
-        redis, queue = self.job.redis, self.job.keys[1]
-        read = await redis.xreadgroup(GROUP, self.consumer, {queue: ">"}, count=count, block=self._block_ms)
-        entries = _entries(read[0][1] if read else [])
+        entries = await self._read_new(count, block=False)
         if not entries:
+            redis, queue = self.job.redis, self.job.keys[1]
             claimed = await redis.xautoclaim(
                 queue, GROUP, self.consumer, int(self.claim_idle * 1000), start_id="0-0", count=count
             )
             entries = _entries(claimed[1])
         return entries
 
+    async def _read_new(self, count: int, *, block: bool) -> list[tuple[str, int]]:
+        """Up to ``count`` chunks never delivered to any worker; with ``block``, waiting a moment for one."""
+        redis, queue = self.job.redis, self.job.keys[1]
+        wait = max(1, int(self._poll * 1000)) if block else None
+        read = await redis.xreadgroup(GROUP, self.consumer, {queue: ">"}, count=count, block=wait)
+        return _entries(read[0][1] if read else [])
+
+    def _start_all(self, entries: list[tuple[str, int]]) -> None:
+        for entry_id, index in entries:
+            self._start(entry_id, index)
+
     def _start(self, entry_id: str, index: int) -> None:
         task = asyncio.ensure_future(self._chunk(entry_id, index))
         self._held[entry_id] = task
+        self._calling.add(entry_id)
         task.add_done_callback(lambda done: self._ended(entry_id, done))
+
+    def _called(self, entry_id: str) -> None:
+        """The call of ``entry_id`` has ended (or will not be made): its place is free."""
+        self._calling.discard(entry_id)
+        self._freed.set()
 
     def _ended(self, entry_id: str, task: asyncio.Task[None]) -> None:
         if self._held.get(entry_id) is task:
             del self._held[entry_id]
+        self._called(entry_id)
         if not task.cancelled() and (error := task.exception()) is not None and self._failure is None:
             self._failure = error
 
@@ -131,6 +166,7 @@ class Worker:
             outcome = UnresolvedChunk(request_id, chunk, stale, first_attempt_at=first)
         else:
             outcome = await self._send(request_id, chunk, first)
+            self._called(entry_id)
             if not self._final(outcome, fresh):
                 return  # left pending: taken again after claim_idle, until 55 minutes after its first attempt
         blob, counts, notable = pack_outcome(outcome)
