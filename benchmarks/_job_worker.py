@@ -3,7 +3,8 @@
 Usage: python benchmarks/_job_worker.py MODE REDIS_URL BASE_URL JOB_ID CONCURRENCY [FIRST COUNT PREFIX]
 
 MODE ``job``: ``RedisBulkJob.open(...).work(client)``; MODE ``slice``: the hand-rolled equivalent,
-``send_bulk`` of the numbers ``PREFIX`` + FIRST .. FIRST + COUNT - 1 (a disjoint slice of the job per process, no Redis).
+``send_bulk`` of the numbers ``PREFIX`` + FIRST .. FIRST + COUNT - 1 (a disjoint slice of the job per
+process, no Redis).
 Prints ``ready`` once imported and connected, waits for a line on stdin, works, then prints one JSON line:
 the wall-clock start and end (``time.time``), this process's CPU seconds for the work, the chunks it
 finished, and its Redis round trips (each command, script call or pipeline is one).
