@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sized
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sized
 
-from ._chunk import JournalFailed, Outcome, Piece, Runner, Send, chunk_request_id, resume
+from ._chunk import JournalFailed, Outcome, Piece, Runner, Send, aborted_at_start, chunk_request_id, resume
 from ._compat import cancelling
 from ._errors import (
     AuthenticationError,
@@ -318,12 +318,22 @@ def _unknown(job_id: str, index: int, chunk: list[str], cause: BaseException | N
     return UnresolvedChunk(request_id, tuple(chunk), error)
 
 
-def _holding(job: Job) -> contextlib.AbstractAsyncContextManager[object]:
-    """The job's lock for its whole run, when its journal keeps one (a job run by another process at once
-    is refused before anything is sent)."""
-    if isinstance(job.journal, Exclusive):
-        return job.journal.hold(job.job_id)
-    return contextlib.nullcontext()
+@contextlib.asynccontextmanager
+async def _holding(job: Job) -> AsyncIterator[None]:
+    """The job's lock for its whole run, when its journal keeps one: a job run by another process at once
+    is refused (``ValidationError``), and a journal that fails to lock aborts the job, before anything is
+    sent."""
+    if not isinstance(job.journal, Exclusive):
+        yield
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(job.journal.hold(job.job_id))
+        except ValidationError:
+            raise
+        except Exception as exc:
+            raise aborted_at_start(job.job_id, exc) from exc
+        yield
 
 
 async def report(job: Job, send: Send, closing: Callable[[], bool]) -> SendReport:

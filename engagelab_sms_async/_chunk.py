@@ -39,6 +39,7 @@ from ._retry import is_retryable
 
 __all__ = [
     "JournalFailed",
+    "aborted_at_start",
     "Outcome",
     "Send",
     "check_settings",
@@ -76,13 +77,13 @@ async def resume(
         known = await journal.load(job_id)
         saved = await journal.load_job(job_id)
     except Exception as exc:
-        raise _aborted_at_start(job_id, exc) from exc
+        raise aborted_at_start(job_id, exc) from exc
     check_settings(job_id, saved, settings)
     if saved is None:
         try:
             await journal.record_job(job_id, settings)
         except Exception as exc:
-            raise _aborted_at_start(job_id, exc) from exc
+            raise aborted_at_start(job_id, exc) from exc
     return known
 
 
@@ -388,7 +389,8 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _aborted_at_start(job_id: str, error: Exception) -> BulkAbortedError:
+def aborted_at_start(job_id: str, error: Exception) -> BulkAbortedError:
+    """A job stopped before it started, because its journal failed: nothing was sent."""
     return BulkAbortedError(
         SendReport(job_id=job_id, complete=False), f"the journal raised {type(error).__name__}"
     )

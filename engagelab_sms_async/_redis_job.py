@@ -241,17 +241,17 @@ class RedisBulkJob:
         unresolved once attempted (their outcome is not known yet), unsent otherwise; ``complete`` once the
         input is sealed and every chunk has an outcome. ``results`` holds only the results with refused
         or unanswered numbers: :meth:`iter_results` streams them all."""
-        progress = await self.progress()
-        _, _, numbers, attempts, outcomes, notable = self.keys
-        listed = sorted(int(index) for index in await self.redis.smembers(notable))
-        kept = [unpack_outcome(blob) for blob in await self.store.hmget(outcomes, listed)]
+        # One moment for the counters and the chunks they count (outcomes, once written, never change).
+        snapshot = await self.store.snapshot(chunks=True)
+        progress = snapshot.progress
+        _, _, numbers, attempts, outcomes, _ = self.keys
+        kept = [unpack_outcome(blob) for blob in await self.store.hmget(outcomes, snapshot.listed)]
         results = [o for o in kept if isinstance(o, SendResult)]
         unresolved = [o for o in kept if isinstance(o, UnresolvedChunk)]
         rejected = [o for o in kept if isinstance(o, RejectedChunk)]
         unsent: list[UnsentChunk] = []
         if progress.done < progress.enqueued:
-            final = {int(index) for index in await self.redis.hkeys(outcomes)}
-            open_ = [index for index in range(progress.enqueued) if index not in final]
+            open_ = [index for index in range(progress.enqueued) if index not in snapshot.final]
             began = await self.store.hmget(attempts, open_)
             now = await self.store.now()
             for index, blob, first in zip(open_, await self.store.hmget(numbers, open_), began, strict=True):

@@ -15,7 +15,7 @@ Times are integers of microseconds, written with ``%.0f``: ``tostring`` of a Lua
 digits.
 """
 
-__all__ = ["ADD", "BEGIN", "FINISH", "SEAL", "TOUCH"]
+__all__ = ["ADD", "BEGIN", "FINISH", "RELEASE", "SEAL", "SNAPSHOT", "TOUCH"]
 
 _EXPIRE = """
 local function keep(ttl)
@@ -139,4 +139,34 @@ for i = 3, #ARGV do
   end
 end
 return owned
+"""
+
+#: Give back the first attempt ARGV[2] of chunk ARGV[1], recorded by a worker whose call never left or was
+#: refused before being carried out (a 401): the chunk is then sent as a first attempt, not reported
+#: expired an hour later. Only if the record is still that attempt.
+RELEASE = """
+if redis.call('HGET', KEYS[4], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+#: The job at one moment: {the meta counters (chunks, recipients, duplicates, done, succeeded, failed,
+#: unresolved), chunks enqueued, chunks attempted}, and with ARGV[1] '1' also {the notable chunks, the
+#: chunks with an outcome (only while some have none)}.
+SNAPSHOT = """
+local counters = redis.call('HMGET', KEYS[1], 'chunks', 'recipients', 'duplicates', 'done', 'succeeded',
+  'failed', 'unresolved')
+local enqueued = redis.call('HLEN', KEYS[3])
+local reply = {counters, enqueued, redis.call('HLEN', KEYS[4])}
+if ARGV[1] == '1' then
+  reply[4] = redis.call('SMEMBERS', KEYS[6])
+  if (tonumber(counters[4]) or 0) < enqueued then
+    reply[5] = redis.call('HKEYS', KEYS[5])
+  else
+    reply[5] = {}
+  end
+end
+return reply
 """

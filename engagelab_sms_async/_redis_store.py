@@ -3,6 +3,7 @@ how a chunk's numbers and outcome are packed into a value (JSON, compressed)."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import zlib
@@ -16,11 +17,13 @@ from ._converter import converter
 from ._journal import Clock, read
 from ._ledger import tally
 from ._models import SendResult
+from ._redis_job_script import SNAPSHOT
 from ._redis_scripts import Scripts
 
 __all__ = [
     "GROUP",
     "JobProgress",
+    "Snapshot",
     "Store",
     "moment",
     "pack_numbers",
@@ -62,6 +65,16 @@ class JobProgress:
         return self.sealed and self.done >= self.enqueued
 
 
+@attrs.frozen
+class Snapshot:
+    """The job at one moment: its ``progress``, the chunks the report lists (``listed``), and the chunks
+    with an outcome (``final``: asked for only while some have none)."""
+
+    progress: JobProgress
+    listed: list[int]
+    final: set[int]
+
+
 @attrs.define
 class Store:
     """A job's keys in ``redis``, all under the hash tag ``{job_id}`` (one cluster slot per job), kept
@@ -87,20 +100,17 @@ class Store:
             return ""
         return str(round((await read(self.clock)).timestamp() * 1_000_000))
 
-    async def progress(self) -> JobProgress:
-        """Where the job stands (see :class:`JobProgress`)."""
-        meta, _, numbers, attempts, _, _ = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(meta, *_COUNTERS)
-            pipe.hlen(numbers)
-            pipe.hlen(attempts)
-            values, enqueued, attempted = await pipe.execute()
+    async def snapshot(self, *, chunks: bool = False) -> Snapshot:
+        """The job's counters at one moment (one script: every worker's writes are before or after it);
+        with ``chunks``, the chunks listed by the report and, unless all are done, those with an outcome."""
+        reply = await self.scripts.run(SNAPSHOT, self.keys, "1" if chunks else "0")
+        values, enqueued, attempted = reply[0], int(reply[1]), int(reply[2])
         _, recipients, duplicates, done, succeeded, failed, unresolved = (int(v or 0) for v in values)
-        return JobProgress(
-            enqueued=int(enqueued),
+        progress = JobProgress(
+            enqueued=enqueued,
             sealed=values[0] is not None,
-            queued=int(enqueued) - int(attempted),
-            in_progress=max(0, int(attempted) - done),
+            queued=enqueued - attempted,
+            in_progress=max(0, attempted - done),
             done=done,
             recipients=recipients,
             duplicates=duplicates,
@@ -108,6 +118,13 @@ class Store:
             failed=failed,
             unresolved_recipients=unresolved,
         )
+        listed = sorted(int(index) for index in reply[3]) if len(reply) > 3 else []
+        final = {int(index) for index in reply[4]} if len(reply) > 4 else set()
+        return Snapshot(progress, listed, final)
+
+    async def progress(self) -> JobProgress:
+        """Where the job stands (see :class:`JobProgress`)."""
+        return (await self.snapshot()).progress
 
     async def hmget(self, key: str, indexes: list[int]) -> list[Any]:
         if not indexes:
@@ -129,13 +146,23 @@ def moment(micros: int | str | bytes) -> dt.datetime:
     return dt.datetime.fromtimestamp(int(micros) / 1_000_000, dt.timezone.utc)
 
 
+def _packed(text: bytes) -> bytes:
+    # Compressed, then base64: ASCII, so that a client made with decode_responses=True reads it too.
+    return base64.b64encode(zlib.compress(text, 6))
+
+
+def _unpacked(blob: str | bytes) -> bytes:
+    return zlib.decompress(base64.b64decode(blob))
+
+
 def pack_numbers(chunk: list[str]) -> bytes:
-    return zlib.compress("\n".join(chunk).encode(), 6)
+    """A chunk's numbers as Redis keeps them."""
+    return _packed("\n".join(chunk).encode())
 
 
-def unpack_numbers(blob: bytes) -> tuple[str, ...]:
+def unpack_numbers(blob: str | bytes) -> tuple[str, ...]:
     """A chunk's numbers as ``pack_numbers`` kept them."""
-    return tuple(zlib.decompress(blob).decode().split("\n"))
+    return tuple(_unpacked(blob).decode().split("\n"))
 
 
 def pack_outcome(outcome: Outcome) -> tuple[bytes, tuple[int, int, int], bool]:
@@ -147,12 +174,13 @@ def pack_outcome(outcome: Outcome) -> tuple[bytes, tuple[int, int, int], bool]:
     else:
         data = {"chunk": portable.chunks_data([outcome])[0], "kind": type(outcome).__name__}
         notable = True
-    blob = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 6)
+    blob = _packed(json.dumps(data, separators=(",", ":")).encode())
     return blob, tally(outcome)[:3], notable
 
 
-def unpack_outcome(blob: bytes) -> Outcome:
-    data = json.loads(zlib.decompress(blob))
+def unpack_outcome(blob: str | bytes) -> Outcome:
+    """A chunk's outcome as ``pack_outcome`` kept it."""
+    data = json.loads(_unpacked(blob))
     if "sent" in data:
         return converter.structure(data["sent"], SendResult)
     if data["kind"] == "RejectedChunk":

@@ -25,8 +25,8 @@ from ._errors import (
     RequestIdReusedError,
     TransportError,
 )
-from ._models import RESEND_WINDOW, RejectedChunk, SendResult, UnresolvedChunk
-from ._redis_job_script import BEGIN, FINISH, TOUCH
+from ._models import RESEND_WINDOW, RejectedChunk, SendResult, UnresolvedChunk, UnsentChunk
+from ._redis_job_script import BEGIN, FINISH, RELEASE, TOUCH
 from ._redis_store import GROUP, Store, moment, pack_outcome, unpack_numbers
 
 __all__ = ["Worker"]
@@ -34,6 +34,8 @@ __all__ = ["Worker"]
 logger = logging.getLogger("engagelab_sms_async")
 
 _WINDOW_US = int(RESEND_WINDOW.total_seconds() * 1_000_000)
+#: XAUTOCLAIM calls per look for idle chunks, at most (each scans 10 entries per place free).
+_SCANS = 8
 
 
 class Worker:
@@ -63,6 +65,7 @@ class Worker:
         #: being recorded does not keep the next one waiting). ``_freed`` is set whenever one ends.
         self._calling: set[str] = set()
         self._freed = asyncio.Event()
+        self._cursor = "0-0"  # where the next look for idle chunks starts
         self._failure: BaseException | None = None
         # How often a worker with nothing to take looks again: soon enough to see the job finished, or a
         # dead worker's chunks idle ``claim_idle``, without a busy loop.
@@ -103,8 +106,9 @@ class Worker:
             tasks = list(self._held.values())
             for task in tasks:
                 task.cancel()
+            # The consumer stays in the group (a few bytes, gone when the job's keys expire): deleting it
+            # would drop from the group any chunk delivered to it meanwhile, which nobody would take over.
             await asyncio.gather(heartbeat, *tasks, return_exceptions=True)
-            await self._leave()
         if self._failure is not None:
             raise self._failure
         return self.finished
@@ -113,12 +117,20 @@ class Worker:
         """Up to ``count`` chunks: new ones first, then those idle ``claim_idle`` seconds (their worker is
         dead, or left them for another attempt)."""
         entries = await self._read_new(count, block=False)
-        if not entries:
-            redis, queue = self.job.redis, self.job.keys[1]
+        redis, queue = self.job.redis, self.job.keys[1]
+        # XAUTOCLAIM scans at most 10 * count pending entries a call: its cursor goes on from where it
+        # stopped, past the chunks live workers hold, a few calls at a time (the next look goes on after).
+        for _ in range(_SCANS):
+            if entries:
+                break
             claimed = await redis.xautoclaim(
-                queue, GROUP, self.consumer, int(self.claim_idle * 1000), start_id="0-0", count=count
+                queue, GROUP, self.consumer, int(self.claim_idle * 1000), start_id=self._cursor, count=count
             )
-            entries = _entries(claimed[1])
+            self._cursor = _text(claimed[0])
+            # An entry of ours idle that long (a loop stalled) is still ours, and already being sent.
+            entries = [entry for entry in _entries(claimed[1]) if entry[0] not in self._held]
+            if self._cursor == "0-0":
+                break
         return entries
 
     async def _read_new(self, count: int, *, block: bool) -> list[tuple[str, int]]:
@@ -167,6 +179,10 @@ class Worker:
         else:
             outcome = await self._send(request_id, chunk, first)
             self._called(entry_id)
+            if fresh and _never_carried_out(outcome):
+                # Nothing of this first attempt reached the API: its time is given back, so that the
+                # chunk is later sent as a first attempt, not reported expired an hour from now.
+                await job.scripts.run(RELEASE, job.keys, index, reply[1])
             if not self._final(outcome, fresh):
                 return  # left pending: taken again after claim_idle, until 55 minutes after its first attempt
         blob, counts, notable = pack_outcome(outcome)
@@ -222,15 +238,12 @@ class Worker:
                 # Redis unreachable: the chunks may be taken over, and resent with the same request_ids.
                 logger.warning("RedisBulkJob %s: heartbeat failed: %s", self.job.job_id, type(exc).__name__)
 
-    async def _leave(self) -> None:
-        """Remove this consumer from the group if it holds no chunk (deleting one that holds chunks would
-        drop them from the group's pending list: nobody would take them over)."""
-        redis, queue = self.job.redis, self.job.keys[1]
-        try:
-            if not await redis.xpending_range(queue, GROUP, "-", "+", 1, consumername=self.consumer):
-                await redis.xgroup_delconsumer(queue, GROUP, self.consumer)
-        except Exception:  # best effort: a consumer left behind costs a few bytes
-            logger.debug("RedisBulkJob %s: consumer %s not removed", self.job.job_id, self.consumer)
+
+def _never_carried_out(outcome: Outcome) -> bool:
+    """Whether a call certainly did nothing: its client closed before it left, or a 401 refused it."""
+    return isinstance(outcome, UnsentChunk) or (
+        isinstance(outcome, RejectedChunk) and isinstance(outcome.error, AuthenticationError)
+    )
 
 
 def _entries(raw: list[Any]) -> list[tuple[str, int]]:

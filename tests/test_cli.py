@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -814,3 +815,17 @@ def test_send_status_stats_over_loopback(
     assert stats.exit_code == 0, stats.output
     rows: list[dict[str, Any]] = json.loads(stats.stdout)
     assert [(row["template_id"], row["targets"]) for row in rows] == [(5, 3)]
+
+
+def test_job_enqueue_of_a_pipe_without_numbers_is_refused_before_redis_is_touched(tmp_path: Path) -> None:
+    fifo = tmp_path / "numbers"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("phone\n"))
+    writer.start()
+    result = invoke(
+        CliRunner(),
+        *("job", "enqueue", "--redis", "redis://127.0.0.1:1", "--job-id", "j", "--template-id", "7"),
+        *("--to-file", str(fifo)),
+    )
+    writer.join(10)
+    assert "no phone numbers" in assert_one_line_error(result, 2)

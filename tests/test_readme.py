@@ -69,7 +69,7 @@ def test_the_job_queue_recipes_are_the_files_the_worker_tests_run(kind: str, pat
 
 def test_the_readme_has_the_blocks_these_tests_expect() -> None:
     assert [kind for kind, _ in BLOCKS].count("run") >= 4
-    assert {"fastapi", "aiohttp", "redis"} <= {kind for kind, _ in BLOCKS}
+    assert {"fastapi", "aiohttp", "redis", "redis_job"} <= {kind for kind, _ in BLOCKS}
 
 
 @pytest.mark.parametrize("code", _blocks("run"), ids=lambda code: code.split("\n\n\n")[1][:40])
@@ -121,3 +121,15 @@ def test_the_redis_example_shares_one_limit(
     assert capsys.readouterr().out.strip() == "[0, 0, 0]"
     store = redis.Redis(host=readme_redis_proc.host, port=readme_redis_proc.port)
     assert store.zcard("engagelab:sms:status:{demo}") == 3  # three calls, one shared log, keyed by sms_user
+
+
+def test_the_shared_job_example_sends_every_number_once(
+    readme_redis_proc: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import redis
+
+    store = redis.Redis(host=readme_redis_proc.host, port=readme_redis_proc.port)
+    store.flushdb()
+    monkeypatch.setenv("REDIS_URL", f"redis://{readme_redis_proc.host}:{readme_redis_proc.port}/0")
+    exec(compile(_blocks("redis_job")[0], str(README), "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out.split() == ["20", "20000", "True", "20"]

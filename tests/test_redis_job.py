@@ -8,7 +8,9 @@ takeovers are tested with a ``claim_idle`` of a fraction of a second.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import datetime as dt
 import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -22,6 +24,7 @@ from pytest_redis import factories
 from engagelab_sms_async import (
     AsyncClient,
     AuthenticationError,
+    BulkAbortedError,
     EngageLabError,
     InvalidRequestError,
     JobProgress,
@@ -59,10 +62,12 @@ async def redis(job_redis_proc: Any) -> AsyncIterator[redis_asyncio.Redis]:
     await connection.aclose()
 
 
-async def eventually(condition: Callable[[JobProgress], bool], job: RedisBulkJob) -> None:
-    """Wait (10 s at most: workers in this process move on between two reads) until the job's progress
-    meets ``condition``."""
-    for _ in range(1000):
+async def eventually(
+    condition: Callable[[JobProgress], bool], job: RedisBulkJob, seconds: float = 10
+) -> None:
+    """Wait (``seconds`` at most: workers in this process move on between two reads) until the job's
+    progress meets ``condition``."""
+    for _ in range(int(seconds * 100)):
         if condition(await job.progress()):
             return
         await asyncio.sleep(0.01)
@@ -307,7 +312,7 @@ async def test_records_are_compact(redis: redis_asyncio.Redis) -> None:
     numbers_blob = await connection.hget(job.keys[2], "0")
     # The journal's JSON record of such a chunk is about 71 KB.
     assert len(outcome) + len(numbers_blob) < 20_000
-    assert b"+86138" in zlib.decompress(outcome)
+    assert b"+86138" in zlib.decompress(base64.b64decode(outcome))
 
 
 async def test_send_bulk_with_a_redis_journal_refuses_the_same_job_running_elsewhere(
@@ -383,3 +388,101 @@ async def test_whatever_fails_and_whoever_is_cancelled_every_number_is_sent_once
     report = await job.report()
     assert report.complete and report.ok and report.succeeded == 400
     assert sorted(sandbox.deliveries.values()) == [1] * 400
+
+
+# --- found by an adversarial read, each reproduced before its fix ---------------------------------------
+
+
+async def test_a_client_that_decodes_responses_runs_the_job_too(job_redis_proc: Any) -> None:
+    connection = redis_asyncio.Redis(
+        host=job_redis_proc.host, port=job_redis_proc.port, decode_responses=True
+    )
+    await connection.flushdb()
+    sandbox = Sandbox()
+    try:
+        job = await RedisBulkJob.create(connection, "text", 7, chunk_size=100)
+        await job.enqueue(numbers(250))
+        async with client_of(sandbox) as client:
+            assert await job.work(client, concurrency=2, claim_idle=CLAIM_IDLE) == 3
+        report = await job.report()
+        assert report.ok and report.succeeded == 250
+        assert len([result async for result in job.iter_results()]) == 3
+    finally:
+        await connection.aclose()
+
+
+async def test_a_report_taken_while_workers_record_outcomes_counts_every_number(
+    redis: redis_asyncio.Redis,
+) -> None:
+    sandbox = Sandbox()
+    job = await RedisBulkJob.create(redis, "watched", 7, chunk_size=5)
+    await job.enqueue(numbers(3_000))
+    seen: list[int] = []
+
+    async def watch() -> None:
+        for _ in range(10_000):  # bounded: the job ends long before
+            report = await job.report()
+            seen.append(report.recipients)
+            if report.complete:
+                return
+
+    async with client_of(sandbox) as first, client_of(sandbox) as second:
+        await asyncio.gather(
+            job.work(first, concurrency=16, claim_idle=CLAIM_IDLE),
+            job.work(second, concurrency=16, claim_idle=CLAIM_IDLE),
+            watch(),
+        )
+    assert len(seen) > 1 and set(seen) == {3_000}
+
+
+async def test_a_first_attempt_refused_by_a_401_does_not_start_the_chunks_hour(
+    redis: redis_asyncio.Redis,
+) -> None:
+    clock = MovableClock()
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "401"}}), clock=clock)
+    job = await RedisBulkJob.create(
+        redis, "late-key", 7, chunk_size=10, clock=lambda: dt.datetime.fromtimestamp(clock(), dt.timezone.utc)
+    )
+    await job.enqueue(numbers(20))
+    async with client_of(sandbox) as client:
+        with pytest.raises(AuthenticationError):
+            await job.work(client, concurrency=1, claim_idle=CLAIM_IDLE)
+    clock.advance(56 * 60)  # the key is mended an hour later
+    async with client_of(sandbox) as client:
+        await job.work(client, concurrency=1, claim_idle=CLAIM_IDLE)
+    report = await job.report()
+    assert report.ok and report.succeeded == 20
+    assert sorted(sandbox.deliveries.values()) == [1] * 20
+
+
+async def test_a_dead_workers_chunks_are_taken_over_behind_many_chunks_live_workers_hold(
+    redis: redis_asyncio.Redis,
+) -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": dict.fromkeys(range(30), "slow")}, slow_seconds=3600))
+    job = await RedisBulkJob.create(redis, "behind", 7, chunk_size=1)
+    await job.enqueue(numbers(40))
+    async with client_of(sandbox) as busy, client_of(sandbox) as taker:
+        live = asyncio.ensure_future(job.work(busy, concurrency=30, claim_idle=CLAIM_IDLE))
+        await eventually(lambda progress: progress.in_progress == 30, job)
+        # A worker that read the last 10 chunks and died before beginning any of them.
+        await redis.xreadgroup("workers", "dead-worker", {job.keys[1]: ">"}, count=10)
+        taking = asyncio.ensure_future(job.work(taker, concurrency=1, claim_idle=CLAIM_IDLE))
+        # Well before the held calls time out (10 s) and are left for another attempt themselves.
+        await eventually(lambda progress: progress.done == 10, job, seconds=3)
+        for task in (live, taking):
+            task.cancel()
+        await asyncio.gather(live, taking, return_exceptions=True)
+
+
+async def test_send_bulk_with_an_unreachable_redis_journal_aborts_before_sending(
+    job_redis_proc: Any,
+) -> None:
+    unreachable = redis_asyncio.Redis(host="127.0.0.1", port=1)
+    sandbox = Sandbox()
+    async with client_of(sandbox) as client:
+        with pytest.raises(BulkAbortedError) as caught:
+            await client.send_bulk(
+                numbers(10), 7, chunk_size=5, job_id="j", journal=RedisJournal(unreachable)
+            )
+    assert caught.value.report.recipients == 0 and not sandbox.send_attempts
+    await unreachable.aclose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -115,9 +116,15 @@ def enqueue(
 
     async def work() -> int:
         variables = parse_vars(var or ())
-        # Read whole first: a missing column or a bad row is reported before anything is queued.
+        # Read whole first: a missing column, a bad row or no number at all is reported before anything is
+        # queued (a pipe, read only once, is looked into for its first number).
         scan(to_file, column)
         source = NumberSource(open_numbers(to_file), column)
+        numbers = iter(source)
+        first = next(numbers, None)
+        if first is None:
+            source.close()
+            raise InputError(no_numbers(to_file, source.bad_rows))
         from .. import RedisBulkJob
 
         async with _job_redis(redis, cluster) as connection:
@@ -131,12 +138,10 @@ def enqueue(
                 label_id=label_id,
             )
             try:
-                added = await job.enqueue(in_thread(iter(source)))
+                added = await job.enqueue(in_thread(itertools.chain([first], numbers)))
             finally:
                 source.close()
             progress = await job.progress()
-        if not progress.recipients:
-            raise InputError(no_numbers(to_file, source.bad_rows))
         if as_json:
             data = {"job_id": job_id, "added": added, "progress": converter.unstructure(progress)}
             render.print_lines([render.to_json(data)])
