@@ -170,6 +170,9 @@ def pack_outcome(outcome: Outcome) -> tuple[bytes, tuple[int, int, int], bool]:
     unresolved numbers), and whether the report lists it."""
     if isinstance(outcome, SendResult):
         data: dict[str, Any] = {"sent": converter.unstructure(outcome)}
+        if attrs.asdict(outcome)["_recipients"] is None:
+            # The usual answer: the numbers asked are the phones its sms_ids end with, in order. Kept once.
+            del data["sent"]["recipients"]
         notable = bool(outcome.failed_items or outcome.unanswered)
     else:
         data = {"chunk": portable.chunks_data([outcome])[0], "kind": type(outcome).__name__}
@@ -182,7 +185,8 @@ def unpack_outcome(blob: str | bytes) -> Outcome:
     """A chunk's outcome as ``pack_outcome`` kept it."""
     data = json.loads(_unpacked(blob))
     if "sent" in data:
-        return converter.structure(data["sent"], SendResult)
+        result = converter.structure(data["sent"], SendResult)
+        return result if "recipients" in data["sent"] else attrs.evolve(result, recipients=None)
     if data["kind"] == "RejectedChunk":
         return portable.rejected_of([data["chunk"]])[0]
     return portable.unresolved_of([data["chunk"]])[0]

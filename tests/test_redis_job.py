@@ -486,3 +486,20 @@ async def test_send_bulk_with_an_unreachable_redis_journal_aborts_before_sending
             )
     assert caught.value.report.recipients == 0 and not sandbox.send_attempts
     await unreachable.aclose()
+
+
+async def test_a_number_the_api_refuses_is_counted_failed_and_its_result_listed(
+    redis: redis_asyncio.Redis,
+) -> None:
+    sandbox = Sandbox()
+    job = await RedisBulkJob.create(redis, "partial", 7, chunk_size=100)
+    asked = [*numbers(150), "12345"]  # not + and 6-15 digits: the API refuses that one number
+    await job.enqueue(asked)
+    async with client_of(sandbox) as client:
+        await job.work(client, concurrency=2, claim_idle=CLAIM_IDLE)
+    report = await job.report()
+    assert (report.succeeded, report.failed, report.complete) == (150, 1, True)
+    [listed] = report.results
+    assert [item.phone for item in listed.failed_items] == ["12345"]
+    results = [result async for result in job.iter_results()]
+    assert [phone for result in results for phone in result.recipients] == asked
