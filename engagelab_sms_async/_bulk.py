@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sized
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sized
 
-from ._chunk import JournalFailed, Outcome, Piece, Runner, Send, aborted_at_start, chunk_request_id, resume
+from ._chunk import JournalFailed, Outcome, Piece, Runner, Send, chunk_request_id, holding, resume
 from ._compat import cancelling
 from ._errors import (
     AuthenticationError,
@@ -26,7 +26,6 @@ from ._errors import (
     ValidationError,
 )
 from ._job import Job
-from ._journal import Exclusive
 from ._ledger import Ledger, size
 from ._models import (
     SendResult,
@@ -318,35 +317,17 @@ def _unknown(job_id: str, index: int, chunk: list[str], cause: BaseException | N
     return UnresolvedChunk(request_id, tuple(chunk), error)
 
 
-@contextlib.asynccontextmanager
-async def _holding(job: Job) -> AsyncIterator[None]:
-    """The job's lock for its whole run, when its journal keeps one: a job run by another process at once
-    is refused (``ValidationError``), and a journal that fails to lock aborts the job, before anything is
-    sent."""
-    if not isinstance(job.journal, Exclusive):
-        yield
-        return
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            await stack.enter_async_context(job.journal.hold(job.job_id))
-        except ValidationError:
-            raise
-        except Exception as exc:
-            raise aborted_at_start(job.job_id, exc) from exc
-        yield
-
-
 async def report(job: Job, send: Send, closing: Callable[[], bool]) -> SendReport:
     """Run ``job`` to its end, or until ``closing()``, and account for every number read (see
     ``AsyncClient.send_bulk``)."""
-    async with _holding(job):
+    async with holding(job.journal, job.job_id):
         return await _report(job, send, closing)
 
 
 async def stream(job: Job, send: Send, closing: Callable[[], bool]) -> AsyncGenerator[SendResult, None]:
     """Run ``job``, yielding each result as it comes; the rest is raised at the end as ``BulkSendError``
     (see ``AsyncClient.iter_send``)."""
-    async with _holding(job), contextlib.aclosing(_stream(job, send, closing)) as results:
+    async with holding(job.journal, job.job_id), contextlib.aclosing(_stream(job, send, closing)) as results:
         async for result in results:
             yield result
 

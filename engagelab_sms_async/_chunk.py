@@ -6,12 +6,13 @@ journal's checks when a job starts or resumes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
 
@@ -25,7 +26,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._journal import ChunkRecord, Clocked, Journal, Rereadable, digest
+from ._journal import ChunkRecord, Clocked, Exclusive, Journal, Rereadable, digest
 from ._models import (
     RESEND_WINDOW,
     JobRecord,
@@ -43,6 +44,7 @@ __all__ = [
     "Outcome",
     "Send",
     "check_settings",
+    "holding",
     "classify",
     "resume",
     "Piece",
@@ -85,6 +87,24 @@ async def resume(
         except Exception as exc:
             raise aborted_at_start(job_id, exc) from exc
     return known
+
+
+@contextlib.asynccontextmanager
+async def holding(journal: Journal | None, job_id: str) -> AsyncIterator[None]:
+    """The lock of job ``job_id`` for its whole run, when its journal keeps one: a job run by another
+    process at once is refused (``ValidationError``), and a journal that fails to lock aborts the job,
+    before anything is sent."""
+    if not isinstance(journal, Exclusive):
+        yield
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(journal.hold(job_id))
+        except ValidationError:
+            raise
+        except Exception as exc:
+            raise aborted_at_start(job_id, exc) from exc
+        yield
 
 
 def classify(request_id: str, recipients: list[str], error: EngageLabError, started: dt.datetime) -> Outcome:
