@@ -17,6 +17,7 @@ more than one SMS), ``/send`` calls from ``/_admin/calls``.
 
     python3 benchmarks/distributed.py                     # 3 rounds of 60 000 recipients, 4 calls per worker
     python3 benchmarks/distributed.py --rounds 5 --recipients 60000 --concurrency 4 --seed 1
+    python3 benchmarks/distributed.py --record-size         # bytes Redis keeps per 1 000 random numbers
 """
 
 from __future__ import annotations
@@ -140,6 +141,38 @@ def run_once(
     )
 
 
+def record_size(redis_url: str, count: int = 20_000) -> None:
+    """Bytes kept per 1 000 random numbers: a RedisBulkJob's numbers and outcomes, and a RedisJournal's
+    records."""
+    from engagelab_sms_async import AsyncClient, RedisJournal
+    from engagelab_sms_async.sandbox import Sandbox
+
+    async def measure() -> None:
+        connection = redis_asyncio.Redis.from_url(redis_url)
+        chooser = random.Random(1)
+        numbers = [f"+86{chooser.randrange(13_000_000_000, 19_999_999_999)}" for _ in range(count)]
+        sandbox = Sandbox()
+        job = await RedisBulkJob.create(connection, "size", 7)
+        await job.enqueue(numbers)
+        async with AsyncClient("demo", "demo-key", transport=sandbox.transport()) as client:
+            await job.work(client)
+            await client.send_bulk(numbers, 7, job_id="size-journal", journal=RedisJournal(connection))
+        sizes = {}
+        for name, key in (("numbers", job.keys[2]), ("outcomes", job.keys[4])):
+            sizes[name] = sum(map(len, (await connection.hgetall(key)).values()))
+        journal = await connection.hgetall("engagelab:sms:journal:size-journal")
+        sizes["journal"] = sum(len(value) for field, value in journal.items() if field.isdigit())
+        await connection.aclose()
+        per = {name: size * 1000 / count for name, size in sizes.items()}
+        print(
+            f"per 1 000 random numbers: RedisBulkJob {per['numbers'] + per['outcomes']:,.0f} B "
+            f"(numbers {per['numbers']:,.0f}, outcomes {per['outcomes']:,.0f}); "
+            f"RedisJournal records {per['journal']:,.0f} B"
+        )
+
+    asyncio.run(measure())
+
+
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         return values[0], values[0], values[0]
@@ -153,6 +186,7 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=60_000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--record-size", action="store_true", help="Only measure what Redis keeps.")
     args = parser.parse_args()
     server = shutil.which("redis-server")
     if server is None:
@@ -176,6 +210,9 @@ def main() -> None:
         wait_for(
             "the sandbox", lambda: answers(lambda: httpx.get(sandbox.removesuffix("/v1") + "/_admin/calls"))
         )
+        if args.record_size:
+            record_size(redis_url)
+            return
         chooser = random.Random(args.seed)
         runs: list[dict[tuple[str, int], Run]] = []
         number = 0
