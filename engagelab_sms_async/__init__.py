@@ -142,7 +142,8 @@ def _claim_public_names() -> None:
     first, where they were written: afterwards ``typing.get_type_hints`` (and cattrs) look them up here."""
     for name in __all__:
         value = globals().get(name)
-        if isinstance(value, type):
+        # A type alias (``Progress``, a Callable[...]) passes for a class on Python 3.10: it has an origin.
+        if isinstance(value, type) and typing.get_origin(value) is None:
             # Every annotation resolves where it was written (no module imports another only for a type
             # checker: tests/test_structure.py): a failure here is a bug, not a case to pass over.
             hints = typing.get_type_hints(value, include_extras=True)

@@ -19,6 +19,7 @@ from typing import TypeVar
 import httpx
 
 from . import _endpoints as api
+from . import _tracing as tracing
 from ._admission import StatusLane, admit
 from ._compat import deadline
 from ._errors import (
@@ -93,6 +94,7 @@ class Caller:
         self._drained: asyncio.Event | None = None
         self._in_flight = asyncio.Semaphore(max_concurrency)
         self._status_lane = StatusLane(STATUS_LANE)
+        self._tracer = tracing.tracer()  # None without opentelemetry-api: nothing traced, nothing spent
 
     def is_closing(self) -> bool:
         """Whether a job should stop taking chunks: the client is closing, or its http_client was closed by
@@ -124,7 +126,10 @@ class Caller:
         self.check_open()
         self._running += 1
         try:
-            return await self._retried(call, parse, wait)
+            if self._tracer is None:
+                return await self._retried(call, parse, wait)
+            with tracing.call_span(self._tracer, call):
+                return await self._retried(call, parse, wait)
         finally:
             self._running -= 1
             if not self._running and self._drained is not None:
@@ -135,7 +140,7 @@ class Caller:
     ) -> T:
         started = time.time()
         try:
-            return await self._attempt(call, parse, wait)
+            return await self._attempt(call, parse, wait, 1)
         except EngageLabError as exc:
             reached = may_have_reached(exc)
             if self.retry.attempts == 1 or not is_retryable(exc):
@@ -151,7 +156,8 @@ class Caller:
                         error, first = first, None
                         raise error
                     try:
-                        return await self._attempt(call, parse, wait)
+                        number = attempt.retry_state.attempt_number
+                        return await self._attempt(call, parse, wait, number)
                     except EngageLabError as exc:
                         reached = reached or may_have_reached(exc)
                         raise
@@ -161,6 +167,14 @@ class Caller:
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _attempt(
+        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None, number: int
+    ) -> T:
+        if self._tracer is None:
+            return await self._attempted(call, parse, wait)
+        with tracing.attempt_span(self._tracer, call, self.base_url, number):
+            return await self._attempted(call, parse, wait)
+
+    async def _attempted(
         self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None
     ) -> T:
         self._check_pool(call)
@@ -241,6 +255,8 @@ class Caller:
                 f"{type(exc).__name__} on /{call.path}: {exc}", error=exc, request_id=call.request_id
             ) from exc
         status = response.status_code
+        if self._tracer is not None:
+            tracing.record_status(status)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s /%s -> HTTP %d (request_id %s)", call.method, call.path, status, call.request_id)
         if 300 <= status < 400:

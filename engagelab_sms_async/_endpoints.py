@@ -22,7 +22,7 @@ import cattrs
 from . import _numbers as numbers
 from . import _validation as check
 from ._calls import JSON_CONTENT_TYPE, STATS_PATHS, Answer, Call, StatsKind
-from ._converter import converter
+from ._converter import DATETIME_FORMAT, converter
 from ._errors import (
     CODE_PARTIAL_SUCCESS,
     RequestIdReusedError,
@@ -256,12 +256,31 @@ def _refusals(refusals: tuple[FailedItem, ...], refused: list[str]) -> tuple[Fai
 def parse_status(call: Call, answer: Answer) -> StatusPage:
     """A ``StatusPage``; the records keep the API's order."""
     data = json_object(call, answer)
+    rows = data.get("result") or []
+    # The API writes its times in the query's zone (+8 unless asked otherwise), without saying so: they
+    # are read as aware datetimes in that zone.
+    zone = check.zone_offset(dict(call.params).get("time_zone"))
+    if isinstance(rows, list):
+        rows = [_zoned(row, zone) for row in rows]
     try:
-        records = converter.structure(data.get("result") or [], list[StatusRecord])
+        records = converter.structure(rows, list[StatusRecord])
         total = converter.structure(data.get("total", len(records)), int)
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
         raise bad_shape(call, answer, exc) from exc
     return StatusPage(records=tuple(records), total=total, offset=call.offset)
+
+
+def _zoned(row: Any, zone: dt.timezone) -> Any:
+    """A status row whose times (``yyyy-mm-dd HH:MM:SS``) are aware, in ``zone``."""
+    if not isinstance(row, dict):
+        return row
+    zoned = dict(row)
+    for field in ("request_time", "update_time"):
+        value = zoned.get(field)
+        if isinstance(value, str) and value:
+            with contextlib.suppress(ValueError):
+                zoned[field] = dt.datetime.strptime(value, DATETIME_FORMAT).replace(tzinfo=zone)
+    return zoned
 
 
 # --- statistics ---------------------------------------------------------------------------------------

@@ -369,7 +369,9 @@ class StatusRecord:
     """The delivery status of one SMS, as ``/v1/status`` reports it.
 
     ``status`` is a ``MessageStatus`` (an unknown code too, as ``STATUS_<code>``); ``sub_status`` a
-    ``SubStatus`` when the code is known, else the plain ``int`` the API sent.
+    ``SubStatus`` when the code is known, else the plain ``int`` the API sent. ``request_time`` and
+    ``update_time`` are aware datetimes in the query's zone (``time_zone``, +8 by default), in which the
+    API writes them.
     """
 
     sms_id: str

@@ -17,7 +17,8 @@ try:
     import redis.asyncio as redis_asyncio
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis
     raise ImportError(
-        'RedisSlidingWindowLimiter needs redis-py: pip install "engagelab-sms-async[redis]"'
+        "the Redis pieces (RedisSlidingWindowLimiter, RedisJournal, RedisBulkJob) need redis-py: "
+        'pip install "engagelab-sms-async[redis]"'
     ) from exc
 
 from ._errors import ValidationError

@@ -130,6 +130,7 @@ _PROCESS_MODULES = frozenset(
         "test_crash_resume",
         "test_environment",
         "test_job_queue_workers",
+        "test_packaging",
         "test_redis_cluster",
         "test_redis_job_processes",
         "test_redis_limiter",

@@ -47,8 +47,10 @@ async def test_status_example_parses_into_records(api: Any, seeded_client: Async
     assert record.status is MessageStatus.DELIVERED
     assert record.template_id == 10  # "10" on the wire
     assert record.msg_type == 2
-    assert record.request_time == dt.datetime(2017, 2, 19, 0, 21, 20)
-    assert record.update_time == dt.datetime(2017, 2, 19, 0, 21, 21)
+    # Aware, in the query's zone: +8 unless asked otherwise.
+    plus_8 = dt.timezone(dt.timedelta(hours=8))
+    assert record.request_time == dt.datetime(2017, 2, 19, 0, 21, 20, tzinfo=plus_8)
+    assert record.update_time == dt.datetime(2017, 2, 19, 0, 21, 21, tzinfo=plus_8)
     assert record.sub_status is None
     assert record.phone == "+16235217"
 
@@ -181,3 +183,14 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now) == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+async def test_status_times_are_read_in_the_zone_the_query_asked(
+    api: Any, seeded_client: AsyncClient, seeds: Any
+) -> None:
+    api.get("/status").mock(return_value=httpx.Response(200, json=seeds["status"]))
+    page = await seeded_client.get_status(TODAY, time_zone="-5")
+    (record,) = page.records
+    assert record.request_time is not None
+    assert record.request_time.utcoffset() == dt.timedelta(hours=-5)
+    assert record.request_time.replace(tzinfo=None) == dt.datetime(2017, 2, 19, 0, 21, 20)

@@ -13,6 +13,13 @@ process over HTTP (``/_admin``: deliveries, send attempts, calls, the clock), fo
 
 from __future__ import annotations
 
+try:
+    import starlette  # noqa: F401  (the sandbox's web framework; uvicorn serves it)
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without starlette
+    raise ImportError(
+        'the sandbox needs its extra: pip install "engagelab-sms-async[sandbox]" (starlette, uvicorn)'
+    ) from exc
+
 from ._admin import ServedClock
 from ._app import create_app
 from ._clock import MovableClock

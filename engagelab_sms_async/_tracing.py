@@ -1,0 +1,110 @@
+"""OpenTelemetry spans (extra ``[otel]``): one per API call, and one per attempt of it inside.
+
+A client finds ``opentelemetry-api`` when it is made; without it nothing here runs (no import, no object
+per call). With it, spans go to whatever tracer provider the application installed (none: the API's no-op).
+
+What a span carries is chosen so that a trace store never holds a secret nor a person's number: the
+endpoint, the request_id, the attempt's number, the HTTP status, the API's error code and the error's
+class; never the sms_key, the Authorization header, the query string (a status query may name a phone),
+the body, nor an error's message (a reused request_id's names the numbers answered).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ._version import __version__
+
+if TYPE_CHECKING:  # the [otel] extra may be absent: its types are only named here
+    from opentelemetry.trace import Span, Tracer
+
+    from ._calls import Call
+
+__all__ = ["attempt_span", "call_span", "record_status", "tracer"]
+
+#: The instrumentation scope's name, as the spans show it.
+SCOPE = "engagelab_sms_async"
+
+
+def tracer() -> Tracer | None:
+    """The library's tracer, or None when ``opentelemetry-api`` is not installed (nothing is traced)."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    return trace.get_tracer(SCOPE, __version__)
+
+
+@contextlib.contextmanager
+def call_span(tracer: Tracer, call: Call) -> Iterator[Span]:
+    """The span of one API call, retries included; its final error is recorded by class and code."""
+    attributes: dict[str, Any] = {"engagelab.endpoint": call.endpoint}
+    if call.request_id is not None:
+        attributes["engagelab.request_id"] = call.request_id
+    with tracer.start_as_current_span(
+        f"engagelab_sms.{call.endpoint}",
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+
+
+@contextlib.contextmanager
+def attempt_span(tracer: Tracer, call: Call, base_url: str, attempt: int) -> Iterator[Span]:
+    """The span of one HTTP request of a call (a client span, in OpenTelemetry's HTTP conventions)."""
+    from opentelemetry.trace import SpanKind
+
+    url = urlsplit(base_url)
+    path = f"{url.path.rstrip('/')}/{call.path}"
+    attributes: dict[str, Any] = {
+        "http.request.method": call.method,
+        "url.path": path,
+        "server.address": url.hostname or "",
+        "engagelab.endpoint": call.endpoint,
+        "engagelab.attempt": attempt,
+    }
+    if url.port is not None:
+        attributes["server.port"] = url.port
+    if call.request_id is not None:
+        attributes["engagelab.request_id"] = call.request_id
+    with tracer.start_as_current_span(
+        f"{call.method} {path}",
+        kind=SpanKind.CLIENT,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+
+
+def record_status(status_code: int) -> None:
+    """Note the HTTP status of the answer on the attempt's span (the current one)."""
+    from opentelemetry import trace
+
+    trace.get_current_span().set_attribute("http.response.status_code", status_code)
+
+
+def _failed(span: Span, error: BaseException) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    name = type(error).__name__
+    span.set_attribute("error.type", name)
+    # An APIError's code and HTTP status (a TransportError has neither).
+    for attribute, field in (("engagelab.error_code", "code"), ("http.response.status_code", "status_code")):
+        value = getattr(error, field, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            span.set_attribute(attribute, value)
+    # The class alone: a message may name phone numbers.
+    span.set_status(Status(StatusCode.ERROR, name))
