@@ -428,12 +428,11 @@ def _exit_codes(text: str) -> str:
     return match.group(0)
 
 
-def test_send_help_and_the_readme_say_the_same_of_exit_codes() -> None:
+def test_send_help_and_the_cli_guide_say_the_same_of_exit_codes() -> None:
     help_page = subprocess.run(
         [*ENGAGELAB_SMS, "send", "--help"], capture_output=True, text=True, env=cli_env(), check=False
     ).stdout
-    readme = (REPO / "README.md").read_text()
-    command_line = readme[readme.index("## The command line") :]
+    command_line = (REPO / "docs" / "cli.md").read_text()
 
     said = _exit_codes(help_page)
     assert _exit_codes(command_line) == said

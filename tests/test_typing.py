@@ -59,9 +59,9 @@ async def test_the_user_script_runs_against_the_sandbox() -> None:
 
 
 @pytest.mark.timeout(600)
-def test_every_python_block_of_the_readme_passes_mypy_strict(tmp_path: Path) -> None:
+def test_every_python_block_of_the_docs_passes_mypy_strict(tmp_path: Path) -> None:
     # What users copy first (the Quick start's record.status.name included) must type-check as it stands.
-    from .test_readme import BLOCKS
+    from .test_docs import BLOCKS
 
     untyped = []
     for number, (kind, code) in enumerate(BLOCKS):

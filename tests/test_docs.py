@@ -1,9 +1,13 @@
-"""Every Python block of the README runs, against the sandbox (the README is a promise too)."""
+"""Every Python block of the README and of the documentation's pages runs, against the sandbox (the docs
+are a promise too); the API reference has a page per public name, and the built site has each of them."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +18,17 @@ from pytest_redis import factories
 
 from engagelab_sms_async.sandbox import Sandbox
 
+from . import _reference as reference
 from .conftest import trust_fresh_redis
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+#: Every Markdown page a user reads: the README, then the site's pages.
+PAGES = [README, *sorted((REPO / "docs").rglob("*.md"))]
 BLOCK = re.compile(r"(?:<!-- readme-test: (?P<kind>\w+) -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
-BLOCKS = [(match["kind"] or "run", match["code"]) for match in BLOCK.finditer(README.read_text())]
+BLOCKS = [
+    (match["kind"] or "run", match["code"]) for page in PAGES for match in BLOCK.finditer(page.read_text())
+]
 
 readme_redis_proc = factories.redis_proc(port=None)  # type: ignore[arg-type]
 
@@ -69,12 +79,12 @@ def test_the_job_queue_recipes_are_the_files_the_worker_tests_run(kind: str, pat
 
 def test_the_readme_has_the_blocks_these_tests_expect() -> None:
     assert [kind for kind, _ in BLOCKS].count("run") >= 4
-    assert {"fastapi", "aiohttp", "redis", "redis_job"} <= {kind for kind, _ in BLOCKS}
+    assert {"fastapi", "aiohttp", "redis", "redis_job", "otel"} <= {kind for kind, _ in BLOCKS}
 
 
 @pytest.mark.parametrize("code", _blocks("run"), ids=lambda code: code.split("\n\n\n")[1][:40])
 def test_a_readme_example_runs(code: str, capsys: pytest.CaptureFixture[str]) -> None:
-    exec(compile(code, str(README), "exec"), {"__name__": "readme"})  # its own asserts must hold
+    exec(compile(code, "docs", "exec"), {"__name__": "readme"})  # its own asserts must hold
     assert bool(capsys.readouterr().out) == ("print(" in code)  # and what it prints, it printed
 
 
@@ -83,7 +93,7 @@ def test_the_fastapi_example_sends_through_one_client(served_sandbox: Sandbox) -
     from fastapi.testclient import TestClient
 
     namespace: dict[str, Any] = {"__name__": "readme"}
-    exec(compile(_blocks("fastapi")[0], str(README), "exec"), namespace)
+    exec(compile(_blocks("fastapi")[0], "docs", "exec"), namespace)
     with TestClient(namespace["app"]) as http:
         first = http.post("/welcome/+12673800456")
         again = http.post("/welcome/+12673800456")
@@ -96,7 +106,7 @@ def test_the_aiohttp_example_sends_through_one_client(served_sandbox: Sandbox) -
     from aiohttp.test_utils import TestClient, TestServer
 
     namespace: dict[str, Any] = {"__name__": "readme"}
-    exec(compile(_blocks("aiohttp")[0], str(README), "exec"), namespace)
+    exec(compile(_blocks("aiohttp")[0], "docs", "exec"), namespace)
 
     async def call() -> dict[str, Any]:
         async with TestClient(TestServer(namespace["make_app"]())) as http:
@@ -117,7 +127,7 @@ def test_the_redis_example_shares_one_limit(
 
     monkeypatch.setenv("REDIS_URL", f"redis://{readme_redis_proc.host}:{readme_redis_proc.port}/0")
     trust_fresh_redis(readme_redis_proc.host, readme_redis_proc.port)
-    exec(compile(_blocks("redis")[0], str(README), "exec"), {"__name__": "readme"})
+    exec(compile(_blocks("redis")[0], "docs", "exec"), {"__name__": "readme"})
     assert capsys.readouterr().out.strip() == "[0, 0, 0]"
     store = redis.Redis(host=readme_redis_proc.host, port=readme_redis_proc.port)
     assert store.zcard("engagelab:sms:status:{demo}") == 3  # three calls, one shared log, keyed by sms_user
@@ -131,5 +141,58 @@ def test_the_shared_job_example_sends_every_number_once(
     store = redis.Redis(host=readme_redis_proc.host, port=readme_redis_proc.port)
     store.flushdb()
     monkeypatch.setenv("REDIS_URL", f"redis://{readme_redis_proc.host}:{readme_redis_proc.port}/0")
-    exec(compile(_blocks("redis_job")[0], str(README), "exec"), {"__name__": "readme"})
+    exec(compile(_blocks("redis_job")[0], "docs", "exec"), {"__name__": "readme"})
     assert capsys.readouterr().out.split() == ["20", "20000", "True", "20"]
+
+
+@pytest.mark.process
+def test_the_tracing_example_prints_a_call_span_and_one_span_per_attempt() -> None:
+    # In a process of its own: it installs the global tracer provider, which stays for the process's life.
+    [code] = _blocks("otel")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert [line.split() for line in ran.stdout.splitlines()] == [
+        ["engagelab_sms.send"],
+        ["POST", "/v1/send", "1", "503"],
+        ["POST", "/v1/send", "2", "200"],
+    ]
+
+
+def test_the_reference_has_a_page_per_public_name() -> None:
+    grouped = [name for names in reference.GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(reference.public_names())  # each public name in one group, once
+    on_disk = {path.name: path.read_text() for path in reference.REFERENCE.glob("*.md")}
+    assert on_disk == reference.pages()  # python -m tests._reference writes them
+    assert reference.nav() in (REPO / "mkdocs.yml").read_text()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site as .ci/run built it (strict: any warning fails), or built here in strict mode."""
+    built = os.environ.get("DOCS_SITE")
+    if built:
+        return Path(built)
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(target)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=300,
+    )
+    return target
+
+
+@pytest.mark.process
+def test_the_built_site_documents_every_public_name_on_its_page(site: Path) -> None:
+    for name in reference.public_names():
+        page = site / "reference" / reference.page_name(name) / "index.html"
+        assert f'id="engagelab_sms_async.{name}"' in page.read_text(), name
+    assert 'id="engagelab_sms_async.sandbox.Sandbox"' in (site / "reference/sandbox/index.html").read_text()
+
+
+@pytest.mark.process
+def test_the_built_site_has_every_guide(site: Path) -> None:
+    for page in (REPO / "docs").glob("*.md"):
+        built = site / ("index.html" if page.stem == "index" else f"{page.stem}/index.html")
+        assert built.is_file(), page.name
