@@ -90,9 +90,7 @@ def test_importing_without_redis_py_says_how_to_install_it() -> None:
     code = "import sys; sys.modules['redis'] = None; import engagelab_sms_async._redis"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0
-    assert (
-        'ImportError: RedisSlidingWindowLimiter needs redis-py: pip install "engagelab-sms-async[redis]"'
-        in (result.stderr)
+    assert 'need redis-py: pip install "engagelab-sms-async[redis]"' in result.stderr
     )
 
 
