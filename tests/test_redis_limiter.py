@@ -91,7 +91,6 @@ def test_importing_without_redis_py_says_how_to_install_it() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0
     assert 'need redis-py: pip install "engagelab-sms-async[redis]"' in result.stderr
-    )
 
 
 def test_module_imports_first_thing() -> None:
