@@ -126,21 +126,26 @@ class Caller:
         self.check_open()
         self._running += 1
         try:
-            if self._tracer is None:
-                return await self._retried(call, parse, wait)
-            with tracing.call_span(self._tracer, call):
-                return await self._retried(call, parse, wait)
+            tracer = self._tracer
+            if tracer is None or not tracing.recording(tracer):
+                return await self._retried(call, parse, wait, None)
+            with tracing.call_span(tracer, call):
+                return await self._retried(call, parse, wait, tracer)
         finally:
             self._running -= 1
             if not self._running and self._drained is not None:
                 self._drained.set()
 
     async def _retried(
-        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None
+        self,
+        call: api.Call,
+        parse: Callable[[api.Call, api.Answer], T],
+        wait: float | None,
+        tracer: tracing.Tracer | None,
     ) -> T:
         started = time.time()
         try:
-            return await self._attempt(call, parse, wait, 1)
+            return await self._attempt(call, parse, wait, 1, tracer)
         except EngageLabError as exc:
             reached = may_have_reached(exc)
             if self.retry.attempts == 1 or not is_retryable(exc):
@@ -157,7 +162,7 @@ class Caller:
                         raise error
                     try:
                         number = attempt.retry_state.attempt_number
-                        return await self._attempt(call, parse, wait, number)
+                        return await self._attempt(call, parse, wait, number, tracer)
                     except EngageLabError as exc:
                         reached = reached or may_have_reached(exc)
                         raise
@@ -167,15 +172,24 @@ class Caller:
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _attempt(
-        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None, number: int
+        self,
+        call: api.Call,
+        parse: Callable[[api.Call, api.Answer], T],
+        wait: float | None,
+        number: int,
+        tracer: tracing.Tracer | None,
     ) -> T:
-        if self._tracer is None:
-            return await self._attempted(call, parse, wait)
-        with tracing.attempt_span(self._tracer, call, self.base_url, number):
-            return await self._attempted(call, parse, wait)
+        if tracer is None:
+            return await self._attempted(call, parse, wait, None)
+        with tracing.attempt_span(tracer, call, self.base_url, number) as span:
+            return await self._attempted(call, parse, wait, span)
 
     async def _attempted(
-        self, call: api.Call, parse: Callable[[api.Call, api.Answer], T], wait: float | None
+        self,
+        call: api.Call,
+        parse: Callable[[api.Call, api.Answer], T],
+        wait: float | None,
+        span: tracing.Span | None,
     ) -> T:
         self._check_pool(call)
         # Each limiter is passed inside its lane, right before the request leaves (the pool has a connection
@@ -190,7 +204,7 @@ class Caller:
             # counts more than the limit in a window.
             async with contextlib.AsyncExitStack() as admitted:
                 await admit(admitted, self._status_lane, limiter, wait)
-                answer = await self._transmit(call)
+                answer = await self._transmit(call, span)
             try:
                 return parse(call, answer)
             except RateLimitedError as exc:
@@ -200,7 +214,7 @@ class Caller:
         async with self._in_flight:
             if self.send_limiter is not None and call.delivers:  # it paces what sends SMS only
                 await self.send_limiter.acquire()
-            answer = await self._transmit(call)
+            answer = await self._transmit(call, span)
         return parse(call, answer)
 
     def _check_pool(self, call: api.Call) -> None:
@@ -210,7 +224,7 @@ class Caller:
             # the API.
             raise ClientClosedError(f"the client closed before attempt of /{call.path} could leave")
 
-    async def _transmit(self, call: api.Call) -> api.Answer:
+    async def _transmit(self, call: api.Call, span: tracing.Span | None) -> api.Answer:
         """Make one HTTP request and return its answer, whatever its status; raise only a library error.
 
         One request reaches the server per call: redirects are never followed (a 3xx is an
@@ -255,8 +269,8 @@ class Caller:
                 f"{type(exc).__name__} on /{call.path}: {exc}", error=exc, request_id=call.request_id
             ) from exc
         status = response.status_code
-        if self._tracer is not None:
-            tracing.record_status(status)
+        if span is not None:
+            span.set_attribute("http.response.status_code", status)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s /%s -> HTTP %d (request_id %s)", call.method, call.path, status, call.request_id)
         if 300 <= status < 400:

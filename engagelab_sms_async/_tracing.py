@@ -22,8 +22,10 @@ if TYPE_CHECKING:  # the [otel] extra may be absent: its types are only named he
     from opentelemetry.trace import Span, Tracer
 
     from ._calls import Call
+else:
+    Span = Tracer = Any
 
-__all__ = ["attempt_span", "call_span", "record_status", "tracer"]
+__all__ = ["Span", "Tracer", "attempt_span", "call_span", "recording", "tracer"]
 
 #: The instrumentation scope's name, as the spans show it.
 SCOPE = "engagelab_sms_async"
@@ -89,11 +91,17 @@ def attempt_span(tracer: Tracer, call: Call, base_url: str, attempt: int) -> Ite
             raise
 
 
-def record_status(status_code: int) -> None:
-    """Note the HTTP status of the answer on the attempt's span (the current one)."""
+def recording(tracer: Tracer) -> bool:
+    """Whether spans of ``tracer`` go anywhere: not the API's no-op tracer, nor its proxy while the
+    application has set no provider (checked per call: a provider set later is followed)."""
     from opentelemetry import trace
 
-    trace.get_current_span().set_attribute("http.response.status_code", status_code)
+    if isinstance(tracer, trace.NoOpTracer):
+        return False
+    if isinstance(tracer, trace.ProxyTracer):
+        unset = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        return not isinstance(trace.get_tracer_provider(), unset)
+    return True
 
 
 def _failed(span: Span, error: BaseException) -> None:

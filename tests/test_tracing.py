@@ -131,3 +131,13 @@ async def test_without_opentelemetry_nothing_is_traced_and_calls_work(
         caller: Any = client._caller
         assert caller._tracer is None
         assert (await client.send(PHONES, 7)).sms_ids
+
+
+def test_no_span_is_made_while_the_application_has_set_no_provider() -> None:
+    from opentelemetry import trace
+
+    # This process never sets a global provider (the docs' example runs in a process of its own).
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    assert not tracing.recording(trace.get_tracer(tracing.SCOPE))
+    assert not tracing.recording(trace.NoOpTracerProvider().get_tracer(tracing.SCOPE))
+    assert tracing.recording(TracerProvider().get_tracer(tracing.SCOPE))
