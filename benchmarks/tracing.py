@@ -77,9 +77,8 @@ def main() -> None:
         if round_:
             for side, cpu in results.items():
                 per_call[side].append(cpu)
-    print(
-        f"\n{args.calls:,} sends of one number per side, {args.rounds} rounds, Python {sys.version.split()[0]}\n"
-    )
+    python = sys.version.split()[0]
+    print(f"\n{args.calls:,} sends of one number per side, {args.rounds} rounds, Python {python}\n")
     print("| tracing | CPU µs per call (median) | / absent (median, IQR) |")
     print("|---|---:|---:|")
     for side, values in per_call.items():

@@ -76,7 +76,7 @@ class _End:
 
 
 class Run:
-    """A job's chunks through ``send_chunk``, at most ``concurrency`` in flight: :meth:`outcomes` yields
+    """A job's chunks through ``send_chunk``, at most ``concurrency`` in flight: ``outcomes`` yields
     ``(index, outcome)`` for every chunk read, as each completes, and always ends.
 
     ``concurrency`` workers each read the next chunk only when they are free and hand each outcome over
@@ -90,12 +90,12 @@ class Run:
     the same way once ``closing()`` is true (its client is closing).
 
     When the source, the journal or ``on_progress`` raises, the calls in flight finish, the numbers read
-    but not sent are yielded as one :class:`UnsentChunk`, and :class:`Aborted` is raised from the error.
+    but not sent are yielded as one ``UnsentChunk``, and ``Aborted`` is raised from the error.
     A worker that dies of anything else (a ``BaseException``, a ``CancelledError`` nobody asked for) stops
     the job the same way, its chunk yielded as unresolved (it may have been sent); a ``BaseException`` that
-    is not an ``Exception`` nor a ``CancelledError`` is raised as itself. Closing :meth:`outcomes` (or
+    is not an ``Exception`` nor a ``CancelledError`` is raised as itself. Closing ``outcomes`` (or
     cancelling its consumer) cancels the calls in flight: what a journal was told stays written, and
-    :meth:`left_behind` says what the consumer never saw.
+    ``left_behind`` says what the consumer never saw.
     """
 
     def __init__(

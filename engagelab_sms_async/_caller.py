@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import httpx
@@ -179,18 +179,6 @@ class Caller:
         number: int,
         tracer: tracing.Tracer | None,
     ) -> T:
-        if tracer is None:
-            return await self._attempted(call, parse, wait, None)
-        with tracing.attempt_span(tracer, call, self.base_url, number) as span:
-            return await self._attempted(call, parse, wait, span)
-
-    async def _attempted(
-        self,
-        call: api.Call,
-        parse: Callable[[api.Call, api.Answer], T],
-        wait: float | None,
-        span: tracing.Span | None,
-    ) -> T:
         self._check_pool(call)
         # Each limiter is passed inside its lane, right before the request leaves (the pool has a connection
         # for every place of both lanes), so that the spacing it grants is the spacing the server sees.
@@ -202,20 +190,33 @@ class Caller:
             # place a send needs meanwhile. The limiter's slot is held for the whole request and logged
             # when it ends, by when the server has seen it: however uneven the network, the server never
             # counts more than the limit in a window.
-            async with contextlib.AsyncExitStack() as admitted:
-                await admit(admitted, self._status_lane, limiter, wait)
-                answer = await self._transmit(call, span)
-            try:
-                return parse(call, answer)
-            except RateLimitedError as exc:
-                # Should never happen; if it does, every caller of this sms_user waits, not just this one.
-                await limiter.hold(exc.retry_after if exc.retry_after is not None else 1.0)
-                raise
+            async with contextlib.AsyncExitStack() as exchanged:
+                async with contextlib.AsyncExitStack() as admitted:
+                    await admit(admitted, self._status_lane, limiter, wait)
+                    span = await exchanged.enter_async_context(self._exchange(call, number, tracer))
+                    answer = await self._transmit(call, span)
+                try:
+                    return parse(call, answer)
+                except RateLimitedError as exc:
+                    # Never expected; if it comes, every caller of this sms_user waits, not just this one.
+                    await limiter.hold(exc.retry_after if exc.retry_after is not None else 1.0)
+                    raise
         async with self._in_flight:
             if self.send_limiter is not None and call.delivers:  # it paces what sends SMS only
                 await self.send_limiter.acquire()
-            answer = await self._transmit(call, span)
-        return parse(call, answer)
+            async with self._exchange(call, number, tracer) as span:
+                return parse(call, await self._transmit(call, span))
+
+    @contextlib.asynccontextmanager
+    async def _exchange(
+        self, call: api.Call, number: int, tracer: tracing.Tracer | None
+    ) -> AsyncIterator[tracing.Span | None]:
+        """The span of one request and its answer, once admitted: the waits before it are the call's."""
+        if tracer is None:
+            yield None
+            return
+        with tracing.attempt_span(tracer, call, self.base_url, number) as span:
+            yield span
 
     def _check_pool(self, call: api.Call) -> None:
         if self._closed or self.http.is_closed:

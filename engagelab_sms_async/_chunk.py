@@ -186,9 +186,9 @@ class Runner:
         A piece the journal holds as sent is not sent again: its recorded result is returned. One it holds
         as pending (it may have been sent) is resent with its request_id only while the API still remembers
         that id: reached more than 55 minutes after its first attempt (a resume after the hour, a slow
-        source), it is reported unresolved with a :class:`RequestIdExpiredError` instead, unless
+        source), it is reported unresolved with a ``RequestIdExpiredError`` instead, unless
         ``resend_expired``. A journal that fails before the call leaves the piece unsent; one that fails
-        after it leaves the outcome known: both raise :class:`JournalFailed` carrying the outcome.
+        after it leaves the outcome known: both raise ``JournalFailed`` carrying the outcome.
         """
         job_id, index, chunk = piece.job_id, piece.index, piece.numbers
         request_id, fingerprint = piece.request_id, piece.fingerprint

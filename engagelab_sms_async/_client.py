@@ -68,11 +68,8 @@ class AsyncClient:
     bulk jobs keep their own ``concurrency``. Status calls have a lane of their own, 4 at a time beside them:
     one waiting for the limiter never holds a place a send needs, and once admitted it leaves at once.
     ``base_url`` must be an http(s) URL with a host; redirects are never followed (a 3xx is an
-    ``InvalidRequestError``). Bad arguments raise ``ValidationError`` here.
-
-    >>> client = AsyncClient("demo", "demo-key")
-    >>> client
-    <AsyncClient sms_user='demo' base_url='https://sms.api.engagelab.cc/v1'>
+    ``InvalidRequestError``). Bad arguments raise ``ValidationError`` here. Its repr shows the sms_user and
+    the base URL, never the key: ``<AsyncClient sms_user='demo' base_url='https://sms.api.engagelab.cc/v1'>``.
     """
 
     def __init__(
@@ -341,9 +338,11 @@ class AsyncClient:
     ) -> SendReport:
         """Send a template to any number of recipients, each number once, and account for every one of them.
 
-        >>> journal = SQLiteJournal("spring.db")
-        >>> report = await client.send_bulk(numbers, 2336, job_id="spring", journal=journal)
-        >>> report.succeeded, report.failed, report.unresolved_recipients, report.unsent_recipients
+        For example:
+
+            >>> journal = SQLiteJournal("spring.db")
+            >>> report = await client.send_bulk(numbers, 2336, job_id="spring", journal=journal)
+            >>> report.succeeded, report.failed, report.unresolved_recipients, report.unsent_recipients
 
         ``recipients`` (any iterable or async iterable, read lazily) is cut into calls of ``chunk_size``
         numbers (at most 1000), ``concurrency`` in flight; chunk ``i`` carries the request_id

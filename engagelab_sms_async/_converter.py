@@ -13,7 +13,7 @@ from typing import Any
 import cattrs
 import cattrs.gen
 
-from ._models import ChunkRecord, FailedItem, JobRecord, MessageStatus, SendResult, SubStatus
+from ._models import ChunkRecord, FailedItem, JobRecord, MessageStatus, SendResult, StatusRecord, SubStatus
 
 __all__ = ["converter"]
 
@@ -129,17 +129,27 @@ converter.register_structure_hook(SendResult, _structure_result)
 converter.register_unstructure_hook(SendResult, _unstructure_result)
 
 
-def _keep_moment(cls: type, field: str) -> None:
-    """Store ``field`` of ``cls`` as ISO 8601, to the microsecond and with its zone (the API's
-    "yyyy-mm-dd HH:MM:SS" would drop both): a journal's times decide whether a chunk may be resent."""
+def _moment_in(value: Any, _: Any = None) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value))
+
+
+def _moment_out(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _keep_moment(cls: type, *fields: str) -> None:
+    """Store ``fields`` of ``cls`` as ISO 8601, to the microsecond and with their zone (the API's
+    "yyyy-mm-dd HH:MM:SS" would drop both): a journal's times decide whether a chunk may be resent, and a
+    status record's are aware in its query's zone. An aware datetime (or None) is taken as it is."""
     # Typed Any: cattrs types its overrides as **kwargs beside keyword options of other types.
-    iso_in: dict[str, Any] = {
-        field: cattrs.gen.override(struct_hook=lambda value, _: dt.datetime.fromisoformat(value))
-    }
-    iso_out: dict[str, Any] = {field: cattrs.gen.override(unstruct_hook=dt.datetime.isoformat)}
+    iso_in: dict[str, Any] = {field: cattrs.gen.override(struct_hook=_moment_in) for field in fields}
+    iso_out: dict[str, Any] = {field: cattrs.gen.override(unstruct_hook=_moment_out) for field in fields}
     converter.register_structure_hook(cls, cattrs.gen.make_dict_structure_fn(cls, converter, **iso_in))
     converter.register_unstructure_hook(cls, cattrs.gen.make_dict_unstructure_fn(cls, converter, **iso_out))
 
 
 _keep_moment(ChunkRecord, "first_attempt_at")
 _keep_moment(JobRecord, "started_at")
+_keep_moment(StatusRecord, "request_time", "update_time")

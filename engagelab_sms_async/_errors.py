@@ -29,7 +29,7 @@ the server's message, the HTTP status and the request_id only. Every error pickl
 with its message and fields, and no pickle contains them either: see ``EngageLabError``.
 
 Like the builtin exceptions, an error's ``args`` are its constructor's arguments, with JSON-safe values (see
-:mod:`._portable`): ``type(e)(*e.args)`` rebuilds it with its fields, even after ``json.dumps`` and
+``._portable``): ``type(e)(*e.args)`` rebuilds it with its fields, even after ``json.dumps`` and
 ``json.loads``, which is how Celery's JSON results bring a worker's error back to ``result.get()``.
 ``str(e)`` is the message.
 """

@@ -35,7 +35,7 @@ def idempotency_key(*parts: str | int, recipients: Sequence[str]) -> str:
     them, the same numbers sent for two campaigns within the hour would share an id, and the second
     campaign would not be sent.
 
-    Example::
+    For example:
 
         request_id = idempotency_key("spring-sale", chunk_index, recipients=chunk)
         await client.send(chunk, template_id, request_id=request_id)

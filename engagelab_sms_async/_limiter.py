@@ -1,12 +1,12 @@
 """Rate limiters for the EngageLab SMS API.
 
 ``GET /v1/status`` allows each sms_user 60 calls per minute. We promise more than "about 60 a minute": at most
-``limit`` calls in **any** interval of ``window`` seconds. :class:`SlidingWindowLimiter` keeps that promise
-inside one process; :class:`~engagelab_sms_async._redis.RedisSlidingWindowLimiter` keeps it across
-processes and machines. Both fit the :class:`StatusLimiter` protocol, which is all the client needs
+``limit`` calls in **any** interval of ``window`` seconds. ``SlidingWindowLimiter`` keeps that promise
+inside one process; ``RedisSlidingWindowLimiter`` keeps it across
+processes and machines. Both fit the ``StatusLimiter`` protocol, which is all the client needs
 (``status_limiter=``).
 
-``aiolimiter.AsyncLimiter`` fits the :class:`SendLimiter` protocol and is the right tool for
+``aiolimiter.AsyncLimiter`` fits the ``SendLimiter`` protocol and is the right tool for
 ``send_limiter=`` (a steady calls-per-second cap on ``/send``, where a burst is harmless). It is *not* safe
 for ``/v1/status``: it is a leaky bucket, so ``AsyncLimiter(60, 60)`` admits 60 calls at once and then one
 per second, which puts up to 119 calls into one 60 s window (aiolimiter issues #240 and #298). (The
@@ -51,7 +51,7 @@ class SendLimiter(Protocol):
     """What ``send_limiter=`` needs: ``await limiter.acquire()`` before each ``/v1/send``.
 
     ``aiolimiter.AsyncLimiter`` (a steady calls-per-second cap, bursts allowed) fits, and so does every
-    :class:`StatusLimiter`.
+    ``StatusLimiter``.
     """
 
     async def acquire(self) -> None:
@@ -61,15 +61,15 @@ class SendLimiter(Protocol):
 @runtime_checkable
 class StatusLimiter(Protocol):
     """Everything the client calls on ``status_limiter=``, with one signature for every implementation:
-    :class:`SlidingWindowLimiter` (one process) and
-    :class:`~engagelab_sms_async._redis.RedisSlidingWindowLimiter` (many machines).
+    ``SlidingWindowLimiter`` (one process) and
+    ``RedisSlidingWindowLimiter`` (many machines).
     """
 
     async def acquire(self) -> None:
         """Wait until one call is allowed, and count it."""
 
     async def __aenter__(self) -> object:
-        """Acquire, as :meth:`acquire`."""
+        """Acquire, as ``acquire``."""
 
     async def __aexit__(
         self,
@@ -78,7 +78,7 @@ class StatusLimiter(Protocol):
         tb: TracebackType | None,
     ) -> bool | None:
         """End the block. Nothing is released: the call stays counted for a whole window, from its
-        admission (Redis) or, for :class:`SlidingWindowLimiter`, from the block's end."""
+        admission (Redis) or, for ``SlidingWindowLimiter``, from the block's end."""
 
     async def hold(self, seconds: float) -> None:
         """Admit nothing for ``seconds`` (the server answered 429 with ``Retry-After``); holds only extend."""
@@ -147,13 +147,13 @@ class SlidingWindowLimiter:
     ``clock`` defaults to the running event loop's ``time()``, looked up at each call, so fast-forwarding
     loops (``looptime``) fast-forward the limiter too. Every loop and thread sharing one limiter must read
     the same clock: ordinary asyncio loops all read ``time.monotonic()``, fast-forwarded test loops do not;
-    pass ``clock=time.monotonic`` to be explicit (the registry, :func:`status_limiter_for`, does). A loop
+    pass ``clock=time.monotonic`` to be explicit (the registry, ``status_limiter_for``, does). A loop
     that stops for good should cancel its waiting tasks first (``asyncio.run`` does); a waiter whose loop
     is closed, or not running (a loop stopped between two ``run_until_complete`` calls), is passed over so
     that it never holds up the line, and it takes a place at the end of the line again if its loop runs
     again. A forked child process starts with fresh registry limiters.
 
-    Example::
+    For example:
 
         limiter = SlidingWindowLimiter(60, 60.0)
         async with limiter:
@@ -330,7 +330,7 @@ class SlidingWindowLimiter:
         return await self._next_admission(0)
 
     async def _next_admission(self, behind: int) -> float:
-        """As :meth:`next_admission`, for a caller with ``behind`` more callers ahead of it than the line."""
+        """As ``next_admission``, for a caller with ``behind`` more callers ahead of it than the line."""
         with self._lock:
             now = self._now()
             return self._opening_of(len(self._waiters) + behind + 1, now) - now

@@ -1,5 +1,5 @@
 """Redis-backed pieces for many processes and machines: the ``/v1/status`` limiter (in
-:mod:`._redis_limiter`) and the bulk journal.
+``._redis_limiter``) and the bulk journal.
 
 Needs the ``redis`` extra: ``pip install "engagelab-sms-async[redis]"``.
 """
@@ -63,7 +63,7 @@ class RedisJournal:
     One hash per job at ``{key_prefix}:{job_id}`` (field: the chunk index, value: the record as JSON; field
     ``job``: the job's own record),
     kept ``ttl`` seconds after its last write (a day by default: long after the API forgot the request_ids,
-    long enough to resume). See :mod:`engagelab_sms_async._journal` for what a journal promises.
+    long enough to resume). See ``engagelab_sms_async._journal`` for what a journal promises.
 
     Its time is the Redis server's (``TIME``), one clock for every machine; ``clock`` (a plain or async
     callable returning an aware datetime) replaces it, e.g. ``ServedClock(url)`` in a test against a served

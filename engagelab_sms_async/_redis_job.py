@@ -4,7 +4,7 @@
 as ``send_bulk`` does) and queues each once; ``work`` (in any number of processes, on any machines) takes
 chunks and sends each as ``f"{job_id}:{index}"``; ``report``, ``progress`` and ``iter_results`` read what
 the workers recorded. What must not be split between machines (queue a chunk once, begin a send, record
-an outcome once) is one Lua script each (:mod:`._redis_job_script`); the worker loop is :mod:`._redis_work`.
+an outcome once) is one Lua script each (``._redis_job_script``); the worker loop is ``._redis_work``.
 
 Every key of a job shares one hash tag, ``{job_id}``: a job lives on one Redis Cluster slot, and jobs are
 spread over the shards.
@@ -41,10 +41,12 @@ _BATCH = 100  # chunks per round trip when enqueuing or reading results
 class RedisBulkJob:
     """A bulk job in Redis that any number of workers share: every number sent once, whatever dies.
 
-    >>> job = await RedisBulkJob.create(redis, "promo-42", 7, vars={"code": "X1"})
-    >>> await job.enqueue(numbers)                          # once, anywhere; again: adds nothing
-    >>> await job.work(client, concurrency=8)               # on every machine
-    >>> report = await job.report()
+    For example:
+
+        >>> job = await RedisBulkJob.create(redis, "promo-42", 7, vars={"code": "X1"})
+        >>> await job.enqueue(numbers)                          # once, anywhere; again: adds nothing
+        >>> await job.work(client, concurrency=8)               # on every machine
+        >>> report = await job.report()
 
     Chunk ``i`` is always sent as ``f"{job_id}:{i}"``, the request_id the API deduplicates for an hour. A
     worker checks a chunk's record right before sending it (one atomic script): sent already, or taken over
@@ -70,7 +72,7 @@ class RedisBulkJob:
         ttl: int = DEFAULT_TTL,
         clock: Clock | None = None,
     ) -> None:
-        """Use :meth:`create` (or :meth:`open`): they record or read the job's settings in Redis."""
+        """Use ``create`` (or ``open``): they record or read the job's settings in Redis."""
         self.redis = redis
         self.job_id = job_id
         self.options = options
@@ -157,7 +159,7 @@ class RedisBulkJob:
         ttl: int = DEFAULT_TTL,
         clock: Clock | None = None,
     ) -> RedisBulkJob:
-        """The job ``job_id`` as :meth:`create` recorded it (a worker or a report needs no settings);
+        """The job ``job_id`` as ``create`` recorded it (a worker or a report needs no settings);
         ``ValidationError`` if there is none (never created, or expired)."""
         job = cls(redis, check.job_id(job_id), api.SendOptions(0), 1, key_prefix=key_prefix, ttl=ttl)
         saved = _text(await redis.hget(job.keys[0], "settings"))
@@ -232,7 +234,7 @@ class RedisBulkJob:
         ).run()
 
     async def progress(self) -> JobProgress:
-        """Where the job stands (see :class:`JobProgress`): a few commands, whatever its size."""
+        """Where the job stands (see ``JobProgress``): a few commands, whatever its size."""
         return await self.store.progress()
 
     async def report(self) -> SendReport:
@@ -240,7 +242,7 @@ class RedisBulkJob:
         unresolved_recipients + unsent_recipients`` at any moment. Chunks without an outcome yet are
         unresolved once attempted (their outcome is not known yet), unsent otherwise; ``complete`` once the
         input is sealed and every chunk has an outcome. ``results`` holds only the results with refused
-        or unanswered numbers: :meth:`iter_results` streams them all."""
+        or unanswered numbers: ``iter_results`` streams them all."""
         # One moment for the counters and the chunks they count (outcomes, once written, never change).
         snapshot = await self.store.snapshot(chunks=True)
         progress = snapshot.progress

@@ -107,14 +107,14 @@ class RedisSlidingWindowLimiter:
 
     **Fails closed, fast**: every Redis call has its own deadline (``timeout``, 2 s), and every failure
     (refused, hung, timed out, an error reply, a cluster error, an exhausted pool) raises
-    :class:`~engagelab_sms_async.LimiterUnavailableError` with the cause. A server older than Redis 7.0
+    ``LimiterUnavailableError`` with the cause. A server older than Redis 7.0
     raises it too. ``acquire`` never returns without a recorded admission.
 
     Keys are hash-tagged per sms_user (``engagelab:sms:status:{alice}`` and ``...:{alice}:state``), so they
     share a slot on Redis Cluster while users spread over the shards; ``redis`` may be an asyncio ``Redis``
     or ``RedisCluster``. The script is loaded once per client (``SCRIPT LOAD``, then ``EVALSHA``).
 
-    Example::
+    For example:
 
         limiter = RedisSlidingWindowLimiter(redis.asyncio.Redis(host="cache"))
         client = AsyncClient(user, key, status_limiter=limiter)  # bound to the client's sms_user
@@ -194,8 +194,8 @@ class RedisSlidingWindowLimiter:
         await self._acquire_at(None if seconds is None else loop.time() + seconds)
 
     async def _acquire_at(self, until: float | None = None) -> int:
-        """As :meth:`acquire`, returning the admission's time on the Redis server, in microseconds; with
-        ``until`` (loop time), as :meth:`_enter_within`."""
+        """As ``acquire``, returning the admission's time on the Redis server, in microseconds; with
+        ``until`` (loop time), as ``_enter_within``."""
         loop = asyncio.get_running_loop()
         member, giving_back, confirm = _member(), "", False
         try:
@@ -279,7 +279,7 @@ class RedisSlidingWindowLimiter:
         return await self._next_admission(0)
 
     async def _next_admission(self, behind: int) -> float | None:
-        """As :meth:`next_admission`, for a caller with ``behind`` more callers ahead of it."""
+        """As ``next_admission``, for a caller with ``behind`` more callers ahead of it."""
         try:
             reply = await self._call("next", str(behind + 1))
         except LimiterUnavailableError:

@@ -123,7 +123,7 @@ class Store:
         return Snapshot(progress, listed, final)
 
     async def progress(self) -> JobProgress:
-        """Where the job stands (see :class:`JobProgress`)."""
+        """Where the job stands (see ``JobProgress``)."""
         return (await self.snapshot()).progress
 
     async def hmget(self, key: str, indexes: list[int]) -> list[Any]:

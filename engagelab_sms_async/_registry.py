@@ -79,7 +79,7 @@ def status_limiter_for(base_url: str, sms_user: str) -> SlidingWindowLimiter:
 
 
 def as_status_limiter(limiter: StatusLimiter | SendLimiter, sms_user: str) -> StatusLimiter:
-    """``limiter`` as the client calls it for ``sms_user``: a :class:`StatusLimiter` as it is (bound to the
+    """``limiter`` as the client calls it for ``sms_user``: a ``StatusLimiter`` as it is (bound to the
     sms_user); any other limiter with an async ``acquire()`` (``aiolimiter.AsyncLimiter``, one written for
     an earlier version, whose ``hold`` was not a coroutine) adapted, with a warning: it keeps the API's
     rule only as well as it counts."""
@@ -96,7 +96,7 @@ def as_status_limiter(limiter: StatusLimiter | SendLimiter, sms_user: str) -> St
 
 
 class _Adapted:
-    """A limiter that lacks part of the :class:`StatusLimiter` surface on that surface: its own ``async
+    """A limiter that lacks part of the ``StatusLimiter`` surface on that surface: its own ``async
     with`` when it has one (else ``acquire()``), its ``hold`` whether or not it is a coroutine, and a 429's
     hold kept here as well, delaying every admission through it."""
 

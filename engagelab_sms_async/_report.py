@@ -31,7 +31,7 @@ __all__ = [
 class SendReport:
     """Everything a bulk send did: every result, every refused, unresolved or unsent chunk, exact totals.
 
-    On every path (success, 401 mid-job, ``fail_fast``, a failing source or journal)::
+    On every path (success, 401 mid-job, ``fail_fast``, a failing source or journal):
 
         recipients == succeeded + failed + unresolved_recipients + unsent_recipients
 
@@ -102,7 +102,7 @@ class SendReport:
         )
 
     def raise_for_unresolved(self, *, unsent: bool = True, rejected: bool = False) -> None:
-        """Raise :class:`~engagelab_sms_async.UnresolvedChunksError` if the job is not done: chunks
+        """Raise ``UnresolvedChunksError`` if the job is not done: chunks
         unresolved (their outcome is unknown), unsent (the job stopped before them) unless ``unsent=False``,
         rejected (refused whole, e.g. 401) when ``rejected=True``, or a source not read to its end.
 

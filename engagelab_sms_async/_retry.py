@@ -53,8 +53,10 @@ class RetryPolicy:
     ``Retry-After`` (seconds or an HTTP date) replaces the backoff when ``respect_retry_after``, capped by
     ``maximum``. ``sleep`` replaces ``asyncio.sleep`` (tests record or skip the waits).
 
-    >>> RetryPolicy(attempts=3, initial=1.0)  # doctest: +ELLIPSIS
-    RetryPolicy(attempts=3, initial=1.0, maximum=30.0, ...)
+    For example:
+
+        >>> RetryPolicy(attempts=3, initial=1.0)  # doctest: +ELLIPSIS
+        RetryPolicy(attempts=3, initial=1.0, maximum=30.0, ...)
     """
 
     attempts: int = attrs.field(default=5)

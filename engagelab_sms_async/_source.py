@@ -20,7 +20,7 @@ class Chunks:
     """The job's source: reads it lazily, skips repeated numbers, cuts chunks of ``size`` numbers.
 
     Whatever happens, nothing read is lost: a source that raises leaves the numbers it gave before the
-    error in :meth:`leftover`, and so does a job that stops before taking them. With ``dedupe`` a number
+    error in ``leftover``, and so does a job that stops before taking them. With ``dedupe`` a number
     seen anywhere in the job is skipped (one compact key per distinct number is kept); without it only
     repeats within one chunk are (memory stays bounded, for unbounded streams).
     """

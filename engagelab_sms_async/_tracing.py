@@ -11,6 +11,7 @@ the body, nor an error's message (a reused request_id's names the numbers answer
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,7 @@ def call_span(tracer: Tracer, call: Call) -> Iterator[Span]:
         try:
             yield span
         except BaseException as exc:
-            _failed(span, exc)
+            _ended_by(span, exc)
             raise
 
 
@@ -87,7 +88,7 @@ def attempt_span(tracer: Tracer, call: Call, base_url: str, attempt: int) -> Ite
         try:
             yield span
         except BaseException as exc:
-            _failed(span, exc)
+            _ended_by(span, exc)
             raise
 
 
@@ -104,9 +105,14 @@ def recording(tracer: Tracer) -> bool:
     return True
 
 
-def _failed(span: Span, error: BaseException) -> None:
+def _ended_by(span: Span, error: BaseException) -> None:
+    """Record what ended a span early: an error, by its class and code; a cancellation (the caller left,
+    an early ``break``, ``aclose``) is no error of the call, and says so by an attribute only."""
     from opentelemetry.trace import Status, StatusCode
 
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        span.set_attribute("engagelab.cancelled", True)
+        return
     name = type(error).__name__
     span.set_attribute("error.type", name)
     # An APIError's code and HTTP status (a TransportError has neither).

@@ -188,7 +188,32 @@ def test_the_built_site_documents_every_public_name_on_its_page(site: Path) -> N
     for name in reference.public_names():
         page = site / "reference" / reference.page_name(name) / "index.html"
         assert f'id="engagelab_sms_async.{name}"' in page.read_text(), name
-    assert 'id="engagelab_sms_async.sandbox.Sandbox"' in (site / "reference/sandbox/index.html").read_text()
+    sandbox = (site / "reference/sandbox/index.html").read_text()
+    assert 'id="engagelab_sms_async.sandbox.Sandbox"' in sandbox
+    assert 'id="engagelab_sms_async.sandbox.TRANSIENT_FAULTS"' in sandbox
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("StatusRecord", ("sms_id", "phone", "status", "request_time")),
+        ("SendReport", ("recipients", "succeeded", "failed", "unresolved_recipients")),
+        ("APIError", ("code", "status_code", "request_id")),
+    ],
+)
+def test_a_reference_page_shows_the_fields_too(site: Path, name: str, fields: tuple[str, ...]) -> None:
+    page = (site / "reference" / name / "index.html").read_text()
+    for field in fields:
+        assert f'id="engagelab_sms_async.{name}.{field}"' in page, field
+
+
+def test_the_readme_links_only_to_absolute_addresses() -> None:
+    # It is the package's long description on PyPI too, where a relative link leads nowhere.
+    targets = re.findall(r"\]\(([^)]+)\)|^\[[^\]]+\]: (\S+)$", README.read_text(), re.MULTILINE)
+    assert targets
+    for inline, defined in targets:
+        assert (inline or defined).startswith("https://"), inline or defined
 
 
 @pytest.mark.process

@@ -17,6 +17,7 @@ from engagelab_sms_async import (
     ProcessFailedStats,
     RetryPolicy,
     SendFailedStats,
+    StatusRecord,
     SubStatus,
     converter,
 )
@@ -194,3 +195,13 @@ async def test_status_times_are_read_in_the_zone_the_query_asked(
     assert record.request_time is not None
     assert record.request_time.utcoffset() == dt.timedelta(hours=-5)
     assert record.request_time.replace(tzinfo=None) == dt.datetime(2017, 2, 19, 0, 21, 20)
+
+
+async def test_a_status_record_survives_the_converter_with_its_zone(
+    api: Any, seeded_client: AsyncClient, seeds: Any
+) -> None:
+    api.get("/status").mock(return_value=httpx.Response(200, json=seeds["status"]))
+    (record,) = (await seeded_client.get_status(TODAY)).records
+    data = converter.unstructure(record)
+    assert data["request_time"] == "2017-02-19T00:21:20+08:00"  # as the CLI's --json prints it
+    assert converter.structure(data, StatusRecord) == record

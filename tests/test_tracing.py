@@ -4,6 +4,7 @@ when ``opentelemetry-api`` is absent. Exported to the SDK's in-memory exporter."
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import sys
@@ -16,7 +17,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from engagelab_sms_async import AsyncClient, AuthenticationError, RetryPolicy
+from engagelab_sms_async import (
+    AsyncClient,
+    AuthenticationError,
+    RetryPolicy,
+    SlidingWindowLimiter,
+    StatusLimitBusyError,
+)
 from engagelab_sms_async import _tracing as tracing
 from engagelab_sms_async.sandbox import FaultPlan, Sandbox
 
@@ -141,3 +148,37 @@ def test_no_span_is_made_while_the_application_has_set_no_provider() -> None:
     assert not tracing.recording(trace.get_tracer(tracing.SCOPE))
     assert not tracing.recording(trace.NoOpTracerProvider().get_tracer(tracing.SCOPE))
     assert tracing.recording(TracerProvider().get_tracer(tracing.SCOPE))
+
+
+async def test_a_status_call_the_limiter_does_not_admit_makes_no_attempt_span(
+    exported: InMemorySpanExporter,
+) -> None:
+    limiter = SlidingWindowLimiter(limit=1, window=3600.0)
+    async with AsyncClient(
+        "demo", "demo-key", transport=Sandbox().transport(), status_limiter=limiter, retry=FAST_RETRY
+    ) as client:
+        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+        await client.get_status(today)
+        with pytest.raises(StatusLimitBusyError):
+            await client.get_status(today, status_wait=0)
+    spans = exported.get_finished_spans()
+    assert len(named(spans, "GET /v1/status")) == 1  # an attempt span is a request that left
+    calls = named(spans, "engagelab_sms.status")
+    refused = [span for span in calls if span.status.status_code is StatusCode.ERROR]
+    assert [span.attributes["error.type"] for span in refused if span.attributes] == ["StatusLimitBusyError"]
+
+
+async def test_a_cancelled_call_is_no_error_of_the_call(exported: InMemorySpanExporter) -> None:
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "slow"}}, slow_seconds=3600))
+    async with client_of(sandbox) as client:
+        sending = asyncio.ensure_future(client.send(PHONES, 7))
+        for _ in range(1000):  # bounded: the request reaches the sandbox at once
+            if sandbox.send_attempts:
+                break
+            await asyncio.sleep(0.001)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+    for span in exported.get_finished_spans():
+        assert span.status.status_code is StatusCode.UNSET, span.name
+        assert span.attributes is not None and span.attributes["engagelab.cancelled"] is True

@@ -1,7 +1,7 @@
 """The ``engagelab-sms`` typer application: its settings, and which function answers to which command.
 
 The commands live by idea (``_demo``, ``_serve``, ``_send``, ``_status``, ``_track``, ``_stats``); each
-one's docstring is its ``--help`` text, and each runs through :func:`._runner.run`, the one place that
+one's docstring is its ``--help`` text, and each runs through ``._runner.run``, the one place that
 builds the client, runs the event loop and turns errors into one line and an exit code.
 """
 

@@ -1,11 +1,11 @@
 """``engagelab-sms demo``: the whole library against the in-process sandbox, in a few seconds.
 
-The command and what it runs (:func:`run_demo`); it needs no credentials, so it builds its own client, bound
+The command and what it runs (``run_demo``); it needs no credentials, so it builds its own client, bound
 to the sandbox, rather than the runner's.
 
 How the statuses are read back without sleeping and without tripping the 60-calls-a-minute rule:
 
-- The sandbox runs on :class:`ShiftedClock` (wall time plus an offset the demo owns). After the send, the
+- The sandbox runs on ``ShiftedClock`` (wall time plus an offset the demo owns). After the send, the
   demo moves it 5 minutes forward: the sandbox's statuses are final within 2 minutes of sandbox time, so every
   status is final and nobody waited. (The client keeps its real clock: its limiter and retries stay honest.)
 - ``/v1/status`` allows 60 calls a minute per sms_user, and 20 000 records are 200 pages: reading them all

@@ -3,7 +3,7 @@
 
 typer (0.29 here) shows each option's Python type where no ``metavar`` is given: ``--json <bool>``,
 ``--user <str>``, ``--sms-id <list[str]>``, and ``--help <bool>`` on every command. Our options name their
-values with a ``metavar``; :class:`Command` and :class:`Group` give every flag, ``--help`` included, an empty
+values with a ``metavar``; ``Command`` and ``Group`` give every flag, ``--help`` included, an empty
 one, so that a flag shows no value at all.
 """
 

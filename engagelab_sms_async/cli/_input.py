@@ -1,5 +1,5 @@
 """What the CLI reads from the user besides the phone numbers (``_numbers``): dates, statuses, template
-vars; and :class:`InputError`, the one-line error of bad input."""
+vars; and ``InputError``, the one-line error of bad input."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Ctrl+C during a send: the first one stops the job gently, a second one at once.
 
 Without this, Ctrl+C cancels the command's task: calls in flight are cut short (their outcome unknown) and
-nothing is said of what was sent. :func:`ctrl_c` routes SIGINT to two callbacks instead, for as long as the
+nothing is said of what was sent. ``ctrl_c`` routes SIGINT to two callbacks instead, for as long as the
 job runs (``loop.add_signal_handler``, Unix): ``first`` closes the client gently (running jobs take no more
 chunks, calls in flight finish and reach the journal and the report), ``second`` cancels at once. Where the
 loop cannot take signals (Windows, a thread), Ctrl+C stays Python's ``KeyboardInterrupt``.
@@ -23,7 +23,7 @@ class Interrupted(Exception):
 
 
 class CtrlC:
-    """How many times Ctrl+C was pressed while :func:`ctrl_c` listened."""
+    """How many times Ctrl+C was pressed while ``ctrl_c`` listened."""
 
     def __init__(self) -> None:
         self.count = 0

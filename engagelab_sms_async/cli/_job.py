@@ -110,7 +110,7 @@ async def send_job(
     ``before`` (request_id -> numbers) are the chunks the journal answers without a call: the bar's rate
     counts only the others, what this run sends. The first Ctrl+C closes the client gently: the job takes no
     more chunks, the calls in flight finish (their outcomes reach the journal and the report), and the job
-    ends with ``interrupted``. A second one cancels the job at once: :class:`StoppedAtOnce`.
+    ends with ``interrupted``. A second one cancels the job at once: ``StoppedAtOnce``.
     """
     earlier = sum(before.values())
     me = asyncio.current_task()

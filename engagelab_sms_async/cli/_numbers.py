@@ -1,13 +1,13 @@
 """The phone numbers of ``--to-file``: a file or stdin, one number a line or a CSV column, read lazily and
 strictly.
 
-:class:`NumberSource` holds one open stream and yields one number at a time, so a file of millions of lines
+``NumberSource`` holds one open stream and yields one number at a time, so a file of millions of lines
 never sits in memory; only the header (the first data line) is read up front, so that a wrong ``--column``
 is reported before the first SMS leaves.
 
 A CSV is read one line at a time, each row from its own line, by csv's strict reader. A row it cannot read
 (a stray quote, a quoted field still open at the end of its line), a number cell holding a quote, or a row
-with no cell in the number column is a *bad row*: an :class:`InputError` naming its line, or, with
+with no cell in the number column is a *bad row*: an ``InputError`` naming its line, or, with
 ``skip_bad_rows``, counted and skipped. Never merged with the lines after it: in these files a quoted field
 does not span lines, and a stray quote once swallowed the rest of a file without a word.
 """
@@ -113,8 +113,8 @@ class NumberSource:
     first column; the first row is a header unless it already looks like a phone number. Blank lines and
     lines starting with ``#`` are skipped everywhere, as are empty cells. Numbers are passed on as written
     (only stripped): the API decides what is malformed and reports it per number. A bad row (see the module)
-    raises :class:`InputError` naming its line, or is counted in ``bad_rows`` (its line in ``bad_lines``,
-    the first :data:`MAX_BAD_LINES`) and skipped with ``skip_bad_rows``.
+    raises ``InputError`` naming its line, or is counted in ``bad_rows`` (its line in ``bad_lines``,
+    the first ``MAX_BAD_LINES``) and skipped with ``skip_bad_rows``.
     """
 
     def __init__(self, stream: TextIO, column: str | None = None, *, skip_bad_rows: bool = False) -> None:
@@ -203,7 +203,7 @@ class NumberSource:
 def scan(path: str, column: str | None, *, skip_bad_rows: bool = False) -> int | None:
     """How many numbers ``path`` holds, read whole as the send will read it, before anything is sent.
 
-    A bad row is an :class:`InputError` here (unless ``skip_bad_rows``), and so is a file without a single
+    A bad row is an ``InputError`` here (unless ``skip_bad_rows``), and so is a file without a single
     number (empty, a header only). None for stdin and anything but a regular file: a pipe (``<(command)``)
     can be read only once, while sending.
     """

@@ -1,8 +1,8 @@
 """What the CLI says of a bulk send: the summary tables, the JSON object, and how to finish the job.
 
-:func:`report_tables` and :func:`report_json` render a ``SendReport`` alone (the demo's);
-:class:`SendRun` adds what only ``engagelab-sms send`` knows around it (rows of the input it skipped, why
-the job stopped early), and :func:`run_tables` and :func:`run_json` render that.
+``report_tables`` and ``report_json`` render a ``SendReport`` alone (the demo's);
+``SendRun`` adds what only ``engagelab-sms send`` knows around it (rows of the input it skipped, why
+the job stopped early), and ``run_tables`` and ``run_json`` render that.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def report_tables(report: SendReport, *, max_listed: int = MAX_LISTED) -> list[T
 
 
 def run_tables(run: SendRun, *, max_listed: int = MAX_LISTED) -> list[Table]:
-    """:func:`report_tables`, with the rows only the command knows."""
+    """``report_tables``, with the rows only the command knows."""
     rows: list[tuple[str, str]] = []
     if run.answered_before is not None:
         note = " (from the journal, no call)" if run.answered_before else ""
@@ -155,7 +155,7 @@ def report_json(report: SendReport) -> dict[str, Any]:
 
 
 def run_json(run: SendRun) -> dict[str, Any]:
-    """:func:`report_json`, with what the command knows: ``answered_before`` (numbers the journal answered,
+    """``report_json``, with what the command knows: ``answered_before`` (numbers the journal answered,
     without a call) and ``sent_this_run``, ``bad_rows`` and ``bad_row_lines`` (the first lines),
     ``stopped`` (why the job stopped early, or null), ``never_read`` (null when unknown) and ``resume``
     (``command`` and ``note``, or null when the job is finished)."""

@@ -3,7 +3,7 @@ started, and so what this run did.
 
 A chunk the journal holds as answered (``sent``, with its result) is answered from the journal on a resumed
 run, without a call: its result comes back under the same request_id. So a run's results split in two by
-the request_ids :func:`answered_before` read at the start.
+the request_ids ``answered_before`` read at the start.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one runner every command goes through: credentials, client, event loop, logging, errors, exit code.
 
-A command hands :func:`run` all its work, the parsing of its input included, so that every error of every
-command meets the same mapping. :func:`run` checks the credentials, builds the client (:func:`make_client`),
+A command hands ``run`` all its work, the parsing of its input included, so that every error of every
+command meets the same mapping. ``run`` checks the credentials, builds the client (``make_client``),
 runs the work in one fresh event loop, and turns any error into ONE line on stderr (``error: ...``) and an
 exit code:
 
@@ -12,7 +12,7 @@ exit code:
 The sms_key is never printed: errors are built without it, and every line the error path writes is
 scrubbed of it anyway.
 
-For tests: every client of every command comes from :func:`make_client`; replace it
+For tests: every client of every command comes from ``make_client``; replace it
 (``monkeypatch.setattr(_runner, "make_client", ...)``) to point the CLI at an in-process sandbox.
 """
 
@@ -52,7 +52,7 @@ class Connection:
     base_url: str | None
 
     def credentials(self) -> tuple[str, str]:
-        """The sms_user and sms_key, or an :class:`InputError` naming every one missing."""
+        """The sms_user and sms_key, or an ``InputError`` naming every one missing."""
         missing = [
             hint
             for hint, value in ((f"--user or {ENV_USER}", self.user), (f"--key or {ENV_KEY}", self.key))

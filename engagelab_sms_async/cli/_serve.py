@@ -1,6 +1,6 @@
 """``engagelab-sms sandbox``: the API emulator served over HTTP, for the other commands and for users' tests.
 
-With ``--fault`` it fails as told (a :class:`FaultPlan` spelled on the command line); with ``--latency`` it
+With ``--fault`` it fails as told (a ``FaultPlan`` spelled on the command line); with ``--latency`` it
 answers as late as a distant service; with ``--admin`` it answers a test's questions over HTTP (deliveries,
 calls, a clock to move forward) under ``/_admin``.
 """

@@ -19,7 +19,7 @@ DEFAULT_ACCOUNTS: Mapping[str, str] = {"demo": "demo-key"}
 
 
 def authenticate(accounts: Mapping[str, str], authorization: str | None) -> str:
-    """The sms_user of a ``Basic`` Authorization header; :class:`ApiError` 401 otherwise."""
+    """The sms_user of a ``Basic`` Authorization header; ``ApiError`` 401 otherwise."""
     unauthorized = ApiError(401, ErrorCode.UNAUTHORIZED, "Unauthorized.")
     if not authorization:
         raise unauthorized
@@ -37,7 +37,7 @@ def authenticate(accounts: Mapping[str, str], authorization: str | None) -> str:
 
 
 def check_template(templates: frozenset[int] | None, template_id: int) -> None:
-    """:class:`ApiError` 400 when ``template_id`` is not among ``templates`` (``None``: any id exists)."""
+    """``ApiError`` 400 when ``template_id`` is not among ``templates`` (``None``: any id exists)."""
     if templates is not None and template_id not in templates:
         raise ApiError(
             400,

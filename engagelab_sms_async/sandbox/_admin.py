@@ -18,10 +18,10 @@ under ``/v1`` are the same with or without them, and admin calls are never count
   was received, whatever its answer, in order, and ``busiest_minute``: the most of them in any 60-second
   window (counted as the rate limit counts: a call 60 s after another is in a new window);
 - ``GET /_admin/clock``: ``{"now": epoch seconds, "movable": bool}``;
-- ``POST /_admin/clock`` with ``{"advance": seconds}``: moves a :class:`MovableClock` forward, answers as
+- ``POST /_admin/clock`` with ``{"advance": seconds}``: moves a ``MovableClock`` forward, answers as
   ``GET``; 400 for a body that is not that or a negative number, 409 when the clock is not movable.
 
-Read-only apart from the clock. :class:`ServedClock` reads that clock from a test, for a journal's ``clock=``.
+Read-only apart from the clock. ``ServedClock`` reads that clock from a test, for a journal's ``clock=``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The Starlette app: thin routes (parse -> world -> JSON) and the wire layer that injects faults.
 
 The wire layer is a pure ASGI middleware inside the app. It counts every request of the five endpoints, asks
-the :class:`FaultPlan` what goes wrong, and records ``(endpoint, status)`` in ``World.calls`` and the time
+the ``FaultPlan`` what goes wrong, and records ``(endpoint, status)`` in ``World.calls`` and the time
 the request arrived in ``World.call_times``. Cutting a connection is signalled by raising
-:class:`ConnectionCut` after starting the response (so that Starlette does not turn it into a 500): the
+``ConnectionCut`` after starting the response (so that Starlette does not turn it into a 500): the
 in-process transport turns it into the httpx error a real network would give, and uvicorn, seeing an
 exception after the response started, closes the socket. With a ``latency`` it holds every answer back that
 long, as a distant service would. Other paths, the test-only ``/_admin`` routes (``_admin``), pass through
@@ -72,7 +72,7 @@ def create_app(
     admin: bool = False,
     latency: float = 0.0,
 ) -> Starlette:
-    """The EngageLab SMS API emulator as an ASGI app; its :class:`World` is ``app.state.world``.
+    """The EngageLab SMS API emulator as an ASGI app; its ``World`` is ``app.state.world``.
 
     ``accounts`` maps sms_user to sms_key (default ``{"demo": "demo-key"}``); ``faults`` injects failures;
     ``clock`` returns epoch seconds (default ``time.time``); ``templates`` restricts the accepted template ids
@@ -86,7 +86,7 @@ def create_app(
     header off (``uvicorn.Config(..., date_header=False)``), as ``Sandbox.serve`` does.
 
     ``admin=True`` adds the test-only routes of ``_admin`` under ``/_admin`` (no credentials: never expose
-    them beyond a test), and, when no ``clock`` is given, runs on a :class:`MovableClock` that
+    them beyond a test), and, when no ``clock`` is given, runs on a ``MovableClock`` that
     ``POST /_admin/clock`` moves forward.
     """
     if not (math.isfinite(latency) and latency >= 0):

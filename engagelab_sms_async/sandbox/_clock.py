@@ -19,9 +19,9 @@ __all__ = ["MovableClock"]
 class MovableClock:
     """Epoch seconds: a base clock (wall time by default) plus an offset that only grows.
 
-    ``MovableClock()`` reads as ``time.time()`` until :meth:`advance` moves it forward;
+    ``MovableClock()`` reads as ``time.time()`` until ``advance`` moves it forward;
     ``MovableClock(start)`` reads ``start`` now, and runs on from there at the base clock's pace. Any
-    :data:`Clock` can be the base, e.g. ``Sandbox.loop_clock()`` for a test on a fast-forwarded loop.
+    ``Clock`` can be the base, e.g. ``Sandbox.loop_clock()`` for a test on a fast-forwarded loop.
 
     Guarantee: the offset never decreases, so the readings never go back in time unless the base clock does.
     """

@@ -15,7 +15,7 @@ _Result = TypeVar("_Result")
 
 
 class RecentRequests(Generic[_Key, _Result]):
-    """The first result of each key seen less than :data:`DEDUP_SECONDS` ago."""
+    """The first result of each key seen less than ``DEDUP_SECONDS`` ago."""
 
     def __init__(self) -> None:
         # Ordered by first sight, so that forgetting stops at the first entry still young enough.

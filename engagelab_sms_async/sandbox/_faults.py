@@ -209,7 +209,7 @@ Grammar (one clause per spec; spaces around the separators are ignored)::
     INDEXES   = INDEX ("," INDEX)*                # 0-based, counted per endpoint
 
 ENDPOINT is one of ``ENDPOINTS`` (send, status, stats_day, process_failed, send_failed); KIND one of the
-:class:`Fault` values (500, 502, 503, 429, slow, reset, drop, 401, 400, foreign, foreign-swap). Examples:
+``Fault`` values (500, 502, 503, 429, slow, reset, drop, 401, 400, foreign, foreign-swap). Examples:
 
 - ``send:drop=0.2``: 20 % of the /send calls are processed, then their connection is cut unanswered;
 - ``send:500,drop=0.1``: 10 % of the /send calls fail, half with a 500, half with a drop;
@@ -218,7 +218,7 @@ ENDPOINT is one of ``ENDPOINTS`` (send, status, stats_day, process_failed, send_
 - ``send:foreign@1``: the 2nd /send call is processed and its answer names one more number, not asked.
 
 A plan has one rate, so at most one spec may be a RATE_SPEC; any number may be AT_SPECs, and an AT_SPEC wins
-over the rate for the calls it names (as in :class:`FaultPlan`). Naming the same call twice is an error.
+over the rate for the calls it names (as in ``FaultPlan``). Naming the same call twice is an error.
 """
 
 _KINDS = ", ".join(fault.value for fault in Fault)
@@ -231,7 +231,7 @@ _GRAMMAR = (
 def parse_fault_specs(
     *specs: str, seed: int | None = 0, retry_after: int = 1, slow_seconds: float = 30.0
 ) -> FaultPlan:
-    """The :class:`FaultPlan` that ``specs`` spell (see ``SPEC_GRAMMAR``); ``FaultPlan.parse`` calls it.
+    """The ``FaultPlan`` that ``specs`` spell (see ``SPEC_GRAMMAR``); ``FaultPlan.parse`` calls it.
 
     ``seed``, ``retry_after`` and ``slow_seconds`` are passed to the plan. A spec that does not parse raises
     ``ValueError`` naming it and, for an unknown name, listing the valid endpoints or kinds. No spec at all

@@ -3,7 +3,7 @@
 A batch holds the SMS of one ``/send`` call: the shared fields once, then compact per-recipient arrays, so
 that a day of bulk sends costs a few bytes per SMS. The ledger indexes batches by sequence number (which an
 sms_id carries, so an id is found without a scan) and, per sms_user, by request time (so a day is found by
-bisection). The sms_id format lives here alone: built at creation, parsed by :meth:`Ledger.find`.
+bisection). The sms_id format lives here alone: built at creation, parsed by ``Ledger.find``.
 """
 
 from __future__ import annotations

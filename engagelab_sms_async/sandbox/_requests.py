@@ -111,7 +111,7 @@ def _serialized_size(value: object) -> int:
 
 
 def parse_send(raw: bytes) -> SendRequest:
-    """Parse and validate a ``/send`` body; raise :class:`ApiError` (400) naming the first bad field."""
+    """Parse and validate a ``/send`` body; raise ``ApiError`` (400) naming the first bad field."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

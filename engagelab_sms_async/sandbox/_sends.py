@@ -3,7 +3,7 @@
 A call creates one SMS per well-formed number; malformed numbers of a call that has some well-formed ones are
 listed as failed items (partial success) and never created. A call with a request_id seen less than an hour
 ago creates nothing and gets the first call's answer again, byte for byte. Every call processed is logged as
-a :class:`SendAttempt`, replayed or not, so that a test can count sends without trusting the replay.
+a ``SendAttempt``, replayed or not, so that a test can count sends without trusting the replay.
 """
 
 from __future__ import annotations

@@ -25,11 +25,11 @@ __all__ = ["Sandbox", "SandboxTransport"]
 class SandboxTransport(httpx.AsyncBaseTransport):
     """``httpx.ASGITransport`` over the sandbox app, with the failures a real network would show.
 
-    - a ``reset`` fault raises :class:`httpx.ConnectError` (nothing was processed);
+    - a ``reset`` fault raises ``httpx.ConnectError`` (nothing was processed);
     - a ``drop`` fault raises ``httpx.RemoteProtocolError("Server disconnected without sending a response.")``
       (the request was processed and recorded);
     - the request's read timeout (``httpx.Timeout.read``) bounds the whole exchange and raises
-      :class:`httpx.ReadTimeout`, as ASGITransport alone ignores timeouts: a ``slow`` fault then behaves as
+      ``httpx.ReadTimeout``, as ASGITransport alone ignores timeouts: a ``slow`` fault then behaves as
       over a network.
     """
 
@@ -66,23 +66,25 @@ class _QuietCuts(logging.Filter):
 class Sandbox:
     """The EngageLab SMS API emulator, with the introspection tests need.
 
-    >>> sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop"}}))
-    >>> async with httpx.AsyncClient(transport=sandbox.transport(), base_url=Sandbox.BASE_URL) as http:
-    ...     ...
+    For example:
 
-    Arguments as :func:`create_app` (``latency=0.05``: every answer comes 50 ms after its request was
+        >>> sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "drop"}}))
+        >>> async with httpx.AsyncClient(transport=sandbox.transport(), base_url=Sandbox.BASE_URL) as http:
+        ...     ...
+
+    Arguments as ``create_app`` (``latency=0.05``: every answer comes 50 ms after its request was
     processed, as over a network). ``world`` holds all the state; ``deliveries``, ``messages``,
     ``send_attempts``, ``calls``, ``call_times`` and ``rate_limited`` read it, in process.
 
-    For a sandbox served to tests in another process (:meth:`serve`, :meth:`run`, ``engagelab-sms
+    For a sandbox served to tests in another process (``serve``, ``run``, ``engagelab-sms
     sandbox``), ``admin=True`` answers the same questions over HTTP, under ``/_admin`` (test-only: no
-    credentials), and runs on a :class:`MovableClock` (unless ``clock`` is given) that
+    credentials), and runs on a ``MovableClock`` (unless ``clock`` is given) that
     ``POST /_admin/clock {"advance": seconds}`` moves forward.
     """
 
-    #: The base URL to pair with :meth:`transport` (any host works in process; this one reads naturally).
+    #: The base URL to pair with ``transport`` (any host works in process; this one reads naturally).
     BASE_URL = "https://sms.api.engagelab.cc/v1"
-    #: The admin routes' URL to pair with :meth:`transport` when ``admin=True``.
+    #: The admin routes' URL to pair with ``transport`` when ``admin=True``.
     ADMIN_URL = "https://sms.api.engagelab.cc" + ADMIN_PATH
 
     def __init__(
@@ -117,8 +119,8 @@ class Sandbox:
 
     @property
     def send_attempts(self) -> list[SendAttempt]:
-        """Every ``/send`` request the sandbox processed, in order, each a :class:`SendAttempt`: when (by
-        :attr:`clock`), its request_id and numbers, whether its answer came from the one-hour memory of its
+        """Every ``/send`` request the sandbox processed, in order, each a ``SendAttempt``: when (by
+        ``clock``), its request_id and numbers, whether its answer came from the one-hour memory of its
         request_id (``replayed``), and the fault that held its answer back or changed it (``drop``, ``slow``,
         ``foreign``, ``foreign-swap``).
 
@@ -141,12 +143,12 @@ class Sandbox:
 
     @property
     def clock(self) -> Clock:
-        """The clock the sandbox runs on: the one given, a :class:`MovableClock` for ``admin=True``, or
+        """The clock the sandbox runs on: the one given, a ``MovableClock`` for ``admin=True``, or
         ``time.time``."""
         return self.world.clock
 
     def call_times(self, endpoint: str | None = None) -> list[float]:
-        """When each call of ``endpoint`` (``None``: any) was received, in epoch seconds by :attr:`clock`."""
+        """When each call of ``endpoint`` (``None``: any) was received, in epoch seconds by ``clock``."""
         return self.world.times_of(endpoint)
 
     @property

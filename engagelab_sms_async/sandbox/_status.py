@@ -30,7 +30,7 @@ _Page = tuple[list[dict[str, Any]], int]
 
 
 class _RateLimit:
-    """At most :data:`STATUS_RATE_LIMIT` calls per sliding :data:`STATUS_RATE_WINDOW` per sms_user."""
+    """At most ``STATUS_RATE_LIMIT`` calls per sliding ``STATUS_RATE_WINDOW`` per sms_user."""
 
     def __init__(self) -> None:
         #: Number of calls refused with HTTP 429.
@@ -38,7 +38,7 @@ class _RateLimit:
         self._calls: dict[str, deque[float]] = {}
 
     def admit(self, sms_user: str, now: float) -> None:
-        """Count a call of ``sms_user`` at ``now``, or raise :class:`ApiError` 429 with a Retry-After."""
+        """Count a call of ``sms_user`` at ``now``, or raise ``ApiError`` 429 with a Retry-After."""
         calls = self._calls.setdefault(sms_user, deque())
         while calls and calls[0] <= now - STATUS_RATE_WINDOW:
             calls.popleft()
@@ -56,7 +56,7 @@ class _RateLimit:
 
 
 class _Cache:
-    """Answers of the last :data:`STATUS_CACHE_SECONDS`, by (sms_user, query)."""
+    """Answers of the last ``STATUS_CACHE_SECONDS``, by (sms_user, query)."""
 
     def __init__(self) -> None:
         # Ordered by storage time, so that expiring stops at the first entry still young enough.

@@ -1,7 +1,7 @@
 """The sandbox's world: the object that ties the accounts, the ledger of SMS and the endpoints' rules.
 
-No HTTP here: the app parses requests into the typed values of ``_requests`` and hands them to :class:`World`,
-which answers with a :class:`Reply` (status, JSON bytes, headers) or raises :class:`ApiError`. All time comes
+No HTTP here: the app parses requests into the typed values of ``_requests`` and hands them to ``World``,
+which answers with a ``Reply`` (status, JSON bytes, headers) or raises ``ApiError``. All time comes
 from the injected clock (epoch seconds), read once per call, so a fast-forwarded event loop moves the whole
 world. Each rule lives in a module of its own:
 
@@ -105,7 +105,7 @@ class World:
         return self._sends.attempts
 
     def authenticate(self, authorization: str | None) -> str:
-        """The sms_user of a ``Basic`` Authorization header; :class:`ApiError` 401 otherwise."""
+        """The sms_user of a ``Basic`` Authorization header; ``ApiError`` 401 otherwise."""
         return authenticate(self.accounts, authorization)
 
     # -- endpoints --------------------------------------------------------------------------------
