@@ -190,17 +190,20 @@ class Caller:
             # place a send needs meanwhile. The limiter's slot is held for the whole request and logged
             # when it ends, by when the server has seen it: however uneven the network, the server never
             # counts more than the limit in a window.
-            async with contextlib.AsyncExitStack() as exchanged:
-                async with contextlib.AsyncExitStack() as admitted:
-                    await admit(admitted, self._status_lane, limiter, wait)
-                    span = await exchanged.enter_async_context(self._exchange(call, number, tracer))
-                    answer = await self._transmit(call, span)
-                try:
+            answered = False
+            try:
+                async with contextlib.AsyncExitStack() as exchanged:
+                    async with contextlib.AsyncExitStack() as admitted:
+                        await admit(admitted, self._status_lane, limiter, wait)
+                        span = await exchanged.enter_async_context(self._exchange(call, number, tracer))
+                        answer = await self._transmit(call, span)
+                        answered = True
                     return parse(call, answer)
-                except RateLimitedError as exc:
+            except RateLimitedError as exc:
+                if answered:
                     # Never expected; if it comes, every caller of this sms_user waits, not just this one.
                     await limiter.hold(exc.retry_after if exc.retry_after is not None else 1.0)
-                    raise
+                raise
         async with self._in_flight:
             if self.send_limiter is not None and call.delivers:  # it paces what sends SMS only
                 await self.send_limiter.acquire()

@@ -225,8 +225,9 @@ class RedisBulkJob:
 
         concurrency = check.integer("concurrency", concurrency, low=1)
         idle = check.wait("claim_idle", claim_idle)
-        if idle is None or not 0 < idle < RESEND_WINDOW.total_seconds():
-            raise ValidationError("claim_idle", "must be a number of seconds above 0 and below 3300")
+        # Below 10 ms a live worker's chunks could pass for idle between two of its heartbeats.
+        if idle is None or not 0.01 <= idle < RESEND_WINDOW.total_seconds():
+            raise ValidationError("claim_idle", "must be a number of seconds from 0.01 to below 3300")
         options = client._send_options(self.options.template_id, self.options.given, RedisBulkJob.create)
         client._caller.check_open()
         return await Worker(

@@ -82,6 +82,8 @@ class Worker:
                     await self._freed.wait()
                     continue
                 entries = await self._take(free)
+                if self._failure is not None:
+                    break  # what was just taken stays pending, for another worker after claim_idle
                 self._start_all(entries)
                 if entries:
                     continue
@@ -159,8 +161,12 @@ class Worker:
         if self._held.get(entry_id) is task:
             del self._held[entry_id]
         self._called(entry_id)
-        if not task.cancelled() and (error := task.exception()) is not None and self._failure is None:
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        if self._failure is None:
             self._failure = error
+        elif error is not self._failure:
+            logger.warning("RedisBulkJob %s: also failed: %s", self.job.job_id, type(error).__name__)
 
     async def _chunk(self, entry_id: str, index: int) -> None:
         job = self.job
@@ -178,6 +184,9 @@ class Worker:
             outcome = UnresolvedChunk(request_id, chunk, stale, first_attempt_at=first)
         else:
             outcome = await self._send(request_id, chunk, first)
+            if isinstance(outcome, RejectedChunk) and isinstance(outcome.error, AuthenticationError):
+                # Before the place frees: no other chunk may leave with credentials the API refused.
+                self._failure = self._failure or outcome.error
             self._called(entry_id)
             if fresh and _never_carried_out(outcome):
                 # Nothing of this first attempt reached the API: its time is given back, so that the

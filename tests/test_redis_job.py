@@ -503,3 +503,14 @@ async def test_a_number_the_api_refuses_is_counted_failed_and_its_result_listed(
     assert [item.phone for item in listed.failed_items] == ["12345"]
     results = [result async for result in job.iter_results()]
     assert [phone for result in results for phone in result.recipients] == asked
+
+
+async def test_no_chunk_leaves_after_a_401_came_back(redis: redis_asyncio.Redis) -> None:
+    sandbox = Sandbox(faults=FaultPlan(rate=1.0, kinds=("401",), endpoints=("send",)))
+    job = await RedisBulkJob.create(redis, "refused-key", 7, chunk_size=10)
+    await job.enqueue(numbers(100))
+    async with client_of(sandbox) as client:
+        with pytest.raises(AuthenticationError):
+            await job.work(client, concurrency=1, claim_idle=CLAIM_IDLE)
+    assert sandbox.count_calls("send") == 1
+    assert (await job.progress()).in_progress == 0  # its first attempt given back: nothing was sent

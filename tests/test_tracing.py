@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,3 +183,36 @@ async def test_a_cancelled_call_is_no_error_of_the_call(exported: InMemorySpanEx
     for span in exported.get_finished_spans():
         assert span.status.status_code is StatusCode.UNSET, span.name
         assert span.attributes is not None and span.attributes["engagelab.cancelled"] is True
+
+
+class HoldWatch(SlidingWindowLimiter):
+    """A status limiter noting when a 429 made the client hold every caller."""
+
+    held_at: list[int]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held_at = []
+
+    async def hold(self, seconds: float) -> None:
+        self.held_at.append(time.time_ns())
+        await super().hold(0.001)
+
+    def for_sms_user(self, sms_user: str) -> HoldWatch:
+        return self
+
+
+async def test_the_hold_after_a_429_is_not_part_of_the_attempt(exported: InMemorySpanExporter) -> None:
+    limiter = HoldWatch()
+    sandbox = Sandbox(faults=FaultPlan(at={"status": {0: "429"}}))
+    async with AsyncClient(
+        "demo", "demo-key", transport=sandbox.transport(), status_limiter=limiter, retry=FAST_RETRY
+    ) as client:
+        await client.get_status(dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date())
+    first = [
+        span
+        for span in named(exported.get_finished_spans(), "GET /v1/status")
+        if span.attributes and span.attributes["engagelab.attempt"] == 1
+    ]
+    assert len(first) == 1 and len(limiter.held_at) == 1
+    assert first[0].end_time is not None and first[0].end_time <= limiter.held_at[0]

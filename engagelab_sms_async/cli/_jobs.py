@@ -168,7 +168,7 @@ def work(
         typer.Option(
             "--claim-idle",
             metavar="SECONDS",
-            min=0.001,
+            min=0.01,
             max=3299,
             help="Take over a dead worker's chunks after they were idle this long.",
         ),
