@@ -247,7 +247,7 @@ class RedisBulkJob:
         # One moment for the counters and the chunks they count (outcomes, once written, never change).
         snapshot = await self.store.snapshot(chunks=True)
         progress = snapshot.progress
-        _, _, numbers, attempts, outcomes, _ = self.keys
+        _, _, numbers, attempts, outcomes = self.keys[:5]
         kept = [unpack_outcome(blob) for blob in await self.store.hmget(outcomes, snapshot.listed)]
         results = [o for o in kept if isinstance(o, SendResult)]
         unresolved = [o for o in kept if isinstance(o, UnresolvedChunk)]

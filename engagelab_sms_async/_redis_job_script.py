@@ -9,6 +9,7 @@ Every script takes the job's keys, which share one hash tag (one cluster slot pe
   KEYS[4] attempts: a hash {chunk index: its first attempt, Redis TIME in integer microseconds}
   KEYS[5] outcomes: a hash {chunk index: its final outcome, packed}; a chunk's outcome is written once
   KEYS[6] notable: a set of the chunk indexes whose outcome the report lists (not every number accepted)
+  KEYS[7] expired: a set of the chunk indexes recorded unresolved for being over 55 minutes old
 and, last of its ARGV, the keys' time to live in seconds: every write keeps the whole job alive.
 
 Times are integers of microseconds, written with ``%.0f``: ``tostring`` of a Lua number that large loses
@@ -110,13 +111,24 @@ return {'begun', string.format('%.0f', first), fresh, numbers}
 
 #: Record chunk ARGV[1]'s outcome ARGV[4] (stream entry ARGV[2], group ARGV[3]) unless one is recorded, and
 #: count it: ARGV[5] succeeded, ARGV[6] failed, ARGV[7] unresolved, ARGV[8] '1' if the report lists it
-#: (ARGV[9] ttl). The entry is acknowledged either way. Returns 1 if this outcome is the one recorded.
+#: (ARGV[9] ttl). ARGV[10]: 'answer' (the API's answer), 'expired' (a guess: first attempted over 55 minutes
+#: ago, never resent) or '' (any other outcome); ARGV[11] the chunk's size. An answer replaces an expired
+#: guess (the worker whose call it was came back late with it), the counts moved over. The entry is
+#: acknowledged either way. Returns 1 if this outcome is the one recorded.
 FINISH = (
     _EXPIRE
     + """
 local added = redis.call('HSETNX', KEYS[5], ARGV[1], ARGV[4])
 if added == 1 then
   redis.call('HINCRBY', KEYS[1], 'done', 1)
+  if ARGV[10] == 'expired' then redis.call('SADD', KEYS[7], ARGV[1]) end
+elseif ARGV[10] == 'answer' and redis.call('SREM', KEYS[7], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])
+  redis.call('HINCRBY', KEYS[1], 'unresolved', -tonumber(ARGV[11]))
+  redis.call('SREM', KEYS[6], ARGV[1])
+  added = 1
+end
+if added == 1 then
   redis.call('HINCRBY', KEYS[1], 'succeeded', ARGV[5])
   redis.call('HINCRBY', KEYS[1], 'failed', ARGV[6])
   redis.call('HINCRBY', KEYS[1], 'unresolved', ARGV[7])

@@ -34,7 +34,7 @@ __all__ = [
 
 #: The consumer group every worker of every job reads its job's stream with.
 GROUP = "workers"
-_KEYS = ("meta", "queue", "numbers", "attempts", "outcomes", "notable")
+_KEYS = ("meta", "queue", "numbers", "attempts", "outcomes", "notable", "expired")
 _COUNTERS = ("chunks", "recipients", "duplicates", "done", "succeeded", "failed", "unresolved")
 
 

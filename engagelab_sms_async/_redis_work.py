@@ -195,7 +195,9 @@ class Worker:
             if not self._final(outcome, fresh):
                 return  # left pending: taken again after claim_idle, until 55 minutes after its first attempt
         blob, counts, notable = pack_outcome(outcome)
-        args = (index, entry_id, GROUP, blob, *counts, "1" if notable else "0", job.ttl)
+        # What kind of outcome: an answer of the API's replaces an expired guess recorded meanwhile.
+        kind = "expired" if verdict == "expired" else "answer"
+        args = (index, entry_id, GROUP, blob, *counts, "1" if notable else "0", job.ttl, kind, len(chunk))
         # Once the API answered, the answer is recorded even if this worker is cancelled meanwhile.
         recorded = asyncio.ensure_future(job.scripts.run(FINISH, job.keys, *args))
         try:

@@ -514,3 +514,32 @@ async def test_no_chunk_leaves_after_a_401_came_back(redis: redis_asyncio.Redis)
             await job.work(client, concurrency=1, claim_idle=CLAIM_IDLE)
     assert sandbox.count_calls("send") == 1
     assert (await job.progress()).in_progress == 0  # its first attempt given back: nothing was sent
+
+
+async def test_an_answer_that_comes_back_late_replaces_a_chunk_reported_expired_meanwhile(
+    redis: redis_asyncio.Redis,
+) -> None:
+    # Worker A's call is answered late; meanwhile its chunk, over 55 minutes old by the job's clock, is
+    # taken over by B (A's heartbeat is slow) and recorded unresolved, never resent. A's answer then wins.
+    clock = MovableClock()
+    sandbox = Sandbox(faults=FaultPlan(at={"send": {0: "slow"}}, slow_seconds=0.5))
+    job = await RedisBulkJob.create(
+        redis,
+        "late-answer",
+        7,
+        chunk_size=10,
+        clock=lambda: dt.datetime.fromtimestamp(clock(), dt.timezone.utc),
+    )
+    await job.enqueue(numbers(10))
+    async with client_of(sandbox) as first, client_of(sandbox) as second:
+        late = asyncio.ensure_future(job.work(first, concurrency=1, claim_idle=120.0))
+        await eventually(lambda progress: progress.in_progress == 1, job)
+        clock.advance(56 * 60)
+        assert await job.work(second, concurrency=1, claim_idle=0.05) == 1
+        expired = await job.report()
+        assert await late == 1
+    assert expired.unresolved_recipients == 10
+    report = await job.report()
+    assert (report.succeeded, report.unresolved_recipients, report.complete) == (10, 0, True)
+    assert report.ok and len(sandbox.send_attempts) == 1
+    assert [result.request_id async for result in job.iter_results()] == ["late-answer:0"]
