@@ -142,6 +142,7 @@ def test_the_two_users_are_served_by_different_masters(run: Run) -> None:
     assert len(set(run.owners)) == 2, run.owners
 
 
+@pytest.mark.timing  # real-time spacing and fairness: measured alone on the machine
 def test_no_user_is_admitted_more_than_limit_times_in_any_window(run: Run) -> None:
     for user, times in run.admissions.items():
         assert most_in_any(times, WINDOW_US) <= LIMIT, (user, times)
@@ -149,6 +150,7 @@ def test_no_user_is_admitted_more_than_limit_times_in_any_window(run: Run) -> No
         assert most_in_any(times, SPAN_US) <= LIMIT, (user, times)
 
 
+@pytest.mark.timing  # real-time spacing and fairness: measured alone on the machine
 def test_each_user_gets_a_full_batch_every_window_plus_margin(run: Run) -> None:
     for user, times in run.admissions.items():
         assert len(times) >= best_possible(run, user) >= 4 * LIMIT, (user, times)
@@ -157,6 +159,7 @@ def test_each_user_gets_a_full_batch_every_window_plus_margin(run: Run) -> None:
         assert all(SPAN_US <= gap <= SPAN_US + 100_000 for gap in gaps), (user, gaps)
 
 
+@pytest.mark.timing  # real-time spacing and fairness: measured alone on the machine
 def test_users_on_different_shards_do_not_slow_each_other(run: Run) -> None:
     first, second = (run.admissions[user] for user in run.users)
     # Side by side over the same seconds, and each got all it could: neither waited for the other.
