@@ -36,7 +36,7 @@ from ._journal import (
 )
 from ._redis_limiter import RedisSlidingWindowLimiter
 
-__all__ = ["RedisJournal", "RedisSlidingWindowLimiter", "connect"]
+__all__ = ["RedisJournal", "RedisSlidingWindowLimiter", "connect", "server_now"]
 
 logger = logging.getLogger("engagelab_sms_async")
 
@@ -51,6 +51,15 @@ def connect(name: str, url: str) -> redis_asyncio.Redis:
         # The URL itself is never shown: it may hold a password.
         raise ValidationError(name, "is not a Redis URL (redis://, rediss:// or unix://)") from None
     return client
+
+
+async def server_now(redis: Any, clock: Clock | None) -> dt.datetime:
+    """The time by ``clock`` when given (a test's), else the Redis server's (``TIME``): one clock for every
+    machine, whatever theirs say. Aware, UTC."""
+    if clock is not None:
+        return await read(clock)
+    seconds, micros = await redis.time()
+    return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc) + dt.timedelta(microseconds=int(micros))
 
 
 #: The hash field of a job's own record (chunk records are under their indexes, from 0).
@@ -99,12 +108,7 @@ class RedisJournal:
     async def now(self) -> dt.datetime:
         """The Redis server's time (``TIME``): the 55-minute guard reads one clock on every machine. Or
         ``clock``'s, when given."""
-        if self.clock is not None:
-            return await read(self.clock)
-        seconds, micros = await self._conn.time()
-        return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc) + dt.timedelta(
-            microseconds=int(micros)
-        )
+        return await server_now(self._conn, self.clock)
 
     async def load(self, job_id: str) -> dict[int, ChunkRecord]:
         entries = await self._conn.hgetall(self._key(job_id))

@@ -24,6 +24,7 @@ from ._job import check_recipients
 from ._journal import Clock, checked_clock
 from ._models import RESEND_WINDOW, RejectedChunk, SendResult, UnresolvedChunk, UnsentChunk
 from ._redis_job_script import ADD, SEAL
+from ._redis_scripts import text
 from ._redis_store import GROUP, JobProgress, Store, moment, pack_numbers, unpack_numbers, unpack_outcome
 from ._report import SendReport
 from ._source import Chunks
@@ -135,7 +136,7 @@ class RedisBulkJob:
             pipe.hget(meta, "settings")
             pipe.expire(meta, job.store.ttl)
             _, saved, _ = await pipe.execute()
-        if _text(saved) != settings:
+        if text(saved) != settings:
             raise ValidationError(
                 "job_id",
                 f"job {job_id!r} was created with another template, other options or chunk_size: create "
@@ -162,10 +163,10 @@ class RedisBulkJob:
         """The job ``job_id`` as ``create`` recorded it (a worker or a report needs no settings);
         ``ValidationError`` if there is none (never created, or expired)."""
         job = cls(redis, check.job_id(job_id), api.SendOptions(0), 1, key_prefix=key_prefix, ttl=ttl)
-        saved = _text(await redis.hget(job.keys[0], "settings"))
+        saved = await redis.hget(job.keys[0], "settings")
         if saved is None:
             raise ValidationError("job_id", f"no job {job_id!r} in Redis under {key_prefix!r}")
-        settings = json.loads(saved)
+        settings = json.loads(text(saved))
         options = api.SendOptions.check(settings["template_id"], settings["options"], strict_vars=False)
         return cls(
             redis,
@@ -308,10 +309,6 @@ def _other_input(job_id: str, what: str) -> ValidationError:
         f"job {job_id!r} was enqueued with another input ({what}): enqueue the same numbers in the same "
         "order, or choose another job_id",
     )
-
-
-def _text(value: str | bytes | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _in_progress(request_id: str, first: dt.datetime, now: dt.datetime) -> EngageLabError:

@@ -41,6 +41,7 @@ from ._compat import deadline
 from ._errors import LimiterUnavailableError
 from ._limiter import NotAdmitted, check_hold, check_window
 from ._redis_script import SCRIPT as _SCRIPT
+from ._redis_scripts import text
 
 __all__ = ["MIN_REDIS_VERSION", "RedisSlidingWindowLimiter"]
 
@@ -245,7 +246,7 @@ class RedisSlidingWindowLimiter:
 
     async def _take(self, member: str, giving_back: str, confirm: bool) -> tuple[str, int, int]:
         reply = await self._call("take", member, giving_back, "1" if confirm else "")
-        return _text(reply[2]), int(reply[1]), int(reply[3])
+        return text(reply[2]), int(reply[1]), int(reply[3])
 
     def _give_back(self, *members: str) -> None:
         """Remove reservations no one will use, without delaying the caller who gave them up."""
@@ -324,10 +325,10 @@ class RedisSlidingWindowLimiter:
         if int(reply[0]) < 0:
             version = ".".join(str(n) for n in MIN_REDIS_VERSION)
             raise self._unavailable(
-                f"Redis {_text(reply[2])} is too old: the limiter needs {version} or newer"
+                f"Redis {text(reply[2])} is too old: the limiter needs {version} or newer"
             )
         if int(reply[4]):  # the state is the run's own: the run's reservations stand
-            run = _text(reply[2])
+            run = text(reply[2])
             if run != self._run:
                 self._run, self._heard_at = run, sent
             else:
@@ -371,10 +372,6 @@ class RedisSlidingWindowLimiter:
 
 def _member() -> str:
     return secrets.token_hex(8)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:

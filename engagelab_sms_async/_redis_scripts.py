@@ -1,5 +1,6 @@
 """Running Lua scripts by their SHA1 (``EVALSHA``), on a Redis server or a cluster node that may not have
-them yet (a restart, ``SCRIPT FLUSH``, another node): ``EVAL`` then sends the text once, and caches it."""
+them yet (a restart, ``SCRIPT FLUSH``, another node): ``EVAL`` then sends the text once, and caches it. And
+reading a reply's text, from a client made with ``decode_responses`` or without."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from redis import exceptions as redis_exceptions
 
-__all__ = ["Scripts"]
+__all__ = ["Scripts", "text"]
 
 Arg = str | int | float | bytes
 
@@ -33,3 +34,8 @@ class Scripts:
             return await self.redis.evalsha(self._sha(script), len(keys), *keys, *args)
         except redis_exceptions.NoScriptError:
             return await self.redis.eval(script, len(keys), *keys, *args)
+
+
+def text(value: object) -> str:
+    """A reply's value as text: redis-py gives bytes, or str with ``decode_responses=True``."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -17,6 +17,7 @@ from ._converter import converter
 from ._journal import Clock, read
 from ._ledger import tally
 from ._models import SendResult
+from ._redis import server_now
 from ._redis_job_script import SNAPSHOT
 from ._redis_scripts import Scripts
 
@@ -135,10 +136,8 @@ class Store:
         return found
 
     async def now(self) -> dt.datetime:
-        if self.clock is not None:
-            return await read(self.clock)
-        seconds, micros = await self.redis.time()
-        return moment(int(seconds) * 1_000_000 + int(micros))
+        """The job's time: its ``clock``'s, else the Redis server's."""
+        return await server_now(self.redis, self.clock)
 
 
 def moment(micros: int | str | bytes) -> dt.datetime:

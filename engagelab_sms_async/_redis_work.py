@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._models import RESEND_WINDOW, RejectedChunk, SendResult, UnresolvedChunk, UnsentChunk
 from ._redis_job_script import BEGIN, FINISH, RELEASE, TOUCH
+from ._redis_scripts import text
 from ._redis_store import GROUP, Store, moment, pack_outcome, unpack_numbers
 
 __all__ = ["Worker"]
@@ -128,7 +129,7 @@ class Worker:
             claimed = await redis.xautoclaim(
                 queue, GROUP, self.consumer, int(self.claim_idle * 1000), start_id=self._cursor, count=count
             )
-            self._cursor = _text(claimed[0])
+            self._cursor = text(claimed[0])
             # An entry of ours idle that long (a loop stalled) is still ours, and already being sent.
             entries = [entry for entry in _entries(claimed[1]) if entry[0] not in self._held]
             if self._cursor == "0-0":
@@ -173,7 +174,7 @@ class Worker:
         reply = await job.scripts.run(
             BEGIN, job.keys, index, entry_id, GROUP, self.consumer, await job.now_us(), _WINDOW_US, job.ttl
         )
-        verdict = _text(reply[0])
+        verdict = text(reply[0])
         if verdict not in ("begun", "expired"):
             return  # done by another worker, or taken over by one: not ours to send
         first, fresh, chunk = moment(reply[1]), int(reply[2]) == 1, unpack_numbers(reply[3])
@@ -263,9 +264,5 @@ def _entries(raw: list[Any]) -> list[tuple[str, int]]:
     for entry_id, fields in raw:
         if fields:
             index = fields.get(b"i", fields.get("i"))
-            found.append((_text(entry_id), int(index)))
+            found.append((text(entry_id), int(index)))
     return found
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
