@@ -49,7 +49,9 @@ __all__ = [
     "resume",
     "Piece",
     "Runner",
+    "refused_for_its_content",
     "send_once",
+    "sent",
     "settings_digest",
     "chunk_request_id",
 ]
@@ -179,6 +181,14 @@ class Runner:
     journal: Journal | None
     known: dict[int, ChunkRecord]
     resend_expired: bool = False
+    #: The journal, when it reads a chunk's record again before the chunk is sent: told once per job, not
+    #: per chunk (a protocol's isinstance costs microseconds).
+    rereader: Rereadable | None = attrs.field(
+        init=False,
+        default=attrs.Factory(
+            lambda self: self.journal if isinstance(self.journal, Rereadable) else None, takes_self=True
+        ),
+    )
 
     async def run(self, piece: Piece) -> Outcome:
         """Send ``piece`` and say what became of it, journaling both ends.
@@ -195,10 +205,10 @@ class Runner:
         options, send, journal, known = self.options, self.send, self.journal, self.known
         resend_expired = self.resend_expired
         entry = known.get(index) if known else None
-        if isinstance(journal, Rereadable):
+        if self.rereader is not None:
             # As it is now: another process (or this job's earlier run) may have sent it since the load.
             try:
-                entry = await journal.load_chunk(job_id, index)
+                entry = await self.rereader.load_chunk(job_id, index)
             except Exception as exc:
                 raise JournalFailed(UnsentChunk(request_id, tuple(chunk))) from exc
         # An attempt of an earlier run may have reached the API: a refusal now does not say it sent nothing.
@@ -228,27 +238,17 @@ class Runner:
                 raise JournalFailed(UnsentChunk(request_id, tuple(chunk))) from exc
         # Without a journal the time of the first attempt matters only if the chunk fails: a float till then.
         started = entry.first_attempt_at if entry is not None else time.time()
-        try:
-            outcome: Outcome = await send(api.send_call(tuple(chunk), options, request_id))
-        except EngageLabError as exc:
-            outcome = classify(request_id, chunk, exc, _as_datetime(started))
-            _log_ending(outcome, exc)
-        except Exception as exc:
-            # Raised on the way back (an answer that broke a parser, a hook of the caller's http_client, a
-            # bug): the request may have been carried out, so the outcome is unknown, never "nothing sent".
-            # The report holds a library error, not the foreign exception: that one may hold the request
-            # (and its Authorization header) or fail to unpickle; it stays in this process, as __cause__.
-            error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=request_id)
-            error.__cause__ = exc
-            error.outcome_unknown = True
-            outcome = UnresolvedChunk(request_id, tuple(chunk), error, first_attempt_at=_as_datetime(started))
+        outcome, error = await sent(
+            send, api.send_call(tuple(chunk), options, request_id), _as_datetime(started)
+        )
+        if error is not None:
             _log_ending(outcome, error)
         if (
             resumed
             and entry is not None
             and isinstance(outcome, (RejectedChunk, UnsentChunk))
             # A 400 would have met the earlier attempt, the same request, too: then nothing was sent.
-            and not (isinstance(outcome, RejectedChunk) and _refused_for_its_content(outcome.error))
+            and not (isinstance(outcome, RejectedChunk) and refused_for_its_content(outcome.error))
         ):
             return _still_unknown(outcome, entry.first_attempt_at)
         if journal is not None and entry is not None:
@@ -344,7 +344,30 @@ def _log_ending(outcome: Outcome, error: EngageLabError) -> None:
     logger.warning("chunk %s %s: %s: %s", outcome.request_id, what, type(error).__name__, error)
 
 
-def _refused_for_its_content(error: BaseException) -> bool:
+async def sent(
+    send: Send, call: api.Call, started: dt.datetime | float
+) -> tuple[Outcome, EngageLabError | None]:
+    """What one chunk's call (``call``, first attempted at ``started``: a datetime, or epoch seconds, read
+    only if it fails) came to, and the error it ended with, if any.
+
+    An error raised on the way back (an answer that broke a parser, a hook of the caller's http_client, a
+    bug) leaves the outcome unknown, never "nothing sent": the request may have been carried out. The
+    outcome holds a library error, not the foreign exception: that one may hold the request (and its
+    Authorization header) or fail to unpickle; it stays in this process, as ``__cause__``.
+    """
+    try:
+        return await send(call), None
+    except EngageLabError as exc:
+        error = exc
+    except Exception as exc:
+        error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=call.request_id)
+        error.__cause__ = exc
+        error.outcome_unknown = True
+    assert call.request_id is not None, "a send always has a request_id"
+    return classify(call.request_id, list(call.recipients), error, _as_datetime(started)), error
+
+
+def refused_for_its_content(error: BaseException) -> bool:
     """Whether a refusal would have met any attempt of the same request: a 400 (its numbers, template or
     options) or an id used for other numbers. A 401, a redirect or a closed client says nothing of an earlier
     attempt."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import os
 import secrets
@@ -16,14 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import _endpoints as api
-from ._chunk import Outcome, classify
+from ._chunk import Outcome, refused_for_its_content, sent
 from ._errors import (
     AuthenticationError,
-    EngageLabError,
-    InvalidRequestError,
     RequestIdExpiredError,
-    RequestIdReusedError,
-    TransportError,
 )
 from ._models import RESEND_WINDOW, RejectedChunk, SendResult, UnresolvedChunk, UnsentChunk
 from ._redis_job_script import BEGIN, FINISH, RELEASE, TOUCH
@@ -184,7 +179,7 @@ class Worker:
             stale = RequestIdExpiredError(request_id, first)
             outcome = UnresolvedChunk(request_id, chunk, stale, first_attempt_at=first)
         else:
-            outcome = await self._send(request_id, chunk, first)
+            outcome, _ = await sent(self.send, api.send_call(chunk, self.options, request_id), first)
             if isinstance(outcome, RejectedChunk) and isinstance(outcome.error, AuthenticationError):
                 # Before the place frees: no other chunk may leave with credentials the API refused.
                 self._failure = self._failure or outcome.error
@@ -208,19 +203,6 @@ class Worker:
             raise
         self.finished += int(added)
 
-    async def _send(self, request_id: str, chunk: tuple[str, ...], first: dt.datetime) -> Outcome:
-        try:
-            return await self.send(api.send_call(chunk, self.options, request_id))
-        except EngageLabError as exc:
-            return classify(request_id, list(chunk), exc, first)
-        except Exception as exc:
-            # Raised on the way back (a parser, a hook of the caller's http_client): the request may have
-            # been carried out. The foreign exception may hold the Authorization header: kept as the cause.
-            error = TransportError(f"{type(exc).__name__} after the request was sent", request_id=request_id)
-            error.__cause__ = exc
-            error.outcome_unknown = True
-            return UnresolvedChunk(request_id, chunk, error, first_attempt_at=first)
-
     def _final(self, outcome: Outcome, fresh: bool) -> bool:
         """Whether ``outcome`` is the chunk's last word; otherwise the chunk stays pending, for a later
         attempt with its request_id (or, after 401, for a worker whose credentials work)."""
@@ -231,9 +213,7 @@ class Worker:
                 raise outcome.error
             # A 400 or a reused id would have met an earlier attempt too; another refusal says nothing of
             # whether an earlier worker's attempt was carried out.
-            if fresh or isinstance(outcome.error, RequestIdReusedError):
-                return True
-            return isinstance(outcome.error, InvalidRequestError) and outcome.error.status_code == 400
+            return fresh or refused_for_its_content(outcome.error)
         what = type(outcome.error).__name__ if isinstance(outcome, UnresolvedChunk) else "client closing"
         logger.warning("chunk %s left for another attempt (%s)", outcome.request_id, what)
         return False
