@@ -95,6 +95,7 @@ class Caller:
         self._in_flight = asyncio.Semaphore(max_concurrency)
         self._status_lane = StatusLane(STATUS_LANE)
         self._tracer = tracing.tracer()  # None without opentelemetry-api: nothing traced, nothing spent
+        self._server = tracing.Server.of(base_url)
 
     def is_closing(self) -> bool:
         """Whether a job should stop taking chunks: the client is closing, or its http_client was closed by
@@ -218,7 +219,7 @@ class Caller:
         if tracer is None:
             yield None
             return
-        with tracing.attempt_span(tracer, call, self.base_url, number) as span:
+        with tracing.attempt_span(tracer, call, self._server, number) as span:
             yield span
 
     def _check_pool(self, call: api.Call) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import attrs
+
 from ._version import __version__
 
 if TYPE_CHECKING:  # the [otel] extra may be absent: its types are only named here
@@ -26,7 +28,7 @@ if TYPE_CHECKING:  # the [otel] extra may be absent: its types are only named he
 else:
     Span = Tracer = Any
 
-__all__ = ["Span", "Tracer", "attempt_span", "call_span", "recording", "tracer"]
+__all__ = ["Server", "Span", "Tracer", "attempt_span", "call_span", "recording", "tracer"]
 
 #: The instrumentation scope's name, as the spans show it.
 SCOPE = "engagelab_sms_async"
@@ -44,43 +46,60 @@ def tracer() -> Tracer | None:
 @contextlib.contextmanager
 def call_span(tracer: Tracer, call: Call) -> Iterator[Span]:
     """The span of one API call, retries included; its final error is recorded by class and code."""
-    attributes: dict[str, Any] = {"engagelab.endpoint": call.endpoint}
-    if call.request_id is not None:
-        attributes["engagelab.request_id"] = call.request_id
-    with tracer.start_as_current_span(
-        f"engagelab_sms.{call.endpoint}",
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            _ended_by(span, exc)
-            raise
+    with _span(tracer, f"engagelab_sms.{call.endpoint}", _ids(call)) as span:
+        yield span
+
+
+@attrs.frozen
+class Server:
+    """Where a client's requests go, as its attempt spans name it (read once per client)."""
+
+    path: str
+    address: str
+    port: int | None
+
+    @classmethod
+    def of(cls, base_url: str) -> Server:
+        url = urlsplit(base_url)
+        return cls(url.path.rstrip("/"), url.hostname or "", url.port)
 
 
 @contextlib.contextmanager
-def attempt_span(tracer: Tracer, call: Call, base_url: str, attempt: int) -> Iterator[Span]:
+def attempt_span(tracer: Tracer, call: Call, server: Server, attempt: int) -> Iterator[Span]:
     """The span of one HTTP request of a call (a client span, in OpenTelemetry's HTTP conventions)."""
     from opentelemetry.trace import SpanKind
 
-    url = urlsplit(base_url)
-    path = f"{url.path.rstrip('/')}/{call.path}"
-    attributes: dict[str, Any] = {
+    path = f"{server.path}/{call.path}"
+    attributes = {
         "http.request.method": call.method,
         "url.path": path,
-        "server.address": url.hostname or "",
-        "engagelab.endpoint": call.endpoint,
+        "server.address": server.address,
+        **_ids(call),
         "engagelab.attempt": attempt,
     }
-    if url.port is not None:
-        attributes["server.port"] = url.port
+    if server.port is not None:
+        attributes["server.port"] = server.port
+    with _span(tracer, f"{call.method} {path}", attributes, SpanKind.CLIENT) as span:
+        yield span
+
+
+def _ids(call: Call) -> dict[str, Any]:
+    """What names the call in every span of it: its endpoint, and its request_id when it has one."""
+    named: dict[str, Any] = {"engagelab.endpoint": call.endpoint}
     if call.request_id is not None:
-        attributes["engagelab.request_id"] = call.request_id
+        named["engagelab.request_id"] = call.request_id
+    return named
+
+
+@contextlib.contextmanager
+def _span(tracer: Tracer, name: str, attributes: dict[str, Any], kind: Any = None) -> Iterator[Span]:
+    """A span, current while it lasts, ended by what ended its block (``_ended_by``), never by an error's
+    message: OpenTelemetry's own recording of an exception would put its text in the span."""
+    from opentelemetry.trace import SpanKind
+
     with tracer.start_as_current_span(
-        f"{call.method} {path}",
-        kind=SpanKind.CLIENT,
+        name,
+        kind=kind or SpanKind.INTERNAL,
         attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
