@@ -20,7 +20,7 @@ from . import _render as render
 from ._help import Command, Group
 from ._input import InputError, parse_vars
 from ._numbers import NumberSource, in_thread, no_numbers, open_numbers, scan
-from ._options import BaseUrl, Json, Key, User, Verbose
+from ._options import BaseUrl, ChunkSize, Json, Key, LabelId, Sender, TemplateId, User, Var, Verbose
 from ._report import report_json, report_tables
 from ._runner import Connection, run
 
@@ -77,9 +77,7 @@ async def _job_redis(url: str, cluster: bool) -> AsyncIterator[Any]:
 def enqueue(
     redis: RedisUrl,
     job_id: JobId,
-    template_id: Annotated[
-        int, typer.Option("--template-id", metavar="ID", help="Template to send.", show_default=False)
-    ],
+    template_id: TemplateId,
     to_file: Annotated[
         str,
         typer.Option(
@@ -90,23 +88,10 @@ def enqueue(
         str | None,
         typer.Option("--column", metavar="NAME", help="CSV column of the numbers.", show_default=False),
     ] = None,
-    var: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--var", metavar="KEY=VALUE", help="Template variable (repeatable).", show_default=False
-        ),
-    ] = None,
-    sender: Annotated[
-        str | None,
-        typer.Option("--sender", metavar="NAME", help="Sender name (the API's 'from').", show_default=False),
-    ] = None,
-    label_id: Annotated[
-        int | None,
-        typer.Option("--label-id", metavar="ID", help="Label to file the SMS under.", show_default=False),
-    ] = None,
-    chunk_size: Annotated[
-        int, typer.Option("--chunk-size", metavar="N", min=1, max=1000, help="Numbers per /send call.")
-    ] = 1000,
+    var: Var = None,
+    sender: Sender = None,
+    label_id: LabelId = None,
+    chunk_size: ChunkSize = 1000,
     cluster: Cluster = False,
     as_json: Json = False,
     verbose: Verbose = False,

@@ -1,5 +1,6 @@
 """The options several commands share: the Connection panel (user, key, base URL), --verbose, --json and
---time-zone, spelled once so that every command names, documents and reads them alike."""
+--time-zone, and what a send is made of (--template-id, --var, --sender, --label-id, --chunk-size), spelled
+once so that every command names, documents and reads them alike."""
 
 from __future__ import annotations
 
@@ -10,7 +11,19 @@ import typer
 from .. import DEFAULT_BASE_URL
 from .._environment import ENV_BASE_URL, ENV_KEY, ENV_USER
 
-__all__ = ["BaseUrl", "Json", "Key", "TimeZone", "User", "Verbose"]
+__all__ = [
+    "BaseUrl",
+    "ChunkSize",
+    "Json",
+    "Key",
+    "LabelId",
+    "Sender",
+    "TemplateId",
+    "TimeZone",
+    "User",
+    "Var",
+    "Verbose",
+]
 
 _CONNECTION = "Connection"
 
@@ -61,4 +74,22 @@ TimeZone = Annotated[
         metavar="OFFSET",
         help="Offset the dates are read in, e.g. +8, -5, +5:30 (API default +8).",
     ),
+]
+TemplateId = Annotated[
+    int, typer.Option("--template-id", metavar="ID", help="Template to send.", show_default=False)
+]
+Var = Annotated[
+    list[str] | None,
+    typer.Option("--var", metavar="KEY=VALUE", help="Template variable (repeatable).", show_default=False),
+]
+Sender = Annotated[
+    str | None,
+    typer.Option("--sender", metavar="NAME", help="Sender name (the API's 'from').", show_default=False),
+]
+LabelId = Annotated[
+    int | None,
+    typer.Option("--label-id", metavar="ID", help="Label to file the SMS under.", show_default=False),
+]
+ChunkSize = Annotated[
+    int, typer.Option("--chunk-size", metavar="N", min=1, max=1000, help="Numbers per /send call.")
 ]

@@ -24,7 +24,7 @@ from ._input import InputError, parse_vars
 from ._interrupt import Interrupted
 from ._job import Ended, StoppedAtOnce, one_cause, send_job
 from ._numbers import NumberSource, in_thread, no_numbers, open_numbers, scan
-from ._options import BaseUrl, Json, Key, User, Verbose
+from ._options import BaseUrl, ChunkSize, Json, Key, LabelId, Sender, TemplateId, User, Var, Verbose
 from ._report import SendRun, run_hint, run_json, run_tables, stopped_at_once_json
 from ._resume import Resume, answered_before, resume, split
 from ._runner import Connection, run
@@ -35,9 +35,7 @@ DEFAULT_CHUNK_SIZE = 1000
 
 
 def send(
-    template_id: Annotated[
-        int, typer.Option("--template-id", metavar="ID", help="Template to send.", show_default=False)
-    ],
+    template_id: TemplateId,
     to_file: Annotated[
         str,
         typer.Option(
@@ -65,20 +63,9 @@ def send(
             "stopping at the first one, named by its line.",
         ),
     ] = False,
-    var: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--var", metavar="KEY=VALUE", help="Template variable (repeatable).", show_default=False
-        ),
-    ] = None,
-    sender: Annotated[
-        str | None,
-        typer.Option("--sender", metavar="NAME", help="Sender name (the API's 'from').", show_default=False),
-    ] = None,
-    label_id: Annotated[
-        int | None,
-        typer.Option("--label-id", metavar="ID", help="Label to file the SMS under.", show_default=False),
-    ] = None,
+    var: Var = None,
+    sender: Sender = None,
+    label_id: LabelId = None,
     job_id: Annotated[
         str | None,
         typer.Option(
@@ -106,9 +93,7 @@ def send(
             help="With --journal: resend chunks first tried over 55 minutes ago (may send them twice).",
         ),
     ] = False,
-    chunk_size: Annotated[
-        int, typer.Option("--chunk-size", metavar="N", min=1, max=1000, help="Numbers per /send call.")
-    ] = DEFAULT_CHUNK_SIZE,
+    chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
     concurrency: Annotated[
         int | None,
         typer.Option(
