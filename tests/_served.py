@@ -1,5 +1,6 @@
 """The sandbox served by its own OS process (``tests/_sandbox_process.py``) for tests that cross a process
-boundary, and what its admin routes say: deliveries per phone, calls, the requests it processed, its clock."""
+boundary, and what its admin routes say: deliveries per phone, calls, the requests it processed, its clock;
+and the bounded wait such tests poll real processes with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import select
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ import httpx
 
 from engagelab_sms_async.sandbox import SendAttempt
 
-__all__ = ["REPO", "ServedSandbox", "served_sandbox"]
+__all__ = ["REPO", "ServedSandbox", "served_sandbox", "wait_until"]
 
 REPO = Path(__file__).resolve().parent.parent
 #: Bound on waiting for the process to print its URL, and to stop.
@@ -96,3 +98,11 @@ def served_sandbox(
         if process.stdout is not None:
             process.stdout.close()
         errors.close()
+
+
+def wait_until(check: Any, what: str, timeout: float, interval: float = 0.1) -> None:
+    """Poll a real process's state, in real time, a bounded number of times."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(interval)

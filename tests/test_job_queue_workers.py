@@ -26,6 +26,7 @@ import httpx
 import pytest
 from pytest_redis import factories
 
+from ._served import wait_until
 from .conftest import trust_fresh_redis
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,14 +40,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wait_until(check: Any, what: str, timeout: float) -> None:
-    """Poll a real process's state, in real time, a bounded number of times."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
-        time.sleep(0.1)
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 20.0) -> None:

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import redis.asyncio as redis_asyncio
 from engagelab_sms_async import RedisBulkJob, RequestIdExpiredError, SendReport
 
 from ._redis_server import Server
-from ._served import REPO, ServedSandbox, served_sandbox
+from ._served import REPO, ServedSandbox, served_sandbox, wait_until
 
 PAST_THE_HOUR = 3700.0
 WAIT = 120.0  # bound on any wait for a process or a state: a hang is a failure, not a stuck suite
@@ -49,14 +49,6 @@ def url_of(server: Server) -> str:
 
 def phones(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i:06d}" for i in range(count)]
-
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def cli(*arguments: str, sandbox: ServedSandbox, stdout: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
@@ -143,7 +135,7 @@ def test_four_workers_one_killed_mid_job_deliver_every_phone_exactly_once(
         options = ("--redis", url_of(redis_server), "--job-id", job_id, "--concurrency", "2")
         workers = [cli("work", *options, "--claim-idle", "1", "--json", sandbox=sandbox) for _ in range(4)]
         try:
-            wait_until("a quarter of the job sent", lambda: sandbox.send_calls() >= 12)
+            wait_until(lambda: sandbox.send_calls() >= 12, "a quarter of the job sent", WAIT, 0.02)
             victim = workers[0]
             victim.kill()
             victim.wait(timeout=WAIT)
@@ -174,10 +166,11 @@ def test_a_worker_frozen_past_the_hour_never_resends_a_chunk_another_worker_sent
         frozen = worker(redis_server, sandbox, job_id, *options)
         other: subprocess.Popen[bytes] | None = None
         try:
-            wait_until(
-                "the first worker to hold 4 chunks",
-                lambda: len(pending_of(redis_server, job_id, frozen.pid)) == 4,
-            )
+
+            def holding_four() -> bool:
+                return len(pending_of(redis_server, job_id, frozen.pid)) == 4
+
+            wait_until(holding_four, "the first worker to hold 4 chunks", WAIT, 0.02)
 
             def frozen_between_steps() -> bool:
                 # Frozen where a worker can be: each chunk it holds either not begun, or its request out.
@@ -191,7 +184,7 @@ def test_a_worker_frozen_past_the_hour_never_resends_a_chunk_another_worker_sent
                 time.sleep(0.05)
                 return False
 
-            wait_until("a freeze with chunks held", frozen_between_steps)
+            wait_until(frozen_between_steps, "a freeze with chunks held", WAIT, 0.02)
             held = pending_of(redis_server, job_id, frozen.pid)
             other = worker(redis_server, sandbox, job_id, *options)
             assert finish(other)["finished"] >= 16 - len(held)
@@ -221,7 +214,9 @@ def test_a_chunk_first_attempted_over_55_minutes_ago_is_reported_unresolved_and_
     with served_sandbox(tmp_path / "sandbox.err", latency=1.0) as sandbox:
         killed = worker(redis_server, sandbox, job_id, *options)
         try:
-            wait_until("two of its sends processed", lambda: len(sandbox.send_attempts(prefix)) >= 2)
+            wait_until(
+                lambda: len(sandbox.send_attempts(prefix)) >= 2, "two of its sends processed", WAIT, 0.02
+            )
             killed.kill()
             killed.wait(timeout=WAIT)
         finally:
