@@ -162,15 +162,16 @@ class RedisBulkJob:
     ) -> RedisBulkJob:
         """The job ``job_id`` as ``create`` recorded it (a worker or a report needs no settings);
         ``ValidationError`` if there is none (never created, or expired)."""
-        job = cls(redis, check.job_id(job_id), api.SendOptions(0), 1, key_prefix=key_prefix, ttl=ttl)
-        saved = await redis.hget(job.keys[0], "settings")
+        # Where the job's settings are, before there is a job to ask.
+        store = Store(redis, check.job_id(job_id), key_prefix, check.integer("ttl", ttl, low=1), clock)
+        saved = await redis.hget(store.keys[0], "settings")
         if saved is None:
             raise ValidationError("job_id", f"no job {job_id!r} in Redis under {key_prefix!r}")
         settings = json.loads(text(saved))
         options = api.SendOptions.check(settings["template_id"], settings["options"], strict_vars=False)
         return cls(
             redis,
-            job.job_id,
+            store.job_id,
             options,
             settings["chunk_size"],
             key_prefix=key_prefix,
